@@ -1,0 +1,127 @@
+/**
+ * Reading and writing ModelProto with onnx-buf. External data is resolved relative to the model's folder and
+ * pulled into raw_data (the model then stands alone); unknown fields are preserved by protobuf-es, so an
+ * unmodified model writes back proto-equal. Saving goes through a temp file and a rename, so a failed save never
+ * leaves a partial file behind.
+ */
+import { fromBinary, toBinary } from '@bufbuild/protobuf';
+import { ModelProtoSchema, TensorProto_DataLocation, type GraphProto, type ModelProto, type TensorProto } from 'onnx-buf';
+import { closeSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, isAbsolute, join, normalize, relative } from 'node:path';
+import { UserError } from '../errors.ts';
+import { dtypeInfo } from './dtype.ts';
+import { tensorSize } from './tensor-codec.ts';
+
+export interface LoadOptions {
+  /** Folder external-data paths are relative to; defaults to the model file's folder. */
+  baseDir?: string;
+  /** Name used in error messages when loading from bytes. */
+  source?: string;
+}
+
+export function parseModel(bytes: Uint8Array, source = '<buffer>'): ModelProto {
+  let model: ModelProto;
+  try {
+    model = fromBinary(ModelProtoSchema, bytes);
+  } catch (e) {
+    const why = e instanceof Error ? e.message : String(e);
+    throw new UserError(`not a valid ONNX protobuf (${why}; truncated or not an .onnx file?)`, source);
+  }
+  if (!model.graph) throw new UserError('not an ONNX model: no graph (is this an .onnx file?)', source);
+  if (model.opsetImport.length === 0 && model.irVersion === 0n)
+    throw new UserError('not an ONNX model: no ir_version and no opset_import', source);
+  return model;
+}
+
+export function loadModel(pathOrBytes: string | Uint8Array, opts: LoadOptions = {}): ModelProto {
+  const source = typeof pathOrBytes === 'string' ? pathOrBytes : (opts.source ?? '<buffer>');
+  let bytes: Uint8Array;
+  if (typeof pathOrBytes === 'string') {
+    try {
+      bytes = readFileSync(pathOrBytes);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      throw new UserError(code === 'ENOENT' ? 'file not found' : `cannot read (${code ?? String(e)})`, source);
+    }
+  } else bytes = pathOrBytes;
+  const model = parseModel(bytes, source);
+  const baseDir = opts.baseDir ?? (typeof pathOrBytes === 'string' ? dirname(pathOrBytes) : undefined);
+  loadExternalData(model, baseDir, source);
+  return model;
+}
+
+function* allGraphs(g: GraphProto): Generator<GraphProto> {
+  yield g;
+  for (const n of g.node)
+    for (const a of n.attribute) {
+      if (a.g) yield* allGraphs(a.g);
+      for (const sg of a.graphs) yield* allGraphs(sg);
+    }
+}
+
+export function* allInitializers(model: ModelProto): Generator<TensorProto> {
+  if (!model.graph) return;
+  for (const g of allGraphs(model.graph)) yield* g.initializer;
+}
+
+/** Read every external tensor into raw_data. One file handle per data file; reads only the needed byte ranges. */
+function loadExternalData(model: ModelProto, baseDir: string | undefined, source: string): void {
+  const handles = new Map<string, number>();
+  try {
+    for (const t of allInitializers(model)) {
+      if (t.dataLocation !== TensorProto_DataLocation.EXTERNAL) continue;
+      if (!baseDir) throw new UserError(`tensor '${t.name}' uses external data but the model was loaded from bytes without baseDir`, source);
+      const kv = Object.fromEntries(t.externalData.map((e) => [e.key, e.value]));
+      const loc = kv.location;
+      if (!loc) throw new UserError(`tensor '${t.name}' has external data without a location`, source);
+      if (isAbsolute(loc) || normalize(loc).startsWith('..'))
+        throw new UserError(`tensor '${t.name}': external data location '${loc}' escapes the model folder`, source);
+      const file = join(baseDir, loc);
+      let fd = handles.get(file);
+      if (fd === undefined) {
+        try {
+          fd = openSync(file, 'r');
+        } catch {
+          throw new UserError(`external data file '${relative(process.cwd(), file) || file}' for tensor '${t.name}' is missing`, source);
+        }
+        handles.set(file, fd);
+      }
+      const offset = Number(kv.offset ?? 0);
+      const info = dtypeInfo(t.dataType);
+      const expected = Math.ceil((tensorSize(t) * info.bits) / 8);
+      const length = kv.length !== undefined ? Number(kv.length) : expected;
+      const size = statSync(file).size;
+      if (offset + length > size)
+        throw new UserError(`external data for tensor '${t.name}' runs past the end of '${loc}' (${offset}+${length} > ${size} bytes)`, source);
+      const buf = new Uint8Array(length);
+      readSync(fd, buf, 0, length, offset);
+      t.rawData = buf;
+      t.dataLocation = TensorProto_DataLocation.DEFAULT;
+      t.externalData = [];
+    }
+  } finally {
+    for (const fd of handles.values()) closeSync(fd);
+  }
+}
+
+export function serializeModel(model: ModelProto): Uint8Array {
+  return toBinary(ModelProtoSchema, model);
+}
+
+/** Write atomically: temp file beside the target, then rename. */
+export function writeFileAtomic(path: string, data: Uint8Array | string): void {
+  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
+  try {
+    writeFileSync(tmp, data);
+    renameSync(tmp, path);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw e;
+  }
+}
+
+export function saveModel(model: ModelProto, path: string): void {
+  const bytes = serializeModel(model);
+  if (bytes.length > 2 ** 31 - 1) throw new UserError('model exceeds the 2 GiB protobuf limit; external-data saving is not implemented', path);
+  writeFileAtomic(path, bytes);
+}

@@ -1,0 +1,92 @@
+/**
+ * onnxruntime-node sessions in the three modes the pipeline needs:
+ * - float: the model as given, optimizations on;
+ * - simulate: graph optimizations DISABLED, so QuantizeLinear/DequantizeLinear run as written — exact fake-quant;
+ * - deploy: optimizations ALL, so onnxruntime fuses Q/DQ into integer kernels as it would in production.
+ * Intermediate tensors are fetched by adding them to graph.output (`extraOutputs`).
+ */
+import { clone, create } from '@bufbuild/protobuf';
+import { ModelProtoSchema, ValueInfoProtoSchema, type ModelProto } from 'onnx-buf';
+import * as ort from 'onnxruntime-node';
+import { serializeModel } from '../onnx/model-io.ts';
+import { UserError } from '../errors.ts';
+import type { FloatTensor } from '../tensor.ts';
+
+export type RunMode = 'float' | 'simulate' | 'deploy';
+
+export interface SessionOptions {
+  mode?: RunMode;
+  /** Names of intermediate values to return besides the graph outputs. */
+  extraOutputs?: readonly string[];
+  intraOpThreads?: number;
+  /** Where onnxruntime writes its optimized model (deploy-check reads it to list integer kernels). */
+  optimizedModelPath?: string;
+}
+
+export interface ModelSession {
+  inputNames: readonly string[];
+  outputNames: readonly string[];
+  run(feeds: Record<string, FloatTensor | ort.Tensor>, fetch?: readonly string[]): Promise<Record<string, ort.Tensor>>;
+  release(): Promise<void>;
+}
+
+export function withExtraOutputs(model: ModelProto, names: readonly string[]): ModelProto {
+  if (names.length === 0) return model;
+  const m = clone(ModelProtoSchema, model);
+  const present = new Set(m.graph!.output.map((o) => o.name));
+  for (const name of names) if (!present.has(name)) m.graph!.output.push(create(ValueInfoProtoSchema, { name }));
+  return m;
+}
+
+export async function createSession(model: ModelProto | Uint8Array, opts: SessionOptions = {}): Promise<ModelSession> {
+  const mode = opts.mode ?? 'float';
+  let bytes: Uint8Array;
+  if (model instanceof Uint8Array) {
+    if (opts.extraOutputs?.length) throw new Error('extraOutputs needs a ModelProto, not bytes');
+    bytes = model;
+  } else bytes = serializeModel(withExtraOutputs(model, opts.extraOutputs ?? []));
+  const so: ort.InferenceSession.SessionOptions = {
+    graphOptimizationLevel: mode === 'simulate' ? 'disabled' : 'all',
+    intraOpNumThreads: opts.intraOpThreads ?? 0,
+    interOpNumThreads: 1,
+    executionMode: 'sequential',
+    logSeverityLevel: 3,
+  };
+  if (opts.optimizedModelPath) so.optimizedModelFilePath = opts.optimizedModelPath;
+  let session: ort.InferenceSession;
+  try {
+    session = await ort.InferenceSession.create(bytes, so);
+  } catch (e) {
+    throw new UserError(`onnxruntime cannot load the model: ${firstLine(e)}`);
+  }
+  return {
+    inputNames: session.inputNames,
+    outputNames: session.outputNames,
+    async run(feeds, fetch) {
+      const ortFeeds: Record<string, ort.Tensor> = {};
+      for (const [k, v] of Object.entries(feeds)) {
+        if (!session.inputNames.includes(k))
+          throw new UserError(`model has no input named '${k}' (inputs: ${session.inputNames.join(', ')})`);
+        ortFeeds[k] = v instanceof ort.Tensor ? v : new ort.Tensor('float32', v.data, [...v.dims]);
+      }
+      const missing = session.inputNames.filter((n) => !(n in ortFeeds));
+      if (missing.length) throw new UserError(`missing model input(s): ${missing.join(', ')}`);
+      try {
+        return await (fetch ? session.run(ortFeeds, [...fetch]) : session.run(ortFeeds));
+      } catch (e) {
+        throw new UserError(`onnxruntime run failed: ${firstLine(e)}`);
+      }
+    },
+    release: () => session.release(),
+  };
+}
+
+function firstLine(e: unknown): string {
+  const s = e instanceof Error ? e.message : String(e);
+  return s.split('\n')[0].slice(0, 400);
+}
+
+export function toFloatTensor(t: ort.Tensor): FloatTensor {
+  if (t.type !== 'float32') throw new Error(`expected a float32 tensor, got ${t.type}`);
+  return { dims: [...t.dims], data: t.data as Float32Array };
+}
