@@ -1,0 +1,75 @@
+/**
+ * Calibration, PPQ's order: weights first (their observers see the whole initializer), then activation statistics
+ * streamed batch by batch from a model whose weights are already fake-quantized (`statsOn: 'quantized-weights'`,
+ * the default) or from the float model (`statsOn: 'float'`). Only the planned activation tensors are fetched;
+ * each batch's tensors are dropped after their observers have seen them, so memory does not grow with batches.
+ */
+import type { ModelProto } from 'onnx-buf';
+import { GraphView } from '../ir/graph.ts';
+import { tensorDims, tensorToFloat32 } from '../onnx/tensor-codec.ts';
+import type { QuantParams } from '../quant/config.ts';
+import type { QuantPlan } from '../quant/plan.ts';
+import { realiseQdq } from '../realise/qdq.ts';
+import { createSession } from '../runtime/session.ts';
+import type { FloatTensor } from '../tensor.ts';
+import { makeObserver, type Observer } from './observers.ts';
+
+export type Feeds = Record<string, FloatTensor>;
+
+export interface CalibrateOptions {
+  statsOn?: 'quantized-weights' | 'float';
+  /** Stop after this many batches. */
+  steps?: number;
+  onBatch?: (done: number) => void;
+  intraOpThreads?: number;
+}
+
+export function calibrateWeights(model: ModelProto, plan: QuantPlan): Map<string, QuantParams> {
+  const view = new GraphView(model.graph!);
+  const params = new Map<string, QuantParams>();
+  for (const t of plan.tensors) {
+    if (t.role !== 'weight') continue;
+    const init = view.initializers.get(t.tensor);
+    if (!init) throw new Error(`weight '${t.tensor}' is not an initializer`);
+    const obs = makeObserver(t.config, 'weight', t.axis);
+    obs.observe(tensorToFloat32(init), tensorDims(init));
+    params.set(t.key, obs.params());
+  }
+  return params;
+}
+
+export async function calibrate(
+  model: ModelProto,
+  plan: QuantPlan,
+  batches: AsyncIterable<Feeds>,
+  opts: CalibrateOptions = {},
+): Promise<{ params: Map<string, QuantParams>; batches: number }> {
+  const params = calibrateWeights(model, plan);
+  const activations = plan.tensors.filter((t) => t.role === 'activation');
+  if (activations.length === 0) return { params, batches: 0 };
+  const statsModel = opts.statsOn === 'float' ? model : realiseQdq(model, plan, params, { keys: new Set(params.keys()) });
+  const graphInputs = new Set(model.graph!.input.map((v) => v.name));
+  const fetchNames = [...new Set(activations.map((t) => t.tensor).filter((n) => !graphInputs.has(n)))];
+  const session = await createSession(statsModel, { mode: 'simulate', extraOutputs: fetchNames, intraOpThreads: opts.intraOpThreads });
+  const observers = new Map<string, Observer>(activations.map((t) => [t.key, makeObserver(t.config, 'activation')]));
+  let done = 0;
+  try {
+    for await (const feeds of batches) {
+      if (opts.steps !== undefined && done >= opts.steps) break;
+      const result = fetchNames.length ? await session.run(feeds, fetchNames) : {};
+      for (const t of activations) {
+        const v = graphInputs.has(t.tensor) ? feeds[t.tensor] : result[t.tensor];
+        if (!v) throw new Error(`activation '${t.tensor}' was not produced`);
+        if (!(v.data instanceof Float32Array)) throw new Error(`activation '${t.tensor}' is not float32`);
+        observers.get(t.key)!.observe(v.data, v.dims);
+      }
+      done++;
+      opts.onBatch?.(done);
+    }
+  } finally {
+    await session.release();
+  }
+  if (done === 0) throw new Error('calibration data produced no batches');
+  for (const [key, obs] of observers) params.set(key, obs.params());
+  return { params, batches: done };
+}

@@ -1,0 +1,296 @@
+/**
+ * Observers turn a stream of tensors into quantization parameters, in memory that does not grow with the number
+ * of batches: min/max and per-batch percentiles are running sums, histograms have a fixed bin count (the range
+ * doubles by merging bin pairs when a larger value arrives), FP8-MSE keeps one squared-error sum per candidate.
+ */
+import type { QuantParams, TensorQuantConfig } from '../quant/config.ts';
+import { fakeQuantFp8, fp8Kind, fakeQuantInt, scaleFromRange } from '../quant/numerics.ts';
+import { seededRandom } from '../runtime/inputs.ts';
+
+export interface Observer {
+  observe(data: Float32Array, dims: readonly number[]): void;
+  params(): QuantParams;
+}
+
+function single(scale: number, zeroPoint: number, min: number, max: number): QuantParams {
+  return { scale: Float32Array.of(scale), zeroPoint: Int32Array.of(zeroPoint), min: Float32Array.of(min), max: Float32Array.of(max) };
+}
+
+/** Min and max over everything observed; per channel along `axis` when given. */
+export class MinMaxObserver implements Observer {
+  private mins?: Float64Array;
+  private maxs?: Float64Array;
+  constructor(
+    private readonly cfg: TensorQuantConfig,
+    private readonly axis?: number,
+  ) {}
+  observe(data: Float32Array, dims: readonly number[]): void {
+    const C = this.axis === undefined ? 1 : dims[this.axis];
+    if (!this.mins) {
+      this.mins = new Float64Array(C).fill(Infinity);
+      this.maxs = new Float64Array(C).fill(-Infinity);
+    }
+    const inner = this.axis === undefined ? data.length : dims.slice(this.axis + 1).reduce((a, b) => a * b, 1);
+    const mins = this.mins;
+    const maxs = this.maxs!;
+    for (let i = 0; i < data.length; i++) {
+      const c = C === 1 ? 0 : Math.floor(i / inner) % C;
+      const v = data[i];
+      if (v < mins[c]) mins[c] = v;
+      if (v > maxs[c]) maxs[c] = v;
+    }
+  }
+  params(): QuantParams {
+    if (!this.mins) throw new Error('minmax observer saw no data');
+    const C = this.mins.length;
+    const out: QuantParams = { scale: new Float32Array(C), zeroPoint: new Int32Array(C), min: new Float32Array(C), max: new Float32Array(C) };
+    if (this.axis !== undefined) out.axis = this.axis;
+    for (let c = 0; c < C; c++) {
+      const { scale, zeroPoint } = scaleFromRange(this.mins[c], this.maxs![c], this.cfg);
+      out.scale[c] = scale;
+      out.zeroPoint[c] = zeroPoint;
+      out.min[c] = this.mins[c];
+      out.max[c] = this.maxs![c];
+    }
+    return out;
+  }
+}
+
+/** k-th smallest (0-based) of a scratch copy, by quickselect (Hoare partition): O(n) per call. */
+export function selectKth(a: Float32Array, k: number): number {
+  let lo = 0;
+  let hi = a.length - 1;
+  while (lo < hi) {
+    const pivot = a[(lo + hi) >>> 1];
+    let i = lo;
+    let j = hi;
+    while (i <= j) {
+      while (a[i] < pivot) i++;
+      while (a[j] > pivot) j--;
+      if (i <= j) {
+        const t = a[i];
+        a[i] = a[j];
+        a[j] = t;
+        i++;
+        j--;
+      }
+    }
+    if (k <= j) hi = j;
+    else if (k >= i) lo = i;
+    else return a[k];
+  }
+  return a[k];
+}
+
+/**
+ * PPQ's percentile observer: per batch, over the flattened tensor, min = the value at sorted index
+ * floor(n·(1−p)) and max = the value at min(floor(n·p), n−1) (torch.kthvalue with k = index + 1); the per-batch
+ * values are averaged over batches (in double here; PPQ averages a float32 tensor). Index arithmetic is done in
+ * double exactly as Python does it, so 1 − 0.9999 = 9.999999999998899e-05.
+ */
+export class PercentileObserver implements Observer {
+  private sumMin = 0;
+  private sumMax = 0;
+  private batches = 0;
+  private scratch = new Float32Array(0);
+  constructor(private readonly cfg: TensorQuantConfig) {}
+  observe(data: Float32Array): void {
+    const n = data.length;
+    const p = this.cfg.percentile ?? 0.9999;
+    const minIdx = Math.max(0, Math.floor(n * (1 - p)));
+    const maxIdx = Math.min(Math.floor(n * p), n - 1);
+    if (this.scratch.length < n) this.scratch = new Float32Array(n);
+    const a = this.scratch.subarray(0, n);
+    a.set(data);
+    this.sumMax += selectKth(a, maxIdx);
+    this.sumMin += selectKth(a, minIdx);
+    this.batches++;
+  }
+  params(): QuantParams {
+    if (!this.batches) throw new Error('percentile observer saw no data');
+    const min = this.sumMin / this.batches;
+    const max = this.sumMax / this.batches;
+    const { scale, zeroPoint } = scaleFromRange(min, max, this.cfg);
+    return single(scale, zeroPoint, min, max);
+  }
+}
+
+export const FP8_SCALE_CANDIDATES = [2 ** -7, 2 ** -5, 2 ** -3, 1, 4, 16, 64] as const;
+
+/**
+ * Graphcore FP8 rule: the per-tensor scale is the candidate with the least mean squared FP8 round-trip error.
+ * Activations: 4096 samples per batch drawn with a seeded generator (PPQ draws 4096 random samples per batch);
+ * weights (`sampleAll`): every value. Ties go to the smaller scale (first in ascending order).
+ */
+export class Fp8MseObserver implements Observer {
+  private readonly sse = new Float64Array(FP8_SCALE_CANDIDATES.length);
+  private count = 0;
+  private min = Infinity;
+  private max = -Infinity;
+  private readonly rand = seededRandom(0x5eed);
+  constructor(
+    private readonly cfg: TensorQuantConfig,
+    private readonly sampleAll = false,
+    private readonly samplesPerBatch = 4096,
+  ) {}
+  observe(data: Float32Array): void {
+    const kind = fp8Kind(this.cfg.format);
+    const take = this.sampleAll || data.length <= this.samplesPerBatch ? data.length : this.samplesPerBatch;
+    for (let s = 0; s < take; s++) {
+      const v = take === data.length ? data[s] : data[Math.floor(this.rand() * data.length)];
+      if (v < this.min) this.min = v;
+      if (v > this.max) this.max = v;
+      for (let c = 0; c < FP8_SCALE_CANDIDATES.length; c++) {
+        const d = fakeQuantFp8(v, FP8_SCALE_CANDIDATES[c], kind) - v;
+        this.sse[c] += d * d;
+      }
+    }
+    this.count += take;
+  }
+  params(): QuantParams {
+    if (!this.count) throw new Error('fp8 observer saw no data');
+    let best = 0;
+    for (let c = 1; c < this.sse.length; c++) if (this.sse[c] < this.sse[best]) best = c;
+    return single(FP8_SCALE_CANDIDATES[best], 0, this.min, this.max);
+  }
+}
+
+/**
+ * A fixed-size histogram of |x| over [0, range). When a value beyond the range arrives, the range doubles and
+ * neighbouring bins merge, so memory is constant and one pass suffices (no separate min/max pass).
+ */
+export class AbsHistogram {
+  readonly counts: Float64Array;
+  range = 0;
+  constructor(readonly bins = 2048) {
+    this.counts = new Float64Array(bins);
+  }
+  add(data: Float32Array): void {
+    let absmax = 0;
+    for (let i = 0; i < data.length; i++) {
+      const a = Math.abs(data[i]);
+      if (a > absmax) absmax = a;
+    }
+    if (absmax === 0 && this.range === 0) {
+      this.counts[0] += data.length;
+      return;
+    }
+    if (this.range === 0) this.range = absmax * (1 + 1e-6);
+    while (absmax >= this.range) this.grow();
+    const k = this.bins / this.range;
+    for (let i = 0; i < data.length; i++) this.counts[Math.min(this.bins - 1, Math.floor(Math.abs(data[i]) * k))]++;
+  }
+  private grow(): void {
+    const c = this.counts;
+    for (let i = 0; i < this.bins / 2; i++) c[i] = c[2 * i] + c[2 * i + 1];
+    c.fill(0, this.bins / 2);
+    this.range *= 2;
+  }
+}
+
+/** Symmetric-range observers over a histogram: TensorRT-style KL divergence, or least quantization MSE. */
+export class HistogramObserver implements Observer {
+  private readonly hist = new AbsHistogram(2048);
+  private min = Infinity;
+  private max = -Infinity;
+  constructor(
+    private readonly cfg: TensorQuantConfig,
+    private readonly method: 'kl' | 'mse',
+  ) {}
+  observe(data: Float32Array): void {
+    for (let i = 0; i < data.length; i++) {
+      if (data[i] < this.min) this.min = data[i];
+      if (data[i] > this.max) this.max = data[i];
+    }
+    this.hist.add(data);
+  }
+  params(): QuantParams {
+    const { counts, range, bins } = this.hist;
+    if (range === 0) return single(scaleFromRange(0, 0, this.cfg).scale, 0, 0, 0);
+    const levels = this.cfg.symmetric ? Math.floor((this.cfg.qmax - this.cfg.qmin + 1) / 2) : this.cfg.qmax - this.cfg.qmin + 1;
+    const threshold = this.method === 'kl' ? klThreshold(counts, levels) : mseThreshold(counts, range, this.cfg);
+    const t = (threshold / bins) * range;
+    const { scale, zeroPoint } = scaleFromRange(Math.max(this.min, -t), Math.min(this.max, t), this.cfg);
+    return single(scale, zeroPoint, Math.max(this.min, -t), Math.min(this.max, t));
+  }
+}
+
+/** TensorRT entropy calibration: the bin count i ≥ levels whose quantized distribution is closest in KL. */
+export function klThreshold(hist: Float64Array, levels: number): number {
+  const bins = hist.length;
+  let bestI = bins;
+  let bestKl = Infinity;
+  for (let i = levels; i <= bins; i += Math.max(1, Math.floor(bins / 256))) {
+    const p = Array.from(hist.subarray(0, i));
+    let outliers = 0;
+    for (let j = i; j < bins; j++) outliers += hist[j];
+    p[i - 1] += outliers;
+    // Quantize the first i bins into `levels` buckets, then expand back over the non-empty bins.
+    const q = new Float64Array(i);
+    const per = i / levels;
+    for (let b = 0; b < levels; b++) {
+      const start = Math.floor(b * per);
+      const end = b === levels - 1 ? i : Math.floor((b + 1) * per);
+      let sum = 0;
+      let nonZero = 0;
+      for (let j = start; j < end; j++) {
+        sum += hist[j];
+        if (hist[j] !== 0) nonZero++;
+      }
+      for (let j = start; j < end; j++) if (hist[j] !== 0) q[j] = sum / nonZero;
+    }
+    const ps = p.reduce((a, b) => a + b, 0);
+    const qs = q.reduce((a, b) => a + b, 0);
+    if (ps === 0 || qs === 0) continue;
+    let kl = 0;
+    for (let j = 0; j < i; j++) {
+      if (p[j] === 0) continue;
+      const pj = p[j] / ps;
+      const qj = q[j] / qs;
+      kl += qj === 0 ? pj * 50 : pj * Math.log(pj / qj); // empty q where p is not: a large finite penalty
+    }
+    if (kl < bestKl) {
+      bestKl = kl;
+      bestI = i;
+    }
+  }
+  return bestI;
+}
+
+/** Threshold (in bins) minimising the expected squared error of symmetric quantization over the histogram. */
+export function mseThreshold(hist: Float64Array, range: number, cfg: TensorQuantConfig): number {
+  const bins = hist.length;
+  const width = range / bins;
+  let best = bins;
+  let bestErr = Infinity;
+  for (let i = Math.max(8, Math.floor(bins / 64)); i <= bins; i += Math.max(1, Math.floor(bins / 512))) {
+    const t = i * width;
+    const { scale, zeroPoint } = scaleFromRange(-t, t, cfg);
+    let err = 0;
+    for (let j = 0; j < bins; j++) {
+      if (!hist[j]) continue;
+      const x = (j + 0.5) * width;
+      const d = fakeQuantInt(x, scale, zeroPoint, cfg.qmin, cfg.qmax) - x;
+      err += hist[j] * d * d;
+    }
+    if (err < bestErr) {
+      bestErr = err;
+      best = i;
+    }
+  }
+  return best;
+}
+
+export function makeObserver(cfg: TensorQuantConfig, role: 'activation' | 'weight', axis?: number): Observer {
+  switch (cfg.observer) {
+    case 'minmax':
+      return new MinMaxObserver(cfg, axis);
+    case 'percentile':
+      return new PercentileObserver(cfg);
+    case 'fp8-mse':
+      return new Fp8MseObserver(cfg, role === 'weight');
+    case 'kl':
+    case 'mse':
+      return new HistogramObserver(cfg, cfg.observer);
+  }
+}

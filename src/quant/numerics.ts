@@ -1,0 +1,72 @@
+/**
+ * The exact arithmetic of quantization, shared by weights (quantized here, in TypeScript) and by tests that hold
+ * onnxruntime's QuantizeLinear/DequantizeLinear to it bit for bit. Choices, each matching PPQ (DESIGN.md §2) and
+ * onnxruntime's CPU kernels:
+ * - x / s is a float32 division: Math.fround(x / s) with float32 operands (never x · (1/s), which differs in the
+ *   last bit for some values and changes the rounding of ties).
+ * - rounding is half to even (Math.round is half up: wrong for −0.5, 0.5, 2.5 …).
+ * - q = clip(round(x/s) + z, qmin, qmax); x̂ = float32((q − z) · s).
+ * - symmetric scale from a range: clamp min ≤ 0 ≤ max, s = 2·max(|min|,|max|)/(qmax − qmin) computed in double then
+ *   stored as float32; s = max(s, 1e-8); power-of-two scales are rounded UP: 2^ceil(log2 s).
+ * - FP8: x/s in float32, then round to E4M3 (ties to even, as onnxruntime; PPQ's CUDA kernel rounds ties toward
+ *   zero — `ties: 'towardZero'` reproduces it), saturating at ±448.
+ */
+import { float32ToFloat8, float8ToFloat32, type Float8Kind, type Float8Ties } from '../onnx/float-formats.ts';
+import type { TensorQuantConfig } from './config.ts';
+
+export const SCALE_FLOOR = 1e-8;
+
+export function roundHalfEven(x: number): number {
+  const r = Math.round(x);
+  // Math.round rounds .5 up; at an exact tie step back to the even neighbour.
+  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+export function quantizeInt(x: number, scale: number, zeroPoint: number, qmin: number, qmax: number): number {
+  const q = roundHalfEven(Math.fround(x / scale)) + zeroPoint;
+  return q < qmin ? qmin : q > qmax ? qmax : q;
+}
+
+export function dequantizeInt(q: number, scale: number, zeroPoint: number): number {
+  return Math.fround((q - zeroPoint) * scale);
+}
+
+export function fakeQuantInt(x: number, scale: number, zeroPoint: number, qmin: number, qmax: number): number {
+  return dequantizeInt(quantizeInt(x, scale, zeroPoint, qmin, qmax), scale, zeroPoint);
+}
+
+export function fp8Kind(format: TensorQuantConfig['format']): Float8Kind {
+  if (format === 'fp8e4m3') return 'e4m3fn';
+  if (format === 'fp8e5m2') return 'e5m2';
+  throw new Error(`not an FP8 format: ${format}`);
+}
+
+export function quantizeFp8(x: number, scale: number, kind: Float8Kind = 'e4m3fn', ties: Float8Ties = 'even'): number {
+  return float32ToFloat8(Math.fround(x / scale), kind, true, ties);
+}
+
+export function fakeQuantFp8(x: number, scale: number, kind: Float8Kind = 'e4m3fn', ties: Float8Ties = 'even'): number {
+  return Math.fround(float8ToFloat32(quantizeFp8(x, scale, kind, ties), kind) * scale);
+}
+
+export function pow2Ceil(s: number): number {
+  return 2 ** Math.ceil(Math.log2(s));
+}
+
+/** Scale (and zero point) for a float range under an integer config. */
+export function scaleFromRange(min: number, max: number, cfg: TensorQuantConfig): { scale: number; zeroPoint: number } {
+  const lo = Math.min(min, 0);
+  const hi = Math.max(max, 0);
+  let scale: number;
+  let zeroPoint = 0;
+  if (cfg.symmetric) {
+    scale = (2 * Math.max(Math.abs(lo), Math.abs(hi))) / (cfg.qmax - cfg.qmin);
+  } else {
+    scale = (hi - lo) / (cfg.qmax - cfg.qmin);
+  }
+  scale = Math.max(scale, SCALE_FLOOR);
+  if (cfg.pow2) scale = pow2Ceil(scale);
+  scale = Math.fround(scale);
+  if (!cfg.symmetric) zeroPoint = Math.min(cfg.qmax, Math.max(cfg.qmin, roundHalfEven(cfg.qmin - lo / scale)));
+  return { scale, zeroPoint };
+}

@@ -1,0 +1,153 @@
+/**
+ * The planner: which tensors a rule quantizes, in which role, along which axis. The plan is explicit,
+ * serialisable data; only the realise stage writes Q/DQ nodes.
+ *
+ * OnnxQuant semantics: input 0 (activation) and input 1 (weight) of Conv/ConvTranspose/Gemm/MatMul, input 0 of
+ * LayerNormalization — the fused op or the decomposed ReduceMean/Sub pattern of older exports. Bias and outputs
+ * stay float. Each consumer has its own input config; consumers of one tensor with the same config share one Q/DQ
+ * pair (their statistics are the same tensor's). A MatMul whose second input is not a constant quantizes it as an
+ * activation. Nodes inside If/Loop/Scan bodies are left float (reported in `skipped`).
+ */
+import type { ModelProto, NodeProto } from 'onnx-buf';
+import { attrInt, GraphView, nodeLabel, nodeSubgraphs } from '../ir/graph.ts';
+import type { TensorQuantConfig } from './config.ts';
+import type { QuantRule, QuantizedOp } from './rules.ts';
+
+export type TensorRole = 'activation' | 'weight';
+
+export interface PlanUse {
+  node: string;
+  op: string;
+  input: number;
+}
+
+export interface PlannedTensor {
+  /** Unique key: tensor name plus role. */
+  key: string;
+  tensor: string;
+  role: TensorRole;
+  config: TensorQuantConfig;
+  /** Weight per-channel axis (undefined for per-tensor). */
+  axis?: number;
+  uses: PlanUse[];
+}
+
+export interface Filter {
+  /** Op types to leave float. */
+  excludeOps?: string[];
+  /** Node names (exact, glob with * and ?, or /regex/) to leave float. */
+  excludeNodes?: string[];
+  /** When given, only these node names are quantized. */
+  includeNodes?: string[];
+}
+
+export interface QuantPlan {
+  rule: string;
+  tensors: PlannedTensor[];
+  /** The quantized layers in graph order (for error analysis). */
+  layers: { node: string; op: string; output: string }[];
+  skipped: { node: string; reason: string }[];
+}
+
+export function matchName(name: string, pattern: string): boolean {
+  if (pattern.length > 2 && pattern.startsWith('/') && pattern.endsWith('/')) return new RegExp(pattern.slice(1, -1)).test(name);
+  if (!/[*?]/.test(pattern)) return name === pattern;
+  const re = new RegExp(`^${pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+  return re.test(name);
+}
+
+function weightAxis(n: NodeProto, rule: QuantRule, weightRank: number): number {
+  switch (n.opType) {
+    case 'ConvTranspose':
+      return 1;
+    case 'Conv':
+      return 0;
+    case 'Gemm':
+      return rule.matmulWeightAxis === 'ppq' ? 0 : attrInt(n, 'transB', 0) ? 0 : 1;
+    default: // MatMul
+      return rule.matmulWeightAxis === 'ppq' ? 0 : weightRank - 1;
+  }
+}
+
+/** ReduceMean nodes that open a decomposed LayerNorm: x → ReduceMean → Sub(x, mean) → Pow/Mul … */
+function decomposedLayerNormInputs(view: GraphView): Map<string, NodeProto[]> {
+  const found = new Map<string, NodeProto[]>();
+  for (const n of view.graph.node) {
+    if (n.opType !== 'ReduceMean') continue;
+    const x = n.input[0];
+    const sub = view.uses(n.output[0]).find((u) => u.opType === 'Sub' && u.input[0] === x && u.input[1] === n.output[0]);
+    if (!sub) continue;
+    const centred = view.uses(sub.output[0]);
+    if (!centred.some((u) => u.opType === 'Pow' || (u.opType === 'Mul' && u.input[0] === u.input[1]))) continue;
+    found.set(x, [n, sub]);
+  }
+  return found;
+}
+
+export function planModel(model: ModelProto, rule: QuantRule, filter: Filter = {}): QuantPlan {
+  const view = new GraphView(model.graph!);
+  const tensors = new Map<string, PlannedTensor>();
+  const layers: QuantPlan['layers'] = [];
+  const skipped: QuantPlan['skipped'] = [];
+  const ops = new Set<string>(rule.ops);
+  const excluded = (name: string, op: string) =>
+    (filter.excludeOps ?? []).includes(op) ||
+    (filter.excludeNodes ?? []).some((p) => matchName(name, p)) ||
+    (filter.includeNodes !== undefined && !filter.includeNodes.some((p) => matchName(name, p)));
+
+  const add = (tensor: string, role: TensorRole, config: TensorQuantConfig, use: PlanUse, axis?: number) => {
+    const key = `${role}:${tensor}${axis !== undefined ? `@${axis}` : ''}`;
+    const t = tensors.get(key);
+    if (t) t.uses.push(use);
+    else tensors.set(key, { key, tensor, role, config, axis, uses: [use] });
+  };
+
+  const lnDecomposed = ops.has('LayerNormalization') ? decomposedLayerNormInputs(view) : new Map<string, NodeProto[]>();
+  view.graph.node.forEach((n, i) => {
+    const name = nodeLabel(n, i);
+    if (!n.name) n.name = name; // plans refer to nodes by name; give unnamed nodes a stable one
+    for (const sg of nodeSubgraphs(n))
+      for (const inner of sg.node) if (ops.has(inner.opType)) skipped.push({ node: `${name}/${nodeLabel(inner)}`, reason: `inside a ${n.opType} body` });
+    if (n.domain && n.domain !== 'ai.onnx') return;
+    const op = n.opType as QuantizedOp;
+    if (!ops.has(op)) {
+      // Decomposed LayerNorm: quantize x where the ReduceMean and the Sub read it.
+      if (n.opType === 'ReduceMean' && lnDecomposed.get(n.input[0])?.[0] === n && !excluded(name, 'LayerNormalization')) {
+        const [mean, sub] = lnDecomposed.get(n.input[0])!;
+        add(n.input[0], 'activation', rule.activation, { node: name, op: 'ReduceMean', input: 0 });
+        if (!sub.name) sub.name = nodeLabel(sub, view.graph.node.indexOf(sub));
+        add(n.input[0], 'activation', rule.activation, { node: sub.name, op: 'Sub', input: 0 });
+        layers.push({ node: name, op: 'LayerNormalization(decomposed)', output: mean.output[0] });
+      }
+      return;
+    }
+    if (excluded(name, op)) {
+      skipped.push({ node: name, reason: 'excluded by filter' });
+      return;
+    }
+    const x = n.input[0];
+    if (!x || view.isConstant(x)) {
+      skipped.push({ node: name, reason: 'input 0 is a constant' });
+      return;
+    }
+    if (op === 'LayerNormalization') {
+      add(x, 'activation', rule.activation, { node: name, op, input: 0 });
+      layers.push({ node: name, op, output: n.output[0] });
+      return;
+    }
+    const w = n.input[1];
+    if (!w) return;
+    if (!view.isConstant(w) && op !== 'MatMul') {
+      skipped.push({ node: name, reason: 'weight is computed at run time (not a constant after formatting)' });
+      return;
+    }
+    add(x, 'activation', rule.activation, { node: name, op, input: 0 });
+    if (view.isConstant(w)) {
+      const rank = view.initializers.get(w)!.dims.length;
+      const axis = rule.weight.perChannel && rank > 1 ? weightAxis(n, rule, rank) : undefined;
+      add(w, 'weight', rule.weight, { node: name, op, input: 1 }, axis);
+    } else add(w, 'activation', rule.activation, { node: name, op, input: 1 });
+    layers.push({ node: name, op, output: n.output[0] });
+  });
+  return { rule: rule.name, tensors: [...tensors.values()], layers, skipped };
+}

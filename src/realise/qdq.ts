@@ -1,0 +1,105 @@
+/**
+ * Plan + parameters → QDQ model. Activations get QuantizeLinear → DequantizeLinear on the edge into each planned
+ * consumer; weights are stored quantized (int8 or float8 codes, computed by the TypeScript reference so the stored
+ * integers are exactly what QuantizeLinear would give) followed by DequantizeLinear (per-channel `axis` where
+ * planned). Uses that the plan does not list keep reading the float tensor. The model must already be at the
+ * rule's opset (see `prepareModel`).
+ */
+import { clone } from '@bufbuild/protobuf';
+import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto } from 'onnx-buf';
+import { float32ToFloat8 } from '../onnx/float-formats.ts';
+import { makeTensor, tensorDims, tensorToFloat32 } from '../onnx/tensor-codec.ts';
+import { GraphView, makeNode, topologicalSort } from '../ir/graph.ts';
+import type { QuantParams, TensorQuantConfig } from '../quant/config.ts';
+import { fp8Kind, quantizeInt } from '../quant/numerics.ts';
+import type { PlannedTensor, QuantPlan } from '../quant/plan.ts';
+
+export interface RealiseOptions {
+  /** Only these plan keys (default: all). Used for weight-only calibration models and isolated-error analysis. */
+  keys?: ReadonlySet<string>;
+}
+
+/** The ONNX type of the quantized integers / codes for a config. */
+export function quantizedDataType(cfg: TensorQuantConfig): number {
+  if (cfg.format === 'fp8e4m3') return DT.FLOAT8E4M3FN;
+  if (cfg.format === 'fp8e5m2') return DT.FLOAT8E5M2;
+  const signed = cfg.qmin < 0;
+  if (cfg.bits <= 4) return signed ? DT.INT4 : DT.UINT4;
+  if (cfg.bits <= 8) return signed ? DT.INT8 : DT.UINT8;
+  return signed ? DT.INT16 : DT.UINT16;
+}
+
+function paramTensors(view: GraphView, base: string, cfg: TensorQuantConfig, p: QuantParams): { scale: string; zp: string } {
+  const perAxis = p.axis !== undefined;
+  const dims = perAxis ? [p.scale.length] : [];
+  const scale = view.freshName(`${base}_scale`);
+  view.addInitializer(makeTensor(scale, DT.FLOAT, dims, p.scale));
+  const zp = view.freshName(`${base}_zero_point`);
+  // Float8 zero points are float8 zeros (code 0); integer ones carry the integer zero points.
+  view.addInitializer(makeTensor(zp, quantizedDataType(cfg), dims, cfg.format === 'int' ? p.zeroPoint : new Uint8Array(p.scale.length)));
+  return { scale, zp };
+}
+
+/** Quantize weight values with the reference numerics: integer values or float8 codes, per channel when planned. */
+export function quantizeWeightValues(values: Float32Array, dims: readonly number[], cfg: TensorQuantConfig, p: QuantParams): Int32Array | Uint8Array {
+  const axis = p.axis;
+  const inner = axis === undefined ? values.length : dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const C = axis === undefined ? 1 : dims[axis];
+  if (cfg.format !== 'int') {
+    const kind = fp8Kind(cfg.format);
+    const out = new Uint8Array(values.length);
+    for (let i = 0; i < values.length; i++) {
+      const c = C === 1 ? 0 : Math.floor(i / inner) % C;
+      out[i] = float32ToFloat8(Math.fround(values[i] / p.scale[c]), kind, true, 'even');
+    }
+    return out;
+  }
+  const out = new Int32Array(values.length);
+  for (let i = 0; i < values.length; i++) {
+    const c = C === 1 ? 0 : Math.floor(i / inner) % C;
+    out[i] = quantizeInt(values[i], p.scale[c], p.zeroPoint[c], cfg.qmin, cfg.qmax);
+  }
+  return out;
+}
+
+export function realiseQdq(model: ModelProto, plan: QuantPlan, params: ReadonlyMap<string, QuantParams>, opts: RealiseOptions = {}): ModelProto {
+  const out = clone(ModelProtoSchema, model);
+  const view = new GraphView(out.graph!);
+  const nodesByName = new Map(view.graph.node.map((n) => [n.name, n]));
+  for (const t of plan.tensors) {
+    if (opts.keys && !opts.keys.has(t.key)) continue;
+    const p = params.get(t.key);
+    if (!p) throw new Error(`no quantization parameters for ${t.key}`);
+    const dq = t.role === 'weight' ? insertWeight(view, t, p) : insertActivation(view, t, p);
+    for (const use of t.uses) {
+      const n = nodesByName.get(use.node);
+      if (!n) throw new Error(`plan names node '${use.node}', which is not in the model`);
+      if (n.input[use.input] !== t.tensor) throw new Error(`node '${use.node}' input ${use.input} is '${n.input[use.input]}', plan expects '${t.tensor}'`);
+      view.setInput(n, use.input, dq);
+    }
+  }
+  view.pruneInitializers();
+  topologicalSort(view.graph);
+  return out;
+}
+
+function insertWeight(view: GraphView, t: PlannedTensor, p: QuantParams): string {
+  const w = view.initializers.get(t.tensor)!;
+  const dims = tensorDims(w);
+  const q = quantizeWeightValues(tensorToFloat32(w), dims, t.config, p);
+  const qName = view.freshName(`${t.tensor}_quantized`);
+  view.addInitializer(makeTensor(qName, quantizedDataType(t.config), dims, q));
+  const { scale, zp } = paramTensors(view, t.tensor, t.config, p);
+  const out = view.freshName(`${t.tensor}_dequantized`);
+  view.addNode(makeNode('DequantizeLinear', [qName, scale, zp], [out], `${out}_DequantizeLinear`, p.axis !== undefined ? { axis: p.axis } : {}));
+  return out;
+}
+
+function insertActivation(view: GraphView, t: PlannedTensor, p: QuantParams): string {
+  const { scale, zp } = paramTensors(view, t.tensor, t.config, p);
+  const q = view.freshName(`${t.tensor}_quantized`);
+  const out = view.freshName(`${t.tensor}_dequantized`);
+  view.addNode(makeNode('QuantizeLinear', [t.tensor, scale, zp], [q], `${q}_QuantizeLinear`));
+  view.addNode(makeNode('DequantizeLinear', [q, scale, zp], [out], `${out}_DequantizeLinear`));
+  return out;
+}
