@@ -4,7 +4,7 @@
  */
 import { clone } from '@bufbuild/protobuf';
 import { ModelProtoSchema, type ModelProto } from 'onnx-buf';
-import { topologicalSort } from './graph.ts';
+import { ensureUniqueNodeNames, topologicalSort } from './graph.ts';
 import { constantToInitializer } from './passes/constant-to-initializer.ts';
 import { foldBatchNorm } from './passes/fold-batchnorm.ts';
 import { foldWeightChains } from './passes/fold-weight-chains.ts';
@@ -48,5 +48,6 @@ export function formatModel(input: ModelProto, passes: readonly Pass[] = DEFAULT
     if (!any) break;
   }
   topologicalSort(model.graph!);
+  ensureUniqueNodeNames(model.graph!);
   return { model, applied };
 }

@@ -271,3 +271,21 @@ export function* walkGraphs(g: GraphProto): Generator<GraphProto> {
   yield g;
   for (const n of g.node) for (const sg of nodeSubgraphs(n)) yield* walkGraphs(sg);
 }
+
+/**
+ * Give every top-level node a unique, non-empty name (plans refer to nodes by name; exporters leave names empty
+ * or repeat them). Existing unique names are kept.
+ */
+export function ensureUniqueNodeNames(g: GraphProto): void {
+  const seen = new Set<string>();
+  g.node.forEach((n, i) => {
+    let name = n.name || `${n.opType}_${i}`;
+    if (seen.has(name)) {
+      let k = 1;
+      while (seen.has(`${name}_${k}`)) k++;
+      name = `${name}_${k}`;
+    }
+    n.name = name;
+    seen.add(name);
+  });
+}

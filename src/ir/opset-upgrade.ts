@@ -8,7 +8,7 @@
  */
 import { TensorProto_DataType as DT, type GraphProto, type ModelProto, type NodeProto } from 'onnx-buf';
 import { makeTensor } from '../onnx/tensor-codec.ts';
-import { attr, attrFloat, attrInts, makeNode, opsetVersion, removeAttr, setOpsetVersion, walkGraphs } from './graph.ts';
+import { attr, attrFloat, makeNode, opsetVersion, removeAttr, setOpsetVersion, walkGraphs } from './graph.ts';
 import { removeIdentity } from './passes/remove-identity.ts';
 
 const REDUCE_18 = ['ReduceMax', 'ReduceMin', 'ReduceMean', 'ReduceProd', 'ReduceL1', 'ReduceL2', 'ReduceLogSum', 'ReduceLogSumExp', 'ReduceSumSquare'];
@@ -27,11 +27,16 @@ export function upgradeOpset(model: ModelProto, target: number): boolean {
   };
   for (const g of [...walkGraphs(model.graph!)]) {
     const out: NodeProto[] = [];
-    const constI64 = (base: string, values: number[]) => {
+    // Values are taken as bigint where they come from INTS attributes: Slice ends of INT64_MAX (9223372036854775807,
+    // common in PyTorch exports) do not survive a round trip through Number — BigInt(2^63) wraps to INT64_MIN in the
+    // BigInt64Array, which turned `x[:, 2:]` into an empty slice (ultraface_slim_320, version-RFB-320).
+    const constI64 = (base: string, values: readonly (number | bigint)[]) => {
       const name = unique(g, base);
-      g.initializer.push(makeTensor(name, DT.INT64, [values.length], values));
+      g.initializer.push(makeTensor(name, DT.INT64, [values.length], BigInt64Array.from(values, (v) => BigInt(v))));
       return name;
     };
+    /** An INTS attribute as exact int64 values (see constI64). */
+    const intsAttr = (n: NodeProto, name: string): bigint[] | undefined => attr(n, name)?.ints.slice();
     const constF32 = (base: string, value: number) => {
       const name = unique(g, base);
       g.initializer.push(makeTensor(name, DT.FLOAT, [], [value]));
@@ -45,7 +50,7 @@ export function upgradeOpset(model: ModelProto, target: number): boolean {
       const label = n.name || n.output[0];
       const axesToInput = (since: number) => {
         if (from >= since || target < since) return;
-        const axes = attrInts(n, 'axes');
+        const axes = intsAttr(n, 'axes');
         removeAttr(n, 'axes');
         if (axes) {
           while (n.input.length < 1) n.input.push('');
@@ -65,9 +70,9 @@ export function upgradeOpset(model: ModelProto, target: number): boolean {
           break;
         case 'Slice':
           if (from < 10 && target >= 10) {
-            const starts = attrInts(n, 'starts') ?? [];
-            const ends = attrInts(n, 'ends') ?? [];
-            const axes = attrInts(n, 'axes');
+            const starts = intsAttr(n, 'starts') ?? [];
+            const ends = intsAttr(n, 'ends') ?? [];
+            const axes = intsAttr(n, 'axes');
             n.attribute = [];
             n.input = [n.input[0], constI64(`${label}_starts`, starts), constI64(`${label}_ends`, ends)];
             if (axes) n.input.push(constI64(`${label}_axes`, axes));
@@ -75,7 +80,7 @@ export function upgradeOpset(model: ModelProto, target: number): boolean {
           break;
         case 'Pad':
           if (from < 11 && target >= 11) {
-            const pads = attrInts(n, 'pads') ?? attrInts(n, 'paddings') ?? [];
+            const pads = intsAttr(n, 'pads') ?? intsAttr(n, 'paddings') ?? [];
             const value = attrFloat(n, 'value', 0);
             removeAttr(n, 'pads');
             removeAttr(n, 'paddings');
@@ -97,7 +102,7 @@ export function upgradeOpset(model: ModelProto, target: number): boolean {
           break;
         case 'Split':
           if (from < 13 && target >= 13) {
-            const split = attrInts(n, 'split');
+            const split = intsAttr(n, 'split');
             removeAttr(n, 'split');
             if (split) n.input = [n.input[0], constI64(`${label}_split`, split)];
           }

@@ -135,7 +135,7 @@ export function float32ToFloat8(x: number, kind: Float8Kind, saturate = true, ti
   const uz = kind.endsWith('uz');
   if (Number.isNaN(x)) return uz ? 0x80 : 0x7f;
   const neg = x < 0 || Object.is(x, -0);
-  const signBit = neg && !uz ? 0x80 : 0; // fnuz formats have no negative zero
+  const signBit = neg ? 0x80 : 0; // fnuz: a rounded-to-zero result returns +0 below (no negative zero)
   const a = Math.abs(x);
   const { values, codes } = table(kind);
   const top = values.length - 1;

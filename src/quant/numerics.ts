@@ -23,6 +23,7 @@ export function roundHalfEven(x: number): number {
 }
 
 export function quantizeInt(x: number, scale: number, zeroPoint: number, qmin: number, qmax: number): number {
+  if (Number.isNaN(x)) return qmin; // onnxruntime's QuantizeLinear maps NaN to qmin
   const q = roundHalfEven(Math.fround(x / scale)) + zeroPoint;
   return q < qmin ? qmin : q > qmax ? qmax : q;
 }
@@ -49,6 +50,7 @@ export function fakeQuantFp8(x: number, scale: number, kind: Float8Kind = 'e4m3f
   return Math.fround(float8ToFloat32(quantizeFp8(x, scale, kind, ties), kind) * scale);
 }
 
+/** PPQ's `2 ** ceil(log2(s))`, in double like Python (for s one ulp above a power of two log2 rounds down). */
 export function pow2Ceil(s: number): number {
   return 2 ** Math.ceil(Math.log2(s));
 }

@@ -8,7 +8,8 @@
  * pair (their statistics are the same tensor's). A MatMul whose second input is not a constant quantizes it as an
  * activation. Nodes inside If/Loop/Scan bodies are left float (reported in `skipped`).
  */
-import type { ModelProto, NodeProto } from 'onnx-buf';
+import { TensorProto_DataType as DT, type ModelProto, type NodeProto } from 'onnx-buf';
+import { dtypeName } from '../onnx/dtype.ts';
 import { attrInt, GraphView, nodeLabel, nodeSubgraphs } from '../ir/graph.ts';
 import type { TensorQuantConfig } from './config.ts';
 import type { QuantRule, QuantizedOp } from './rules.ts';
@@ -84,6 +85,8 @@ function decomposedLayerNormInputs(view: GraphView): Map<string, NodeProto[]> {
   return found;
 }
 
+const ALREADY_QUANTIZED = /^(QLinear\w+|ConvInteger|MatMulInteger\w*|QGemm|DynamicQuantize\w+|QAttention|QEmbedLayerNormalization)$/;
+
 export function planModel(model: ModelProto, rule: QuantRule, filter: Filter = {}): QuantPlan {
   const view = new GraphView(model.graph!);
   const tensors = new Map<string, PlannedTensor>();
@@ -108,6 +111,12 @@ export function planModel(model: ModelProto, rule: QuantRule, filter: Filter = {
     if (!n.name) n.name = name; // plans refer to nodes by name; give unnamed nodes a stable one
     for (const sg of nodeSubgraphs(n))
       for (const inner of sg.node) if (ops.has(inner.opType)) skipped.push({ node: `${name}/${nodeLabel(inner)}`, reason: `inside a ${n.opType} body` });
+    // Already-quantized models (onnxruntime QOperator format: QLinearConv, MatMulInteger …) are left as they are;
+    // say so rather than returning an empty plan without a word.
+    if (ALREADY_QUANTIZED.test(n.opType)) {
+      skipped.push({ node: name, reason: `already quantized (${n.opType}); left as is` });
+      return;
+    }
     if (n.domain && n.domain !== 'ai.onnx') return;
     const op = n.opType as QuantizedOp;
     if (!ops.has(op)) {
@@ -139,6 +148,12 @@ export function planModel(model: ModelProto, rule: QuantRule, filter: Filter = {
     if (!w) return;
     if (!view.isConstant(w) && op !== 'MatMul') {
       skipped.push({ node: name, reason: 'weight is computed at run time (not a constant after formatting)' });
+      return;
+    }
+    // Q/DQ compute in float32 (scales are float32): a float16/bfloat16/double layer would get float32 inputs and be
+    // rejected by onnxruntime. Such layers stay float.
+    if (view.isConstant(w) && view.initializers.get(w)!.dataType !== DT.FLOAT) {
+      skipped.push({ node: name, reason: `weight is ${dtypeName(view.initializers.get(w)!.dataType)}, not float32 (left float)` });
       return;
     }
     add(x, 'activation', rule.activation, { node: name, op, input: 0 });

@@ -1,0 +1,437 @@
+/**
+ * Each formatter pass (src/ir/passes) and the opset upgrade on small graphs built here: the structural change is
+ * asserted, and the original and rewritten models run in onnxruntime on the same random input must agree.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { clone, create } from '@bufbuild/protobuf';
+import {
+  ModelProtoSchema,
+  TensorProto_DataType as DT,
+  ValueInfoProtoSchema,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+  type ValueInfoProto,
+} from 'onnx-buf';
+import type * as ort from 'onnxruntime-node';
+import { float32ToFloat16 } from '../src/onnx/float-formats.ts';
+import { decodeTensor, makeTensor, tensorToFloat32 } from '../src/onnx/tensor-codec.ts';
+import { attr, makeNode } from '../src/ir/graph.ts';
+import { formatModel } from '../src/ir/format.ts';
+import type { Pass } from '../src/ir/passes/pass.ts';
+import { constantToInitializer } from '../src/ir/passes/constant-to-initializer.ts';
+import { initializersNotInputs } from '../src/ir/passes/initializers-not-inputs.ts';
+import { removeIdentity } from '../src/ir/passes/remove-identity.ts';
+import { foldWeightChains } from '../src/ir/passes/fold-weight-chains.ts';
+import { foldBatchNorm } from '../src/ir/passes/fold-batchnorm.ts';
+import { fuseBiasAdd } from '../src/ir/passes/fuse-bias-add.ts';
+import { upgradeOpset } from '../src/ir/opset-upgrade.ts';
+import { createSession } from '../src/runtime/session.ts';
+import { randomFeeds, seededRandom } from '../src/runtime/inputs.ts';
+
+// ---- building and running small models --------------------------------------------------------------------------
+
+function vi(name: string, elemType: number, dims?: number[]): ValueInfoProto {
+  return create(ValueInfoProtoSchema, {
+    name,
+    type: {
+      value: {
+        case: 'tensorType',
+        value: { elemType, shape: dims ? { dim: dims.map((d) => ({ value: { case: 'dimValue' as const, value: BigInt(d) } })) } : undefined },
+      },
+    },
+  });
+}
+
+interface Spec {
+  nodes: NodeProto[];
+  inputs: ValueInfoProto[];
+  outputs: ValueInfoProto[];
+  initializer?: TensorProto[];
+  opset?: number;
+  ir?: number;
+}
+
+function model(s: Spec): ModelProto {
+  return create(ModelProtoSchema, {
+    irVersion: BigInt(s.ir ?? 8),
+    producerName: 'ir-passes.test',
+    opsetImport: [{ domain: '', version: BigInt(s.opset ?? 13) }],
+    graph: { name: 'g', node: s.nodes, input: s.inputs, output: s.outputs, initializer: s.initializer ?? [] },
+  });
+}
+
+const rnd = seededRandom(42);
+const randn = (n: number, scale = 1) => Float32Array.from({ length: n }, () => (rnd() * 2 - 1) * scale);
+const positive = (n: number) => Float32Array.from({ length: n }, () => 0.5 + rnd());
+
+async function run(m: ModelProto, feeds: Record<string, ort.Tensor>): Promise<Record<string, ort.Tensor>> {
+  const s = await createSession(m);
+  try {
+    return await s.run(feeds);
+  } finally {
+    await s.release();
+  }
+}
+
+/** Runs both models on the same random feeds; every output of `a` must exist in `b` and agree within tol. */
+async function assertSameOutputs(a: ModelProto, b: ModelProto, tol = 1e-5): Promise<number> {
+  const feeds = randomFeeds(a, { seed: 7 });
+  const [ra, rb] = [await run(a, feeds), await run(b, feeds)];
+  let worst = 0;
+  for (const o of a.graph!.output) {
+    assert.ok(rb[o.name], `output ${o.name} missing after the rewrite`);
+    const x = ra[o.name].data as ArrayLike<number | bigint>;
+    const y = rb[o.name].data as ArrayLike<number | bigint>;
+    assert.deepEqual(rb[o.name].dims, ra[o.name].dims, `${o.name} dims`);
+    for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(Number(x[i]) - Number(y[i])));
+  }
+  assert.ok(worst <= tol, `max |a−b| = ${worst} > ${tol}`);
+  return worst;
+}
+
+function applyPass(p: Pass, m: ModelProto): { out: ModelProto; changed: boolean } {
+  const out = clone(ModelProtoSchema, m);
+  return { out, changed: p.run(out) };
+}
+
+const ops = (m: ModelProto) => m.graph!.node.map((n) => n.opType);
+const init = (m: ModelProto, name: string) => m.graph!.initializer.find((t) => t.name === name);
+
+// ---- passes --------------------------------------------------------------------------------------------------
+
+test('constant-to-initializer: value, value_float(s), value_int(s)', async () => {
+  const w = makeTensor('', DT.FLOAT, [3], [1, -2, 3]);
+  const m = model({
+    nodes: [
+      makeNode('Constant', [], ['c_value'], 'k1', { value: w }),
+      makeNode('Constant', [], ['c_float'], 'k2', { value_float: { float: 0.5 } }),
+      makeNode('Constant', [], ['c_floats'], 'k3', { value_floats: { floats: [0.25, 0.5, 0.75] } }),
+      makeNode('Constant', [], ['c_int'], 'k4', { value_int: 5 }),
+      makeNode('Constant', [], ['c_ints'], 'k5', { value_ints: [3, 2] }),
+      makeNode('Add', ['x', 'c_value'], ['a'], 'add'),
+      makeNode('Mul', ['a', 'c_float'], ['b'], 'mul'),
+      makeNode('Add', ['b', 'c_floats'], ['y'], 'add2'),
+      makeNode('Reshape', ['x', 'c_ints'], ['r'], 'reshape'),
+      makeNode('Shape', ['x'], ['s'], 'shape'),
+      makeNode('Add', ['s', 'c_int'], ['s5'], 'add3'),
+    ],
+    inputs: [vi('x', DT.FLOAT, [2, 3])],
+    outputs: [vi('y', DT.FLOAT, [2, 3]), vi('r', DT.FLOAT, [3, 2]), vi('s5', DT.INT64, [2])],
+  });
+  const { out, changed } = applyPass(constantToInitializer, m);
+  assert.ok(changed);
+  assert.ok(!ops(out).includes('Constant'), `Constant nodes left: ${ops(out)}`);
+  const get = (n: string) => {
+    const t = init(out, n);
+    assert.ok(t, `initializer ${n}`);
+    return { dt: t.dataType, dims: t.dims.map(Number), data: [...decodeTensor(t).data] };
+  };
+  assert.deepEqual(get('c_value'), { dt: DT.FLOAT, dims: [3], data: [1, -2, 3] });
+  assert.deepEqual(get('c_float'), { dt: DT.FLOAT, dims: [], data: [0.5] });
+  assert.deepEqual(get('c_floats'), { dt: DT.FLOAT, dims: [3], data: [0.25, 0.5, 0.75] });
+  assert.deepEqual(get('c_int'), { dt: DT.INT64, dims: [], data: [5n] });
+  assert.deepEqual(get('c_ints'), { dt: DT.INT64, dims: [2], data: [3n, 2n] });
+  await assertSameOutputs(m, out, 0);
+});
+
+test('initializers-not-inputs: an IR 3 model listing weights as inputs becomes IR 4 without them', async () => {
+  const m = model({
+    ir: 3,
+    opset: 8,
+    nodes: [makeNode('Add', ['x', 'w'], ['y'], 'add')],
+    inputs: [vi('x', DT.FLOAT, [2, 3]), vi('w', DT.FLOAT, [3])],
+    outputs: [vi('y', DT.FLOAT, [2, 3])],
+    initializer: [makeTensor('w', DT.FLOAT, [3], [1, 2, 3])],
+  });
+  const { out, changed } = applyPass(initializersNotInputs, m);
+  assert.ok(changed);
+  assert.deepEqual(out.graph!.input.map((v) => v.name), ['x']);
+  assert.equal(out.irVersion, 4n);
+  assert.ok(init(out, 'w'));
+  await assertSameOutputs(m, out, 0);
+  assert.equal(applyPass(initializersNotInputs, out).changed, false, 'idempotent');
+});
+
+test('remove-identity: inner Identity and Dropout go; an Identity feeding a graph output renames its producer', async () => {
+  const m = model({
+    nodes: [
+      makeNode('Identity', ['x'], ['x1'], 'id1'),
+      makeNode('Relu', ['x1'], ['r'], 'relu'),
+      makeNode('Dropout', ['r'], ['d'], 'drop'),
+      makeNode('Sigmoid', ['d'], ['s'], 'sig'),
+      makeNode('Identity', ['s'], ['y'], 'id_out'),
+    ],
+    inputs: [vi('x', DT.FLOAT, [2, 3])],
+    outputs: [vi('y', DT.FLOAT, [2, 3])],
+  });
+  const { out, changed } = applyPass(removeIdentity, m);
+  assert.ok(changed);
+  assert.deepEqual(ops(out), ['Relu', 'Sigmoid']);
+  assert.deepEqual(out.graph!.node[0].input, ['x']);
+  assert.deepEqual(out.graph!.node[1].output, ['y'], 'the Sigmoid now writes the graph output name');
+  await assertSameOutputs(m, out, 0);
+
+  // An Identity from a graph input straight to a graph output cannot go (the output needs a producer).
+  const passthrough = model({
+    nodes: [makeNode('Identity', ['x'], ['y'], 'id'), makeNode('Relu', ['x'], ['z'], 'relu')],
+    inputs: [vi('x', DT.FLOAT, [2])],
+    outputs: [vi('y', DT.FLOAT, [2]), vi('z', DT.FLOAT, [2])],
+  });
+  assert.equal(applyPass(removeIdentity, passthrough).changed, false);
+  // Nor one whose input is also a graph output.
+  const twoOutputs = model({
+    nodes: [makeNode('Relu', ['x'], ['r'], 'relu'), makeNode('Identity', ['r'], ['y'], 'id')],
+    inputs: [vi('x', DT.FLOAT, [2])],
+    outputs: [vi('r', DT.FLOAT, [2]), vi('y', DT.FLOAT, [2])],
+  });
+  assert.equal(applyPass(removeIdentity, twoOutputs).changed, false);
+});
+
+test('fold-weight-chains: fp16 HWIO weight → Cast → Transpose into a Conv; flat weight → Reshape into a MatMul', async () => {
+  const [kh, kw, cin, cout] = [3, 3, 2, 4];
+  const hwio = randn(kh * kw * cin * cout, 0.5);
+  const m = model({
+    nodes: [
+      makeNode('Cast', ['w16'], ['w32'], 'cast', { to: DT.FLOAT }),
+      makeNode('Transpose', ['w32'], ['w_oihw'], 'tr', { perm: [3, 2, 0, 1] }),
+      makeNode('Conv', ['x', 'w_oihw'], ['c'], 'conv', { pads: [1, 1, 1, 1] }),
+      makeNode('Reshape', ['c', 'act_shape'], ['c2'], 'flatten_act'),
+      makeNode('Reshape', ['mflat', 'mshape'], ['m2'], 'reshape_w'),
+      makeNode('MatMul', ['c2', 'm2'], ['y'], 'matmul'),
+    ],
+    inputs: [vi('x', DT.FLOAT, [1, cin, 5, 5])],
+    outputs: [vi('y', DT.FLOAT, [1, 3])],
+    initializer: [
+      makeTensor('w16', DT.FLOAT16, [kh, kw, cin, cout], Uint16Array.from(hwio, float32ToFloat16)),
+      makeTensor('act_shape', DT.INT64, [2], [1, cout * 25]),
+      makeTensor('mflat', DT.FLOAT, [cout * 25 * 3], randn(cout * 25 * 3, 0.1)),
+      makeTensor('mshape', DT.INT64, [2], [cout * 25, 3]),
+    ],
+  });
+  const { out, changed } = applyPass(foldWeightChains, m);
+  assert.ok(changed);
+  assert.deepEqual(ops(out), ['Conv', 'Reshape', 'MatMul'], 'Cast, Transpose and the weight Reshape are gone; the activation Reshape stays');
+  const conv = out.graph!.node[0];
+  const w = init(out, conv.input[1]);
+  assert.ok(w, 'Conv weight is an initializer');
+  assert.equal(w.dataType, DT.FLOAT);
+  assert.deepEqual(w.dims.map(Number), [cout, cin, kh, kw]);
+  // Spot-check the transpose: W'[o][i][y][x] = fp16(HWIO[y][x][i][o]).
+  const wv = tensorToFloat32(w);
+  const src = tensorToFloat32(init(m, 'w16')!);
+  for (const [o, i, y, x] of [[0, 0, 0, 0], [3, 1, 2, 0], [1, 0, 1, 2]])
+    assert.equal(wv[((o * cin + i) * kh + y) * kw + x], src[((y * kw + x) * cin + i) * cout + o]);
+  const mm = out.graph!.node[2];
+  assert.deepEqual(init(out, mm.input[1])!.dims.map(Number), [cout * 25, 3]);
+  assert.ok(!init(out, 'w16') && !init(out, 'mflat'), 'the unused sources are pruned');
+  await assertSameOutputs(m, out, 1e-5);
+});
+
+/** Hand computation of BN folding in float64: W'[c] = W[c]·s[c], b' = (b − mean)·s + β, s = γ/√(var+ε). */
+function foldByHand(w: Float32Array, channelOf: (i: number) => number, b: Float32Array | undefined, bn: Float32Array[], eps: number, C: number) {
+  const [g, beta, mean, v] = bn;
+  const s = Array.from({ length: C }, (_, c) => g[c] / Math.sqrt(v[c] + eps));
+  return {
+    w: Array.from(w, (x, i) => x * s[channelOf(i)]),
+    b: Array.from({ length: C }, (_, c) => ((b ? b[c] : 0) - mean[c]) * s[c] + beta[c]),
+  };
+}
+
+function assertClose(actual: ArrayLike<number>, expected: ArrayLike<number>, rel: number, what: string) {
+  assert.equal(actual.length, expected.length, what);
+  for (let i = 0; i < expected.length; i++)
+    assert.ok(Math.abs(actual[i] - expected[i]) <= rel * Math.max(1, Math.abs(expected[i])), `${what}[${i}]: ${actual[i]} vs ${expected[i]}`);
+}
+
+const bnParams = (C: number) => [randn(C).map((x) => x + 1.5), randn(C), randn(C), positive(C)];
+const bnInits = (p: Float32Array[]) => ['gamma', 'beta', 'mean', 'var'].map((n, i) => makeTensor(n, DT.FLOAT, [p[i].length], p[i]));
+
+test('fold-batchnorm: Conv + BatchNormalization folds into the Conv weight and bias', async () => {
+  const [C, cin] = [4, 3];
+  const w = randn(C * cin * 9, 0.5);
+  const b = randn(C);
+  const p = bnParams(C);
+  const eps = 1e-3;
+  const m = model({
+    nodes: [
+      makeNode('Conv', ['x', 'w', 'b'], ['c'], 'conv', { pads: [1, 1, 1, 1] }),
+      makeNode('BatchNormalization', ['c', 'gamma', 'beta', 'mean', 'var'], ['y'], 'bn', { epsilon: { float: eps } }),
+    ],
+    inputs: [vi('x', DT.FLOAT, [2, cin, 6, 6])],
+    outputs: [vi('y', DT.FLOAT, [2, C, 6, 6])],
+    initializer: [makeTensor('w', DT.FLOAT, [C, cin, 3, 3], w), makeTensor('b', DT.FLOAT, [C], b), ...bnInits(p)],
+  });
+  const { out, changed } = applyPass(foldBatchNorm, m);
+  assert.ok(changed);
+  assert.deepEqual(ops(out), ['Conv']);
+  const conv = out.graph!.node[0];
+  assert.deepEqual(conv.output, ['y']);
+  const want = foldByHand(w, (i) => Math.floor(i / (cin * 9)), b, p, Math.fround(eps), C);
+  assertClose(tensorToFloat32(init(out, conv.input[1])!), want.w, 1e-6, 'W');
+  assertClose(tensorToFloat32(init(out, conv.input[2])!), want.b, 1e-6, 'b');
+  assert.ok(!init(out, 'gamma'), 'BN parameters pruned');
+  await assertSameOutputs(m, out, 1e-4);
+});
+
+for (const transB of [0, 1]) {
+  test(`fold-batchnorm: Gemm (transB=${transB}) + BatchNormalization`, async () => {
+    const [K, C] = [5, 3];
+    const w = randn(K * C, 0.5); // [K,C] or [C,K]
+    const b = randn(C);
+    const p = bnParams(C);
+    const m = model({
+      nodes: [
+        makeNode('Gemm', ['x', 'w', 'b'], ['g'], 'gemm', { transB, beta: { float: 0.5 } }),
+        makeNode('BatchNormalization', ['g', 'gamma', 'beta', 'mean', 'var'], ['y'], 'bn'),
+      ],
+      inputs: [vi('x', DT.FLOAT, [4, K])],
+      outputs: [vi('y', DT.FLOAT, [4, C])],
+      initializer: [makeTensor('w', DT.FLOAT, transB ? [C, K] : [K, C], w), makeTensor('b', DT.FLOAT, [C], b), ...bnInits(p)],
+    });
+    const { out, changed } = applyPass(foldBatchNorm, m);
+    assert.ok(changed);
+    assert.deepEqual(ops(out), ['Gemm']);
+    const gemm = out.graph!.node[0];
+    assert.equal(attr(gemm, 'beta')?.f, 1, 'beta folded into the bias');
+    const want = foldByHand(w, transB ? (i) => Math.floor(i / K) : (i) => i % C, b.map((x) => x * 0.5), p, Math.fround(1e-5), C);
+    assertClose(tensorToFloat32(init(out, gemm.input[1])!), want.w, 1e-6, 'W');
+    assertClose(tensorToFloat32(init(out, gemm.input[2])!), want.b, 1e-6, 'b');
+    await assertSameOutputs(m, out, 1e-4);
+  });
+}
+
+test('fuse-bias-add: Conv + [1,C,1,1] constant and Gemm + [C] constant fuse; other shapes do not', async () => {
+  const [C, cin] = [3, 2];
+  const m = model({
+    nodes: [
+      makeNode('Conv', ['x', 'w'], ['c'], 'conv'),
+      makeNode('Add', ['k_conv', 'c'], ['y'], 'add_conv'), // constant on the left
+      makeNode('Gemm', ['x2', 'wg', 'bg'], ['g'], 'gemm', { transB: 1 }),
+      makeNode('Add', ['g', 'k_gemm'], ['y2'], 'add_gemm'),
+    ],
+    inputs: [vi('x', DT.FLOAT, [1, cin, 4, 4]), vi('x2', DT.FLOAT, [2, 4])],
+    outputs: [vi('y', DT.FLOAT, [1, C, 4, 4]), vi('y2', DT.FLOAT, [2, C])],
+    initializer: [
+      makeTensor('w', DT.FLOAT, [C, cin, 1, 1], randn(C * cin)),
+      makeTensor('k_conv', DT.FLOAT, [1, C, 1, 1], [0.5, -1, 2]),
+      makeTensor('wg', DT.FLOAT, [C, 4], randn(C * 4)),
+      makeTensor('bg', DT.FLOAT, [C], [1, 2, 3]),
+      makeTensor('k_gemm', DT.FLOAT, [C], [10, 20, 30]),
+    ],
+  });
+  const { out, changed } = applyPass(fuseBiasAdd, m);
+  assert.ok(changed);
+  assert.deepEqual(ops(out), ['Conv', 'Gemm']);
+  const [conv, gemm] = out.graph!.node;
+  assert.deepEqual(conv.output, ['y']);
+  assert.deepEqual([...tensorToFloat32(init(out, conv.input[2])!)], [0.5, -1, 2]);
+  assert.deepEqual([...tensorToFloat32(init(out, gemm.input[2])!)], [11, 22, 33]);
+  await assertSameOutputs(m, out, 1e-5);
+
+  // Not a per-channel bias: a full [1,C,H,W] constant, and a bare [C] (broadcasts along the last spatial axis, W = C).
+  for (const [dims, n] of [[[1, C, 3, 3], C * 9], [[C], C]] as const) {
+    const nm = model({
+      nodes: [makeNode('Conv', ['x', 'w'], ['c'], 'conv'), makeNode('Add', ['c', 'k'], ['y'], 'add')],
+      inputs: [vi('x', DT.FLOAT, [1, cin, 3, 3])],
+      outputs: [vi('y', DT.FLOAT, [1, C, 3, 3])],
+      initializer: [makeTensor('w', DT.FLOAT, [C, cin, 1, 1], randn(C * cin)), makeTensor('k', DT.FLOAT, [...dims], randn(n))],
+    });
+    const r = applyPass(fuseBiasAdd, nm);
+    assert.equal(r.changed, false, `Add of a [${dims}] constant must not be fused`);
+    assert.deepEqual(ops(r.out), ['Conv', 'Add']);
+  }
+});
+
+test('formatModel runs all passes to a fixed point on a graph needing several of them', async () => {
+  const C = 2;
+  const m = model({
+    ir: 3,
+    opset: 11,
+    nodes: [
+      makeNode('Constant', [], ['wc'], 'k', { value: makeTensor('', DT.FLOAT, [C, 1, 1, 1], [0.5, 2]) }),
+      makeNode('Identity', ['wc'], ['wi'], 'id'),
+      makeNode('Conv', ['x', 'wi'], ['c'], 'conv'),
+      makeNode('BatchNormalization', ['c', 'gamma', 'beta', 'mean', 'var'], ['bn'], 'bn'),
+      makeNode('Add', ['bn', 'kb'], ['y'], 'add'),
+    ],
+    inputs: [vi('x', DT.FLOAT, [1, 1, 3, 3]), vi('gamma', DT.FLOAT, [C])],
+    outputs: [vi('y', DT.FLOAT, [1, C, 3, 3])],
+    initializer: [...bnInits(bnParams(C)), makeTensor('kb', DT.FLOAT, [C, 1, 1], [1, -1])],
+  });
+  const { model: out, applied } = formatModel(m);
+  assert.deepEqual(ops(out), ['Conv']);
+  for (const p of ['constant-to-initializer', 'initializers-not-inputs', 'remove-identity', 'fold-batchnorm', 'fuse-bias-add'])
+    assert.ok(applied.includes(p), `${p} applied (${applied})`);
+  assert.equal(ops(m).length, 5, 'formatModel leaves its input alone');
+  await assertSameOutputs(m, out, 1e-5);
+});
+
+// ---- opset upgrade --------------------------------------------------------------------------------------------
+
+async function upgradeAndCompare(m: ModelProto, target: number, tol = 1e-6): Promise<ModelProto> {
+  const up = clone(ModelProtoSchema, m);
+  assert.ok(upgradeOpset(up, target));
+  assert.equal(up.opsetImport.find((o) => o.domain === '')!.version, BigInt(target));
+  await assertSameOutputs(m, up, tol);
+  return up;
+}
+
+test('opset upgrade: Clip min/max attributes (opset 6) become inputs (13)', async () => {
+  const m = model({
+    opset: 6,
+    ir: 3,
+    nodes: [makeNode('Clip', ['x'], ['y'], 'clip', { min: { float: 0.2 }, max: { float: 0.7 } }), makeNode('Clip', ['x'], ['z'], 'clip_lo', { min: { float: 0.5 } })],
+    inputs: [vi('x', DT.FLOAT, [4, 8])],
+    outputs: [vi('y', DT.FLOAT, [4, 8]), vi('z', DT.FLOAT, [4, 8])],
+  });
+  const up = await upgradeAndCompare(m, 13);
+  const [clip, lo] = up.graph!.node;
+  assert.equal(clip.attribute.length, 0);
+  assert.equal(clip.input.length, 3);
+  assert.deepEqual([...tensorToFloat32(init(up, clip.input[1])!)], [Math.fround(0.2)]);
+  assert.deepEqual([...tensorToFloat32(init(up, clip.input[2])!)], [Math.fround(0.7)]);
+  assert.equal(lo.input.length, 2, 'min only: no empty max input');
+});
+
+test('opset upgrade: Squeeze/Unsqueeze axes attribute (11) becomes an input (13)', async () => {
+  const m = model({
+    opset: 11,
+    nodes: [makeNode('Unsqueeze', ['x'], ['u'], 'unsq', { axes: [0, 3] }), makeNode('Squeeze', ['u'], ['y'], 'sq', { axes: [0] })],
+    inputs: [vi('x', DT.FLOAT, [2, 3])],
+    outputs: [vi('y', DT.FLOAT, [2, 3, 1])],
+  });
+  const up = await upgradeAndCompare(m, 13);
+  for (const [n, axes] of [[up.graph!.node[0], [0n, 3n]], [up.graph!.node[1], [0n]]] as const) {
+    assert.equal(n.attribute.length, 0);
+    assert.deepEqual([...decodeTensor(init(up, n.input[1])!).data], axes);
+  }
+});
+
+test('opset upgrade: Softmax axis=1 on a rank-3 input keeps the opset-11 (flatten to 2-D) semantics at 13', async () => {
+  const m = model({
+    opset: 11,
+    nodes: [makeNode('Softmax', ['x'], ['y'], 'sm', { axis: 1 })],
+    inputs: [vi('x', DT.FLOAT, [2, 3, 4])],
+    outputs: [vi('y', DT.FLOAT, [2, 3, 4])],
+  });
+  await upgradeAndCompare(m, 13);
+  // The rewrite matters: a plain Softmax(axis=1) at opset 13 normalises over one axis only and differs.
+  const naive = clone(ModelProtoSchema, m);
+  naive.opsetImport[0].version = 13n;
+  await assert.rejects(assertSameOutputs(m, naive, 1e-3), /max \|a−b\|/);
+});
+
+test('opset upgrade: Slice-9 starts/ends/axes attributes become inputs at 10', async () => {
+  const m = model({
+    opset: 9,
+    nodes: [makeNode('Slice', ['x'], ['y'], 'slice', { starts: [1, 0], ends: [3, 1000], axes: [0, 2] })],
+    inputs: [vi('x', DT.FLOAT, [4, 3, 5])],
+    outputs: [vi('y', DT.FLOAT, [2, 3, 5])],
+  });
+  const up = await upgradeAndCompare(m, 10);
+  const s = up.graph!.node[0];
+  assert.equal(s.attribute.length, 0);
+  assert.deepEqual(s.input.slice(1).map((n) => [...decodeTensor(init(up, n)!).data]), [[1n, 0n], [3n, 1000n], [0n, 2n]]);
+});
