@@ -1,7 +1,105 @@
 import type { Command } from 'commander';
+import { join } from 'node:path';
+import type { ModelProto } from 'onnx-buf';
+import { analyse, type AnalyseOptions } from '../analyse/analyse.ts';
+import type { AnalysisReport } from '../analyse/schema.ts';
+import { formatModel } from '../ir/format.ts';
+import { opsetVersion } from '../ir/graph.ts';
+import { upgradeOpset } from '../ir/opset-upgrade.ts';
+import { loadModel, writeFileAtomic } from '../onnx/model-io.ts';
+import type { QuantParams } from '../quant/config.ts';
+import type { QuantPlan } from '../quant/plan.ts';
+import { renderAnalysisHtml } from '../report/html.ts';
+import { renderAnalysisTable } from '../report/terminal.ts';
+import type { Dataset } from '../zoo/data/types.ts';
+import { feedBatches, openDataset, resolvePreprocess } from './data-source.ts';
+import { makeProgress } from './progress.ts';
+import { singleInput } from './quantize.ts';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+
+export interface WriteAnalysisOptions {
+  rule?: string;
+  floatPath: string;
+  quantPath: string;
+  known?: { plan: QuantPlan; params: ReadonlyMap<string, QuantParams> };
+  outputs?: string[];
+  isolated?: AnalyseOptions['isolated'];
+  quiet?: boolean;
+  steps?: number;
+}
+
+function sha256File(path: string): string {
+  try {
+    return createHash('sha256').update(readFileSync(path)).digest('hex');
+  } catch {
+    return '';
+  }
+}
+
+/** Run the analysis and write report.json + report.html into `dir`; prints the terminal table. */
+export async function writeAnalysis(
+  floatModel: ModelProto,
+  quantModel: ModelProto,
+  ds: Dataset<unknown>,
+  input: string,
+  batch: number,
+  dir: string,
+  o: WriteAnalysisOptions,
+): Promise<AnalysisReport> {
+  const progress = makeProgress(o.quiet);
+  let stage = '';
+  const report = await analyse(floatModel, quantModel, () => feedBatches(ds, input, batch, o.steps), {
+    rule: o.rule,
+    outputs: o.outputs,
+    isolated: o.isolated ?? 'none',
+    floatPath: o.floatPath,
+    quantPath: o.quantPath,
+    dataSource: ds.name,
+    onProgress: (s, done, total) => {
+      if (s !== stage) progress.stage(`analyse: ${(stage = s)}`, total);
+      progress.tick(done);
+    },
+  }, o.known);
+  progress.stop();
+  report.floatModel.sha256 = sha256File(o.floatPath);
+  report.quantModel.sha256 = sha256File(o.quantPath);
+  writeFileAtomic(join(dir, 'report.json'), JSON.stringify(report, null, 1));
+  writeFileAtomic(join(dir, 'report.html'), await renderAnalysisHtml(report));
+  process.stdout.write(renderAnalysisTable(report) + '\n');
+  process.stdout.write(`wrote ${join(dir, 'report.json')} and ${join(dir, 'report.html')}\n`);
+  return report;
+}
 
 export function registerAnalyse(program: Command): void {
-  program.command('analyse').description('(not yet implemented)').action(() => {
-    throw new Error('analyse: not implemented yet');
-  });
+  program
+    .command('analyse')
+    .alias('analyze')
+    .description('per-layer and output error of a QDQ model against its float model (AQE/MQE/OQE), terminal + JSON + HTML')
+    .argument('<float>', 'float ONNX model')
+    .argument('<quant>', 'QDQ ONNX model made from it')
+    .requiredOption('--data <path>', 'test data: image folder, PaddleOCR label .txt, .npy/.npz')
+    .option('--preprocess <preset|file|json>', 'image preprocessing (see quantize --help)', 'imagenet')
+    .option('--batch <n>', 'batch size', (v) => parseInt(v, 10), 32)
+    .option('--steps <n>', 'number of batches (default: all)', (v) => parseInt(v, 10))
+    .option('--input <name>', 'model input fed with the data')
+    .option('--outputs <a,b>', 'output tensors for OQE (default: the graph outputs)')
+    .option('--isolated <mode>', "isolated per-layer error: none, both, all (weight-only and activation-only too)", 'none')
+    .option('--out-dir <dir>', 'where report.json and report.html go', '.')
+    .option('--quiet', 'no progress output')
+    .action(async (floatFile: string, quantFile: string, o: Record<string, unknown>) => {
+      const quant = loadModel(quantFile);
+      const floatModel = formatModel(loadModel(floatFile)).model;
+      upgradeOpset(floatModel, Math.max(opsetVersion(floatModel), opsetVersion(quant)));
+      const input = singleInput(floatModel, floatFile, o.input as string | undefined);
+      const ds = openDataset(String(o.data), resolvePreprocess(o.preprocess as string));
+      await writeAnalysis(floatModel, quant, ds, input, o.batch as number, String(o.outDir), {
+        floatPath: floatFile,
+        quantPath: quantFile,
+        outputs: o.outputs ? String(o.outputs).split(',') : undefined,
+        isolated: o.isolated as AnalyseOptions['isolated'],
+        quiet: Boolean(o.quiet),
+        steps: o.steps as number | undefined,
+      });
+    });
 }

@@ -1,7 +1,106 @@
 import type { Command } from 'commander';
+import { readFileSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { UserError } from '../errors.ts';
+import { loadModel, saveModel, serializeModel, writeFileAtomic } from '../onnx/model-io.ts';
+import { validateModel } from '../onnx/validate.ts';
+import { buildRule, getRule, ONNXQUANT_RULES, type QuantRule, type RuleSpec } from '../quant/rules.ts';
+import { quantize } from '../quantize.ts';
+import { graphInputs } from '../runtime/inputs.ts';
+import { feedBatches, openDataset, resolvePreprocess } from './data-source.ts';
+import { makeProgress } from './progress.ts';
+import { writeAnalysis } from './analyse.ts';
+
+export function resolveRule(name: string): QuantRule {
+  if (ONNXQUANT_RULES[name]) return getRule(name);
+  if (name.endsWith('.json')) {
+    let spec: RuleSpec;
+    try {
+      spec = JSON.parse(readFileSync(name, 'utf8')) as RuleSpec;
+    } catch (e) {
+      throw new UserError(`cannot read rule file (${(e as Error).message})`, name);
+    }
+    if (typeof spec?.name !== 'string') throw new UserError('rule file needs a "name" string', name);
+    return buildRule(spec, name);
+  }
+  return getRule(name);
+}
+
+export function singleInput(model: ReturnType<typeof loadModel>, file: string, wanted?: string): string {
+  const inputs = graphInputs(model);
+  if (wanted) {
+    if (!inputs.some((i) => i.name === wanted)) throw new UserError(`model has no input '${wanted}' (inputs: ${inputs.map((i) => i.name).join(', ')})`, file);
+    return wanted;
+  }
+  if (inputs.length !== 1) throw new UserError(`model has ${inputs.length} inputs (${inputs.map((i) => i.name).join(', ')}); choose one with --input (the others need the library API)`, file);
+  return inputs[0].name;
+}
+
+const collect = (v: string, prev: string[]) => [...prev, v];
 
 export function registerQuantize(program: Command): void {
-  program.command('quantize').description('(not yet implemented)').action(() => {
-    throw new Error('quantize: not implemented yet');
-  });
+  program
+    .command('quantize')
+    .description('quantize a model under a rule with calibration data; writes a QDQ model and a .qparams.json sidecar')
+    .argument('<model>', 'float ONNX model')
+    .requiredOption('--calib <path>', 'calibration data: image folder, PaddleOCR label .txt, .npy/.npz file or folder')
+    .option('--rule <name|file.json>', `rule: ${Object.keys(ONNXQUANT_RULES).join(', ')}, or a rule JSON file`, 'onnxquant-int8-perchannel')
+    .option('--preprocess <preset|file|json>', 'image preprocessing: a preset (imagenet, cifar10-nchw, rgb01-nhwc, ocr-32x320, ocr-48x320, raw-rgb), a JSON file or inline JSON', 'imagenet')
+    .option('--batch <n>', 'batch size', (v) => parseInt(v, 10), 32)
+    .option('--calib-steps <n>', 'number of calibration batches', (v) => parseInt(v, 10), 32)
+    .option('--input <name>', 'model input fed with the data (default: the only input)')
+    .option('--stats-on <which>', "collect activation statistics on 'quantized-weights' (PPQ) or 'float'", 'quantized-weights')
+    .option('--exclude-op <op>', 'leave this op type float (repeatable)', collect, [])
+    .option('--exclude-node <pattern>', 'leave matching nodes float: name, glob or /regex/ (repeatable)', collect, [])
+    .option('-o, --output <file>', 'output model (default: <model>.<rule>.onnx beside the input)')
+    .option('--analyse', 'also write report.html and report.json beside the output')
+    .option('--test <path>', 'data for --analyse (default: the calibration data)')
+    .option('--quiet', 'no progress output')
+    .action(async (file: string, o: Record<string, unknown>) => {
+      const t0 = performance.now();
+      const model = loadModel(file);
+      validateModel(model, file);
+      const rule = resolveRule(String(o.rule));
+      const input = singleInput(model, file, o.input as string | undefined);
+      const spec = resolvePreprocess(o.preprocess as string);
+      const ds = openDataset(String(o.calib), spec);
+      const batch = o.batch as number;
+      const steps = o.calibSteps as number;
+      if (!(batch > 0) || !(steps > 0)) throw new UserError('--batch and --calib-steps must be positive integers');
+      const out = (o.output as string | undefined) ?? join(dirname(file), `${basename(file, '.onnx')}.${rule.name}.onnx`);
+      const progress = makeProgress(Boolean(o.quiet));
+      const total = Math.min(steps, Math.ceil(ds.size / batch));
+      progress.stage(`calibrate ${rule.name}`, total);
+      const result = await quantize(model, feedBatches(ds, input, batch, steps), {
+        rule,
+        steps,
+        statsOn: o.statsOn === 'float' ? 'float' : 'quantized-weights',
+        filter: { excludeOps: o.excludeOp as string[], excludeNodes: o.excludeNode as string[] },
+        onBatch: (d) => progress.tick(d),
+      });
+      progress.stop();
+      saveModel(result.model, out);
+      const sidecar = out.replace(/\.onnx$/, '') + '.qparams.json';
+      writeFileAtomic(sidecar, JSON.stringify(result.sidecar, null, 1));
+      const weights = result.plan.tensors.filter((t) => t.role === 'weight').length;
+      const secs = ((performance.now() - t0) / 1000).toFixed(1);
+      const rss = (process.resourceUsage().maxRSS / 1024).toFixed(0);
+      process.stdout.write(
+        `quantized ${result.plan.layers.length} layers (${weights} weights, ${result.plan.tensors.length - weights} activation tensors) ` +
+          `under ${rule.name} with ${result.batches} batches of ${batch} in ${secs} s, peak RSS ${rss} MiB\n` +
+          `wrote ${out} (${(serializeModel(result.model).length / 1e6).toFixed(2)} MB) and ${sidecar}\n`,
+      );
+      for (const s of result.plan.skipped) process.stderr.write(`warning: left float: ${s.node} (${s.reason})\n`);
+      if (o.analyse) {
+        const testDs = o.test ? openDataset(String(o.test), spec) : ds;
+        await writeAnalysis(result.floatModel, result.model, testDs, input, batch, dirname(out), {
+          rule: rule.name,
+          floatPath: file,
+          quantPath: out,
+          known: { plan: result.plan, params: result.params },
+          quiet: Boolean(o.quiet),
+          steps,
+        });
+      }
+    });
 }

@@ -1,0 +1,63 @@
+/**
+ * Turning CLI arguments into calibration/test batches: an image folder (flat, or one folder per class), a
+ * PaddleOCR label file, .npy/.npz tensors (a file or a folder), with a preprocessing spec that is a preset name,
+ * a JSON file or inline JSON. Deterministic order; batches are fed to the model's (single) float input.
+ */
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { dirname, extname } from 'node:path';
+import { UserError } from '../errors.ts';
+import type { Feeds } from '../calibrate/calibrate.ts';
+import { imageFolder } from '../zoo/data/image-folder.ts';
+import { npyDataset } from '../zoo/data/npy.ts';
+import { OCR_SPEC, paddleOcrLabels } from '../zoo/data/ocr.ts';
+import { IMAGENET_SPEC, parsePreprocessSpec, type PreprocessSpec } from '../zoo/data/preprocess.ts';
+import { batches, type Dataset } from '../zoo/data/types.ts';
+import { unlabelledImages } from '../zoo/data/unlabelled.ts';
+
+export const PREPROCESS_PRESETS: Record<string, PreprocessSpec> = {
+  imagenet: IMAGENET_SPEC,
+  'cifar10-nchw': { resize: { height: 32, width: 32 }, colorOrder: 'rgb', scale: 1 / 255, mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616], layout: 'nchw' },
+  'rgb01-nhwc': { colorOrder: 'rgb', scale: 1 / 255, layout: 'nhwc' },
+  'ocr-32x320': OCR_SPEC(32, 320, true),
+  'ocr-48x320': OCR_SPEC(48, 320, true),
+  'raw-rgb': { colorOrder: 'rgb', layout: 'nchw' },
+};
+
+export function resolvePreprocess(spec: string | undefined): PreprocessSpec {
+  if (!spec) return PREPROCESS_PRESETS.imagenet;
+  if (PREPROCESS_PRESETS[spec]) return PREPROCESS_PRESETS[spec];
+  let json: unknown;
+  const source = spec.trim().startsWith('{') ? '--preprocess' : spec;
+  try {
+    json = JSON.parse(source === spec ? readFileSync(spec, 'utf8') : spec);
+  } catch (e) {
+    const why = (e as NodeJS.ErrnoException).code === 'ENOENT' ? `not a preset (${Object.keys(PREPROCESS_PRESETS).join(', ')}) nor a file` : (e as Error).message;
+    throw new UserError(`cannot read preprocessing spec: ${why}`, source);
+  }
+  try {
+    return parsePreprocessSpec(json, source);
+  } catch (e) {
+    throw new UserError((e as Error).message.replace(`${source}: `, ''), source);
+  }
+}
+
+export function openDataset(path: string, spec: PreprocessSpec): Dataset<unknown> {
+  if (!existsSync(path)) throw new UserError('calibration data not found', path);
+  const st = statSync(path);
+  const ext = extname(path).toLowerCase();
+  if (st.isFile()) {
+    if (ext === '.npy' || ext === '.npz') return npyDataset(path);
+    if (ext === '.txt') return paddleOcrLabels(path, dirname(path), spec);
+    throw new UserError('expected a folder of images, a .npy/.npz file or a PaddleOCR label .txt', path);
+  }
+  const entries = readdirSync(path, { withFileTypes: true });
+  if (entries.some((e) => e.isFile() && /\.(npy|npz)$/i.test(e.name))) return npyDataset(path);
+  if (entries.some((e) => e.isDirectory())) return imageFolder(path, spec);
+  return unlabelledImages(path, spec);
+}
+
+/** Batches as feeds for one input; `steps` limits the number of batches. */
+export async function* feedBatches(ds: Dataset<unknown>, inputName: string, batchSize: number, steps?: number): AsyncIterable<Feeds> {
+  const limit = steps !== undefined ? steps * batchSize : Infinity;
+  for await (const b of batches(ds, batchSize, limit)) yield { [inputName]: b.input };
+}
