@@ -1,0 +1,20 @@
+/** onnxquant's library API: each pipeline stage as a function over plain data. */
+export { loadModel, parseModel, saveModel, serializeModel } from './onnx/model-io.ts';
+export { decodeTensor, makeTensor, tensorToFloat32 } from './onnx/tensor-codec.ts';
+export { formatModel, DEFAULT_PASSES } from './ir/format.ts';
+export { upgradeOpset } from './ir/opset-upgrade.ts';
+export { GraphView } from './ir/graph.ts';
+export type { TensorQuantConfig, QuantParams } from './quant/config.ts';
+export { ONNXQUANT_RULES, RULE_NAMES, buildRule, getRule, type QuantRule, type RuleSpec } from './quant/rules.ts';
+export { planModel, type QuantPlan, type Filter } from './quant/plan.ts';
+export { calibrate, calibrateWeights, type Feeds } from './calibrate/calibrate.ts';
+export { makeObserver } from './calibrate/observers.ts';
+export { realiseQdq } from './realise/qdq.ts';
+export { quantize, prepareModel, type QuantizeResult } from './quantize.ts';
+export { createSession, type RunMode } from './runtime/session.ts';
+export { analyse } from './analyse/analyse.ts';
+export { recoverPlan } from './analyse/recover-plan.ts';
+export type { AnalysisReport } from './analyse/schema.ts';
+export { renderAnalysisHtml, renderAnalysisTable } from './report/index.ts';
+export type { FloatTensor } from './tensor.ts';
+export { UserError } from './errors.ts';
