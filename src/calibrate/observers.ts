@@ -83,6 +83,58 @@ export function selectKth(a: Float32Array, k: number): number {
 }
 
 /**
+ * The value at sorted index `k` (0-based) for k near either end, in one pass: a bounded heap keeps the k+1 most
+ * extreme values, and almost every element is rejected by one comparison with the heap's root. This is what makes
+ * the percentile observer cheap (k ≈ n·1e-4); for k near the middle it falls back to quickselect.
+ */
+export function sortedValueAt(data: Float32Array, k: number, scratch?: Float32Array): number {
+  const n = data.length;
+  const fromTop = n - 1 - k;
+  const small = Math.min(k, fromTop) + 1;
+  if (small > 4096) {
+    const a = scratch && scratch.length >= n ? scratch.subarray(0, n) : new Float32Array(n);
+    a.set(data);
+    return selectKth(a, k);
+  }
+  const largest = fromTop < k;
+  // Heap of the `small` most extreme values; root = the least extreme of them (the answer at the end).
+  const heap = new Float32Array(small);
+  const worse = largest ? (a: number, b: number) => a < b : (a: number, b: number) => a > b;
+  let size = 0;
+  for (let i = 0; i < n; i++) {
+    const v = data[i];
+    if (size < small) {
+      let j = size++;
+      heap[j] = v;
+      while (j > 0) {
+        const parent = (j - 1) >> 1;
+        if (!worse(heap[j], heap[parent])) break;
+        const t = heap[j];
+        heap[j] = heap[parent];
+        heap[parent] = t;
+        j = parent;
+      }
+    } else if (largest ? v > heap[0] : v < heap[0]) {
+      heap[0] = v;
+      let j = 0;
+      for (;;) {
+        const l = 2 * j + 1;
+        const r = l + 1;
+        let m = j;
+        if (l < size && worse(heap[l], heap[m])) m = l;
+        if (r < size && worse(heap[r], heap[m])) m = r;
+        if (m === j) break;
+        const t = heap[j];
+        heap[j] = heap[m];
+        heap[m] = t;
+        j = m;
+      }
+    }
+  }
+  return heap[0];
+}
+
+/**
  * PPQ's percentile observer: per batch, over the flattened tensor, min = the value at sorted index
  * floor(n·(1−p)) and max = the value at min(floor(n·p), n−1) (torch.kthvalue with k = index + 1); the per-batch
  * values are averaged over batches (in double here; PPQ averages a float32 tensor). Index arithmetic is done in
@@ -99,11 +151,9 @@ export class PercentileObserver implements Observer {
     const p = this.cfg.percentile ?? 0.9999;
     const minIdx = Math.max(0, Math.floor(n * (1 - p)));
     const maxIdx = Math.min(Math.floor(n * p), n - 1);
-    if (this.scratch.length < n) this.scratch = new Float32Array(n);
-    const a = this.scratch.subarray(0, n);
-    a.set(data);
-    this.sumMax += selectKth(a, maxIdx);
-    this.sumMin += selectKth(a, minIdx);
+    if (this.scratch.length < n && Math.min(minIdx, n - 1 - maxIdx) > 4096) this.scratch = new Float32Array(n);
+    this.sumMax += sortedValueAt(data, maxIdx, this.scratch);
+    this.sumMin += sortedValueAt(data, minIdx, this.scratch);
     this.batches++;
   }
   params(): QuantParams {
