@@ -5,6 +5,7 @@
  * each batch's tensors are dropped after their observers have seen them, so memory does not grow with batches.
  */
 import type { ModelProto } from 'onnx-buf';
+import type * as ort from 'onnxruntime-node';
 import { GraphView } from '../ir/graph.ts';
 import { tensorDims, tensorToFloat32 } from '../onnx/tensor-codec.ts';
 import type { QuantParams } from '../quant/config.ts';
@@ -14,7 +15,8 @@ import { createSession } from '../runtime/session.ts';
 import type { FloatTensor } from '../tensor.ts';
 import { makeObserver, type Observer } from './observers.ts';
 
-export type Feeds = Record<string, FloatTensor>;
+/** Model inputs for one batch: float tensors, or onnxruntime tensors for other dtypes (e.g. an int64 sample rate). */
+export type Feeds = Record<string, FloatTensor | ort.Tensor>;
 
 export interface CalibrateOptions {
   statsOn?: 'quantized-weights' | 'float';

@@ -7,11 +7,11 @@
  */
 import { clone } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto } from 'onnx-buf';
-import { float32ToFloat8 } from '../onnx/float-formats.ts';
+import { float32ToFloat8, float8ToFloat32 } from '../onnx/float-formats.ts';
 import { makeTensor, tensorDims, tensorToFloat32 } from '../onnx/tensor-codec.ts';
 import { GraphView, makeNode, topologicalSort } from '../ir/graph.ts';
 import type { QuantParams, TensorQuantConfig } from '../quant/config.ts';
-import { fp8Kind, quantizeInt } from '../quant/numerics.ts';
+import { dequantizeInt, fp8Kind, quantizeInt } from '../quant/numerics.ts';
 import type { PlannedTensor, QuantPlan } from '../quant/plan.ts';
 
 export interface RealiseOptions {
@@ -83,10 +83,45 @@ export function realiseQdq(model: ModelProto, plan: QuantPlan, params: ReadonlyM
   return out;
 }
 
+/**
+ * Is a per-channel weight quantized along an axis that is not its consumers' output-channel axis? PPQ's MatMul/Gemm
+ * axis 0 ('ppq' rule setting) is the reduction axis K of a [K,N] weight. No integer kernel can apply a per-K scale
+ * after the int32 accumulation, and onnxruntime's deploy fusion (MatMulIntegerToFloat / QGemm) reads the
+ * per-channel scale and zero point as per-N: it fails at run time ("b zero point is not valid") when K ≠ N, and
+ * silently computes with the wrong scales when K = N.
+ */
+function perChannelOnReductionAxis(view: GraphView, t: PlannedTensor, rank: number): boolean {
+  if (t.axis === undefined) return false;
+  return t.uses.some((u) => {
+    if (u.op === 'MatMul') return t.axis !== rank - 1;
+    if (u.op === 'Gemm') {
+      const n = view.graph.node.find((x) => x.name === u.node);
+      const transB = Number(n?.attribute.find((a) => a.name === 'transB')?.i ?? 0);
+      return t.axis !== (transB ? 0 : 1);
+    }
+    return false;
+  });
+}
+
 function insertWeight(view: GraphView, t: PlannedTensor, p: QuantParams): string {
   const w = view.initializers.get(t.tensor)!;
   const dims = tensorDims(w);
   const q = quantizeWeightValues(tensorToFloat32(w), dims, t.config, p);
+  if (perChannelOnReductionAxis(view, t, dims.length)) {
+    // Store the dequantized values (float32((q − z)·s), exactly what the DequantizeLinear would output) as a float
+    // constant: the simulated numerics are unchanged, and onnxruntime cannot fuse the layer into an integer kernel
+    // that misreads the axis. The weight is then not stored as int8 (the model is larger).
+    const C = dims[p.axis!];
+    const inner = dims.slice(p.axis! + 1).reduce((a, b) => a * b, 1);
+    const deq = new Float32Array(q.length);
+    for (let i = 0; i < q.length; i++) {
+      const c = Math.floor(i / inner) % C;
+      deq[i] = t.config.format === 'int' ? dequantizeInt(q[i], p.scale[c], p.zeroPoint[c]) : Math.fround(float8ToFloat32(q[i], fp8Kind(t.config.format)) * p.scale[c]);
+    }
+    const name = view.freshName(`${t.tensor}_fakequant`);
+    view.addInitializer(makeTensor(name, DT.FLOAT, dims, deq));
+    return name;
+  }
   const qName = view.freshName(`${t.tensor}_quantized`);
   view.addInitializer(makeTensor(qName, quantizedDataType(t.config), dims, q));
   const { scale, zp } = paramTensors(view, t.tensor, t.config, p);

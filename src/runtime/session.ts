@@ -41,12 +41,16 @@ export function withExtraOutputs(model: ModelProto, names: readonly string[]): M
 export async function createSession(model: ModelProto | Uint8Array, opts: SessionOptions = {}): Promise<ModelSession> {
   const mode = opts.mode ?? 'float';
   let bytes: Uint8Array;
+  // onnxruntime 1.30's level-'all' Q/DQ fusions build invalid graphs for float8 Q/DQ (QLinearConv over fp8,
+  // ClipQuantFusion throws on an fp8 zero point) and its CPU provider has no float8 kernels to fuse into anyway:
+  // deploy FP8 models at 'basic' (constant folding and float fusions only).
+  const fp8 = !(model instanceof Uint8Array) && model.graph!.initializer.some((t) => t.dataType >= 17 && t.dataType <= 20);
   if (model instanceof Uint8Array) {
     if (opts.extraOutputs?.length) throw new Error('extraOutputs needs a ModelProto, not bytes');
     bytes = model;
   } else bytes = serializeModel(withExtraOutputs(model, opts.extraOutputs ?? []));
   const so: ort.InferenceSession.SessionOptions = {
-    graphOptimizationLevel: mode === 'simulate' ? 'disabled' : 'all',
+    graphOptimizationLevel: mode === 'simulate' ? 'disabled' : fp8 ? 'basic' : 'all',
     intraOpNumThreads: opts.intraOpThreads ?? 0,
     interOpNumThreads: 1,
     executionMode: 'sequential',
