@@ -8,6 +8,8 @@ import { registerInspect } from './inspect.ts';
 import { registerQuantize } from './quantize.ts';
 import { registerZoo } from './zoo.ts';
 import { registerAnalyse } from './analyse.ts';
+import { registerDeployCheck } from './deploy-check.ts';
+import { registerExport } from './export.ts';
 
 export const VERSION = '0.1.0';
 
@@ -18,6 +20,8 @@ registerInspect(program);
 registerQuantize(program);
 registerAnalyse(program);
 registerZoo(program);
+registerDeployCheck(program);
+registerExport(program);
 
 try {
   await program.parseAsync(process.argv);
