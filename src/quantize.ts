@@ -12,6 +12,9 @@ import { planModel, type Filter, type QuantPlan } from './quant/plan.ts';
 import type { QuantRule } from './quant/rules.ts';
 import { realiseQdq } from './realise/qdq.ts';
 import { buildSidecar, type Sidecar } from './realise/sidecar.ts';
+import type { PassReport } from './optimise/context.ts';
+import { runRecipe } from './optimise/optimise.ts';
+import type { PassSpec } from './optimise/recipes.ts';
 
 export interface PreparedModel {
   model: ModelProto;
@@ -32,6 +35,9 @@ export function prepareModel(model: ModelProto, rule: QuantRule): PreparedModel 
 export interface QuantizeOptions extends CalibrateOptions {
   rule: QuantRule;
   filter?: Filter;
+  /** Accuracy-recovery passes (see optimise/recipes.ts); the calibration batches are then held in memory. */
+  recipe?: readonly PassSpec[];
+  log?: (line: string) => void;
 }
 
 export interface QuantizeResult {
@@ -42,7 +48,9 @@ export interface QuantizeResult {
   params: Map<string, QuantParams>;
   sidecar: Sidecar;
   batches: number;
-  timings: { prepareMs: number; calibrateMs: number; realiseMs: number };
+  timings: { prepareMs: number; calibrateMs: number; realiseMs: number; optimiseMs?: number };
+  /** Per-pass before/after output error on calibration data, when a recipe ran. */
+  passes?: PassReport[];
 }
 
 export async function quantize(model: ModelProto, data: AsyncIterable<Feeds>, opts: QuantizeOptions): Promise<QuantizeResult> {
@@ -50,6 +58,28 @@ export async function quantize(model: ModelProto, data: AsyncIterable<Feeds>, op
   const prepared = prepareModel(model, opts.rule);
   const plan = planModel(prepared.model, opts.rule, opts.filter);
   const t1 = performance.now();
+  if (opts.recipe?.length) {
+    const calibration: Feeds[] = [];
+    for await (const b of data) {
+      if (opts.steps !== undefined && calibration.length >= opts.steps) break;
+      calibration.push(b);
+      opts.onBatch?.(calibration.length);
+    }
+    const { state, reports } = await runRecipe(prepared.model, opts.recipe, { rule: opts.rule, filter: opts.filter, calibration, statsOn: opts.statsOn, log: opts.log });
+    const t2 = performance.now();
+    const qdq = realiseQdq(state.model, state.plan, state.params);
+    const t3 = performance.now();
+    return {
+      model: qdq,
+      floatModel: prepared.model,
+      plan: state.plan,
+      params: state.params,
+      sidecar: buildSidecar(state.plan, state.params, { batches: calibration.length, opsetFrom: prepared.opsetFrom, opsetTo: prepared.opsetTo, formatPasses: prepared.formatPasses }),
+      batches: calibration.length,
+      timings: { prepareMs: t1 - t0, calibrateMs: 0, optimiseMs: t2 - t1, realiseMs: t3 - t2 },
+      passes: reports,
+    };
+  }
   const { params, batches } = await calibrate(prepared.model, plan, data, opts);
   const t2 = performance.now();
   const qdq = realiseQdq(prepared.model, plan, params);

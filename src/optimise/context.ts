@@ -1,0 +1,88 @@
+/**
+ * What every accuracy-recovery pass works on: the prepared float model, the plan and the parameters, plus a few
+ * calibration batches held in memory to measure the error before and after (never test data). A pass is a
+ * function `(state, ctx) → state'` that keeps its change only if the measured error goes down.
+ */
+import type { ModelProto } from 'onnx-buf';
+import type { Feeds } from '../calibrate/calibrate.ts';
+import type { QuantParams } from '../quant/config.ts';
+import type { QuantPlan } from '../quant/plan.ts';
+import type { QuantRule } from '../quant/rules.ts';
+import { realiseQdq } from '../realise/qdq.ts';
+import { createSession, type ModelSession } from '../runtime/session.ts';
+import { ErrorAccumulator } from '../analyse/error-measures.ts';
+
+export interface QuantState {
+  model: ModelProto;
+  plan: QuantPlan;
+  params: Map<string, QuantParams>;
+}
+
+export interface OptimiseContext {
+  rule: QuantRule;
+  /** The prepared float model before any pass: the reference every error is measured against. */
+  reference: ModelProto;
+  /** Calibration batches kept in memory for measuring (a few batches: passes run the network many times). */
+  batches: Feeds[];
+  /** Output tensors whose error is minimised (default: graph outputs). */
+  outputs: string[];
+  log: (line: string) => void;
+}
+
+export interface PassReport {
+  pass: string;
+  before: number;
+  after: number;
+  kept: boolean;
+  ms: number;
+  detail?: string;
+}
+
+export interface OptimisePass {
+  name: string;
+  /** 'pre': changes the float model before calibration (e.g. equalization); 'post': works on calibrated params. */
+  stage: 'pre' | 'post';
+  run(state: QuantState, ctx: OptimiseContext): Promise<{ state: QuantState; detail?: string }>;
+}
+
+const floatCache = new WeakMap<ModelProto, WeakMap<Feeds[], Map<string, Float32Array[]>>>();
+
+/** Float-network values of `names` on the context batches (cached per model and batch list). */
+export async function floatOutputs(model: ModelProto, ctx: Pick<OptimiseContext, 'batches'>, names: readonly string[]): Promise<Map<string, Float32Array[]>> {
+  let byBatches = floatCache.get(model);
+  if (!byBatches) floatCache.set(model, (byBatches = new WeakMap()));
+  let cache = byBatches.get(ctx.batches);
+  if (!cache) byBatches.set(ctx.batches, (cache = new Map()));
+  const missing = names.filter((n) => !cache!.has(n));
+  if (missing.length) {
+    const s = await createSession(model, { mode: 'float', extraOutputs: missing });
+    const per = new Map<string, Float32Array[]>(missing.map((n) => [n, []]));
+    for (const b of ctx.batches) {
+      const r = await s.run(b, missing);
+      for (const n of missing) per.get(n)!.push(r[n].data as Float32Array);
+    }
+    await s.release();
+    for (const [k, v] of per) cache.set(k, v);
+  }
+  return new Map(names.map((n) => [n, cache!.get(n)!]));
+}
+
+/** Mean PPQ power ratio over the monitored outputs, quantized network vs float network, on the context batches. */
+export async function outputError(state: QuantState, ctx: OptimiseContext): Promise<number> {
+  const ref = await floatOutputs(ctx.reference, ctx, ctx.outputs);
+  const q = realiseQdq(state.model, state.plan, state.params);
+  const s: ModelSession = await createSession(q, { mode: 'simulate', extraOutputs: ctx.outputs });
+  const acc = ctx.outputs.map(() => new ErrorAccumulator());
+  for (let i = 0; i < ctx.batches.length; i++) {
+    const r = await s.run(ctx.batches[i], ctx.outputs);
+    const n = Object.values(ctx.batches[i])[0].dims[0] ?? 1;
+    ctx.outputs.forEach((o, k) => acc[k].add(r[o].data as Float32Array, ref.get(o)![i], n));
+  }
+  await s.release();
+  const errs = acc.map((a) => a.result().powerRatio);
+  return errs.reduce((a, b) => a + b, 0) / errs.length;
+}
+
+export function cloneParams(params: ReadonlyMap<string, QuantParams>): Map<string, QuantParams> {
+  return new Map([...params].map(([k, p]) => [k, { ...p, scale: p.scale.slice(), zeroPoint: p.zeroPoint.slice(), min: p.min.slice(), max: p.max.slice() }]));
+}

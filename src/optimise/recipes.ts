@@ -1,0 +1,42 @@
+/**
+ * Recipes are data: an ordered list of passes. `best` chains what helps within a rule's constraints (the same
+ * tensors quantized, power-of-two stays power-of-two, FP8 stays E4M3); every pass measures the output error on
+ * calibration data and keeps its change only when the error goes down, so chaining never makes things worse on
+ * that data. `fallback` trades precision for accuracy and is never part of `best`.
+ */
+import { UserError } from '../errors.ts';
+import { biasCorrection } from './bias-correction.ts';
+import type { OptimisePass } from './context.ts';
+import { equalization } from './equalization.ts';
+import { fallbackPass } from './fallback.ts';
+import { rangeSearch } from './range-search.ts';
+
+export type PassSpec = { pass: 'equalization' } | { pass: 'range-search' } | { pass: 'bias-correction' } | { pass: 'fallback'; budget: number };
+
+export const RECIPES: Record<string, PassSpec[]> = {
+  none: [],
+  equalization: [{ pass: 'equalization' }],
+  'range-search': [{ pass: 'range-search' }],
+  'bias-correction': [{ pass: 'bias-correction' }],
+  fallback: [{ pass: 'fallback', budget: 0.01 }],
+  best: [{ pass: 'equalization' }, { pass: 'range-search' }, { pass: 'bias-correction' }],
+};
+
+export function passFor(spec: PassSpec): OptimisePass {
+  switch (spec.pass) {
+    case 'equalization':
+      return equalization;
+    case 'range-search':
+      return rangeSearch;
+    case 'bias-correction':
+      return biasCorrection;
+    case 'fallback':
+      return fallbackPass(spec.budget);
+  }
+}
+
+export function getRecipe(name: string): PassSpec[] {
+  const r = RECIPES[name];
+  if (!r) throw new UserError(`unknown recipe '${name}' (known: ${Object.keys(RECIPES).join(', ')})`);
+  return r;
+}

@@ -1,0 +1,195 @@
+/**
+ * Accuracy-recovery passes on a small CNN built here: each pass keeps the float function where it must, only
+ * keeps changes that lower the measured error, and respects the rule (power-of-two stays power-of-two).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { create } from '@bufbuild/protobuf';
+import { ModelProtoSchema, TensorProto_DataType as DT, ValueInfoProtoSchema, type ModelProto, type ValueInfoProto } from 'onnx-buf';
+import { makeNode, GraphView } from '../src/ir/graph.ts';
+import { constFloat } from '../src/ir/constants.ts';
+import { makeTensor } from '../src/onnx/tensor-codec.ts';
+import { getRule } from '../src/quant/rules.ts';
+import { planModel } from '../src/quant/plan.ts';
+import { calibrate, type Feeds } from '../src/calibrate/calibrate.ts';
+import { createSession } from '../src/runtime/session.ts';
+import { seededRandom } from '../src/runtime/inputs.ts';
+import { equalize } from '../src/optimise/equalization.ts';
+import { biasCorrection } from '../src/optimise/bias-correction.ts';
+import { fallbackPass, withoutLayers } from '../src/optimise/fallback.ts';
+import { rangeSearch } from '../src/optimise/range-search.ts';
+import { outputError, type OptimiseContext, type QuantState } from '../src/optimise/context.ts';
+import { runRecipe } from '../src/optimise/optimise.ts';
+import { RECIPES } from '../src/optimise/recipes.ts';
+import { realiseQdq } from '../src/realise/qdq.ts';
+import { prepareModel } from '../src/quantize.ts';
+
+function vi(name: string, dims: number[]): ValueInfoProto {
+  return create(ValueInfoProtoSchema, {
+    name,
+    type: { value: { case: 'tensorType', value: { elemType: DT.FLOAT, shape: { dim: dims.map((d) => ({ value: { case: 'dimValue' as const, value: BigInt(d) } })) } } } },
+  });
+}
+
+/** x[N,3,8,8] → Conv 3→8 → Relu → Conv 8→8 → Relu → Conv 8→4 → GlobalAveragePool → Flatten → Gemm 4→5. Channel 0 of
+ * the first conv is 30× larger than the others and channel 1 is 30× smaller: per-tensor scales hate that. */
+function cnn(): ModelProto {
+  const r = seededRandom(7);
+  const w = (n: number, scaleOf: (i: number) => number = () => 1) => Float32Array.from({ length: n }, (_, i) => (r() - 0.5) * 0.6 * scaleOf(i));
+  const w1 = w(8 * 3 * 9, (i) => (Math.floor(i / 27) === 0 ? 30 : Math.floor(i / 27) === 1 ? 1 / 30 : 1));
+  return create(ModelProtoSchema, {
+    irVersion: 8n,
+    opsetImport: [{ domain: '', version: 13n }],
+    graph: {
+      name: 'cnn',
+      node: [
+        makeNode('Conv', ['x', 'w1', 'b1'], ['c1'], 'conv1', { pads: [1, 1, 1, 1] }),
+        makeNode('Relu', ['c1'], ['r1'], 'relu1'),
+        makeNode('Conv', ['r1', 'w2', 'b2'], ['c2'], 'conv2', { pads: [1, 1, 1, 1] }),
+        makeNode('Relu', ['c2'], ['r2'], 'relu2'),
+        makeNode('Conv', ['r2', 'w3', 'b3'], ['c3'], 'conv3'),
+        makeNode('GlobalAveragePool', ['c3'], ['p'], 'pool'),
+        makeNode('Flatten', ['p'], ['f'], 'flat'),
+        makeNode('Gemm', ['f', 'w4', 'b4'], ['y'], 'fc', { transB: 1 }),
+      ],
+      input: [vi('x', [4, 3, 8, 8])],
+      output: [vi('y', [4, 5])],
+      initializer: [
+        makeTensor('w1', DT.FLOAT, [8, 3, 3, 3], w1),
+        makeTensor('b1', DT.FLOAT, [8], w(8)),
+        makeTensor('w2', DT.FLOAT, [8, 8, 3, 3], w(8 * 8 * 9)),
+        makeTensor('b2', DT.FLOAT, [8], w(8)),
+        makeTensor('w3', DT.FLOAT, [4, 8, 1, 1], w(32)),
+        makeTensor('b3', DT.FLOAT, [4], w(4)),
+        makeTensor('w4', DT.FLOAT, [5, 4], w(20)),
+        makeTensor('b4', DT.FLOAT, [5], w(5)),
+      ],
+    },
+  });
+}
+
+function batches(n: number, seed: number): Feeds[] {
+  const r = seededRandom(seed);
+  return Array.from({ length: n }, () => ({ x: { dims: [4, 3, 8, 8], data: Float32Array.from({ length: 4 * 3 * 64 }, () => r() * 2 - 1) } }));
+}
+
+async function state(model: ModelProto, rule: string, data: Feeds[]): Promise<QuantState> {
+  const plan = planModel(model, getRule(rule));
+  const { params } = await calibrate(model, plan, (async function* () { yield* data; })());
+  return { model, plan, params };
+}
+
+function ctxFor(model: ModelProto, rule: string, data: Feeds[]): OptimiseContext {
+  return { rule: getRule(rule), reference: model, batches: data, outputs: ['y'], log: () => {} };
+}
+
+async function run(model: ModelProto, data: Feeds[], fetch: string[]): Promise<Float32Array[]> {
+  const s = await createSession(model, { mode: 'simulate', extraOutputs: fetch });
+  const out: Float32Array[] = [];
+  for (const b of data) {
+    const r = await s.run(b, fetch);
+    for (const n of fetch) out.push(r[n].data as Float32Array);
+  }
+  await s.release();
+  return out;
+}
+
+test('equalization keeps the float function and equalises the channel ranges of each pair to √(r1·r2)', async () => {
+  const model = prepareModel(cnn(), getRule('onnxquant-int8-pot')).model;
+  const { model: eq, pairs } = equalize(model, 1);
+  assert.equal(pairs, 2, 'conv1→relu→conv2 and conv2→relu→conv3');
+  const data = batches(2, 1);
+  const [a, b] = [await run(model, data, ['y']), await run(eq, data, ['y'])];
+  for (let i = 0; i < a.length; i++) for (let k = 0; k < a[i].length; k++) assert.ok(Math.abs(a[i][k] - b[i][k]) <= 1e-4 * (1 + Math.abs(a[i][k])));
+  // One iteration on the first pair, by hand: channel c of w1 (output) and of w2 (input) end with equal ranges.
+  const v0 = new GraphView(model.graph!);
+  const v1 = new GraphView(eq.graph!);
+  const conv1 = v1.graph.node.find((n) => n.name === 'conv1')!;
+  const w1 = constFloat(v0, 'w1')!.data;
+  const w1e = constFloat(v1, conv1.input[1])!.data;
+  const r1 = (d: Float32Array, c: number) => Math.max(...d.subarray(c * 27, (c + 1) * 27).map(Math.abs));
+  const w2 = constFloat(v0, 'w2')!.data;
+  const r2 = (c: number) => Math.max(...Array.from({ length: 8 * 9 }, (_, k) => Math.abs(w2[Math.floor(k / 9) * 72 + c * 9 + (k % 9)])));
+  for (let c = 0; c < 8; c++) {
+    const expected = Math.sqrt(r1(w1, c) * r2(c));
+    assert.ok(Math.abs(r1(w1e, c) - expected) <= 1e-5 * expected, `channel ${c}: ${r1(w1e, c)} vs √(r1·r2) = ${expected}`);
+  }
+});
+
+test('bias correction removes the mean output shift of a single quantized layer', async () => {
+  const single = create(ModelProtoSchema, {
+    irVersion: 8n,
+    opsetImport: [{ domain: '', version: 13n }],
+    graph: {
+      name: 'one',
+      node: [makeNode('Conv', ['x', 'w', 'b'], ['y'], 'conv', { pads: [1, 1, 1, 1] })],
+      input: [vi('x', [4, 3, 8, 8])],
+      output: [vi('y', [4, 4, 8, 8])],
+      initializer: [
+        makeTensor('w', DT.FLOAT, [4, 3, 3, 3], Float32Array.from({ length: 108 }, (_, i) => Math.sin(i) * 0.3 + 0.05)),
+        makeTensor('b', DT.FLOAT, [4], [0.1, -0.2, 0.3, 0]),
+      ],
+    },
+  });
+  const model = prepareModel(single, getRule('onnxquant-int8-pot')).model;
+  const data = batches(3, 2).map((b) => ({ x: { dims: b.x.dims, data: Float32Array.from(b.x.data as Float32Array, (v) => v * 0.7 + 0.2) } }));
+  const s0 = await state(model, 'onnxquant-int8-pot', data);
+  const ctx = ctxFor(model, 'onnxquant-int8-pot', data);
+  const meanShift = async (s: QuantState) => {
+    const q = await run(realiseQdq(s.model, s.plan, s.params), data, ['y']);
+    const f = await run(model, data, ['y']);
+    const shift = new Float64Array(4);
+    let count = 0;
+    for (let b = 0; b < q.length; b++) {
+      for (let i = 0; i < q[b].length; i++) shift[Math.floor(i / 64) % 4] += q[b][i] - f[b][i];
+      count += q[b].length / 4;
+    }
+    return Array.from(shift, (v) => v / count);
+  };
+  const before = await meanShift(s0);
+  assert.ok(before.some((v) => Math.abs(v) > 1e-4), `pow2 quantization shifts the mean: ${before}`);
+  const { state: s1 } = await biasCorrection.run(s0, ctx);
+  assert.notEqual(s1, s0, 'the correction lowered the output error and was kept');
+  for (const v of await meanShift(s1)) assert.ok(Math.abs(v) < 1e-5, `mean shift after correction: ${v}`);
+  assert.ok((await outputError(s1, ctx)) < (await outputError(s0, ctx)));
+});
+
+test('range search keeps power-of-two scales powers of two and never raises the error', async () => {
+  const model = prepareModel(cnn(), getRule('onnxquant-int8-pot')).model;
+  const data = batches(3, 3);
+  const s0 = await state(model, 'onnxquant-int8-pot', data);
+  const ctx = ctxFor(model, 'onnxquant-int8-pot', data);
+  const { state: s1 } = await rangeSearch.run(s0, ctx);
+  for (const p of s1.params.values()) for (const s of p.scale) assert.equal(Math.log2(s), Math.round(Math.log2(s)), `scale ${s}`);
+  assert.ok((await outputError(s1, ctx)) <= (await outputError(s0, ctx)));
+});
+
+test('fallback: the smallest set of worst layers meeting the budget, found in O(L + log L) evaluations', async () => {
+  const model = prepareModel(cnn(), getRule('onnxquant-int8-pot')).model;
+  const data = batches(2, 4);
+  const s0 = await state(model, 'onnxquant-int8-pot', data);
+  const ctx = ctxFor(model, 'onnxquant-int8-pot', data);
+  const full = await outputError(s0, ctx);
+  // All float: only float-kernel differences between optimized and unoptimized onnxruntime sessions remain.
+  assert.ok((await outputError({ ...s0, plan: withoutLayers(s0.plan, new Set(s0.plan.layers.map((l) => l.node))) }, ctx)) < 1e-10, 'all float: no error');
+  const { state: s1, detail } = await fallbackPass(full / 4).run(s0, ctx);
+  const after = await outputError(s1, ctx);
+  assert.ok(after <= full / 4, `budget met: ${after} <= ${full / 4}`);
+  const kept = s0.plan.layers.length - s1.plan.layers.length;
+  assert.ok(kept >= 1 && kept < s0.plan.layers.length, detail);
+  const evaluations = Number(/(\d+) evaluations/.exec(detail ?? '')![1]);
+  assert.ok(evaluations <= s0.plan.layers.length + Math.ceil(Math.log2(s0.plan.layers.length)) + 2, detail);
+});
+
+test("recipe 'best' never ends with a higher calibration error than the plain rule", async () => {
+  for (const rule of ['onnxquant-int8-pot', 'onnxquant-fp8']) {
+    const model = prepareModel(cnn(), getRule(rule)).model;
+    const data = batches(3, 5);
+    const { reports } = await runRecipe(model, RECIPES.best, { rule: getRule(rule), calibration: data });
+    assert.equal(reports.length, 3);
+    const first = reports[0].before;
+    const last = reports.filter((r) => r.kept).at(-1)?.after ?? first;
+    assert.ok(last <= first, `${rule}: ${first} → ${last}`);
+    for (const r of reports) if (r.kept) assert.ok(r.after < r.before, `${r.pass} kept only when it helped`);
+  }
+});
