@@ -10,6 +10,7 @@ import { graphInputs } from '../runtime/inputs.ts';
 import { feedBatches, openDataset, resolvePreprocess } from './data-source.ts';
 import { makeProgress } from './progress.ts';
 import { writeAnalysis } from './analyse.ts';
+import { getRecipe, RECIPES } from '../optimise/recipes.ts';
 
 export function resolveRule(name: string): QuantRule {
   if (ONNXQUANT_RULES[name]) return getRule(name);
@@ -53,6 +54,8 @@ export function registerQuantize(program: Command): void {
     .option('--exclude-op <op>', 'leave this op type float (repeatable)', collect, [])
     .option('--exclude-node <pattern>', 'leave matching nodes float: name, glob or /regex/ (repeatable)', collect, [])
     .option('-o, --output <file>', 'output model (default: <model>.<rule>.onnx beside the input)')
+    .option('--recipe <name>', `accuracy-recovery recipe: ${Object.keys(RECIPES).join(', ')} (best = equalization, range search, bias correction; each kept only if it lowers the error)`, 'none')
+    .option('--fallback-budget <ratio>', 'with --recipe fallback: output power-ratio budget on calibration data', parseFloat)
     .option('--analyse', 'also write report.html and report.json beside the output')
     .option('--test <path>', 'data for --analyse (default: the calibration data)')
     .option('--quiet', 'no progress output')
@@ -77,8 +80,12 @@ export function registerQuantize(program: Command): void {
         statsOn: o.statsOn === 'float' ? 'float' : 'quantized-weights',
         filter: { excludeOps: o.excludeOp as string[], excludeNodes: o.excludeNode as string[] },
         onBatch: (d) => progress.tick(d),
+        recipe: o.fallbackBudget !== undefined ? [...getRecipe(String(o.recipe)).filter((p) => p.pass !== 'fallback'), { pass: 'fallback', budget: o.fallbackBudget as number }] : getRecipe(String(o.recipe)),
+        log: o.quiet ? undefined : (line) => process.stderr.write(`${line}\n`),
       });
       progress.stop();
+      for (const p of result.passes ?? [])
+        process.stdout.write(`${p.pass}: calibration output error ${(p.before * 100).toFixed(3)}% → ${(p.after * 100).toFixed(3)}% ${p.kept ? 'kept' : 'rolled back'} (${(p.ms / 1000).toFixed(1)} s)${p.detail ? `; ${p.detail}` : ''}\n`);
       saveModel(result.model, out);
       const sidecar = out.replace(/\.onnx$/, '') + '.qparams.json';
       writeFileAtomic(sidecar, JSON.stringify(result.sidecar, null, 1));

@@ -1,8 +1,10 @@
 /**
- * Empirical bias correction: quantization shifts each layer's mean output; measure the per-channel mean of
- * (quantized − float) output on calibration data, with the whole network quantized, and subtract it from the
- * layer's bias. Corrections interact (a corrected layer changes the inputs of the next), so it runs a few rounds,
- * each measured; Conv/ConvTranspose (channel axis 1) and Gemm (last axis) only — MatMul has no bias to absorb it.
+ * Bias correction (after Nagel et al. 2019 and AIMET's empirical variant): quantizing a layer's weight and input
+ * shifts its mean output by E[Ŵx̂] − E[Wx] = Ŵ·E[x̂] − W·E[x] per output channel, where x is the layer's input as
+ * the quantized network produces it and x̂ its fake-quantized value; subtracting that from the bias removes the
+ * shift the layer itself adds (upstream shifts are corrected by upstream layers, so corrections do not compound —
+ * correcting every layer's total output shift at once over-corrects). Means are taken per input channel over the
+ * batch and spatial positions on calibration data; padding is ignored. Conv (incl. grouped/depthwise) and Gemm.
  */
 import { clone } from '@bufbuild/protobuf';
 import { ModelProtoSchema } from 'onnx-buf';
@@ -10,72 +12,120 @@ import { addFloatInitializer, constFloat } from '../ir/constants.ts';
 import { attrInt, GraphView } from '../ir/graph.ts';
 import { realiseQdq } from '../realise/qdq.ts';
 import { createSession } from '../runtime/session.ts';
-import { floatOutputs, outputError, type OptimisePass, type QuantState } from './context.ts';
+import type { OptimisePass, QuantState } from './context.ts';
 
-interface Shift {
+interface Target {
   node: string;
-  output: string;
-  channels: number;
-  axis: 'channel1' | 'last';
+  op: 'Conv' | 'Gemm';
+  x: string;
+  xHat: string;
+  w: string;
+  wHat: string;
+  inChannels: number;
+}
+
+/** Mean over all axes but the channel axis (1 for NCHW-like, last for Gemm's [N, K]). */
+function channelMeans(data: Float32Array, dims: readonly number[], op: 'Conv' | 'Gemm', acc: Float64Array): number {
+  const C = acc.length;
+  if (op === 'Gemm') {
+    for (let i = 0; i < data.length; i++) acc[i % C] += data[i];
+    return data.length / C;
+  }
+  const inner = dims.slice(2).reduce((a, b) => a * b, 1);
+  for (let i = 0; i < data.length; i++) acc[Math.floor(i / inner) % C] += data[i];
+  return data.length / C;
 }
 
 export const biasCorrection: OptimisePass = {
   name: 'bias-correction',
   stage: 'post',
   async run(state, ctx) {
-    const view = new GraphView(state.model.graph!);
-    const targets: Shift[] = [];
+    const qdq = realiseQdq(state.model, state.plan, state.params);
+    const qv = new GraphView(qdq.graph!);
+    const fv = new GraphView(state.model.graph!);
+    const targets: Target[] = [];
     for (const l of state.plan.layers) {
-      const n = view.graph.node.find((x) => x.name === l.node);
-      if (!n || !['Conv', 'ConvTranspose', 'Gemm'].includes(n.opType)) continue;
-      const w = constFloat(view, n.input[1]);
-      if (!w) continue;
-      const C = n.opType === 'Conv' ? w.dims[0] : n.opType === 'ConvTranspose' ? w.dims[1] * attrInt(n, 'group', 1) : attrInt(n, 'transB', 0) ? w.dims[0] : w.dims[1];
-      targets.push({ node: n.name, output: n.output[0], channels: C, axis: n.opType === 'Gemm' ? 'last' : 'channel1' });
+      const n = qv.graph.node.find((x) => x.name === l.node);
+      const fn = fv.graph.node.find((x) => x.name === l.node);
+      if (!n || !fn || (n.opType !== 'Conv' && n.opType !== 'Gemm') || (n.opType === 'Gemm' && attrInt(n, 'transA', 0))) continue;
+      const dq = qv.producer.get(n.input[0]);
+      const wHat = constFloat(qv, n.input[1]) ? n.input[1] : qv.producer.get(n.input[1])?.opType === 'DequantizeLinear' ? n.input[1] : undefined;
+      if (dq?.opType !== 'DequantizeLinear' || !wHat || !constFloat(fv, fn.input[1])) continue;
+      const w = constFloat(fv, fn.input[1])!;
+      const inChannels = n.opType === 'Conv' ? w.dims[1] * attrInt(n, 'group', 1) : attrInt(n, 'transB', 0) ? w.dims[1] : w.dims[0];
+      targets.push({ node: l.node, op: n.opType, x: fn.input[0], xHat: n.input[0], w: fn.input[1], wHat, inChannels });
     }
-    if (!targets.length) return { state, detail: 'no Conv/Gemm layers' };
-    const ref = await floatOutputs(ctx.reference, ctx, targets.map((t) => t.output));
-    let best: QuantState = state;
-    let bestErr = await outputError(state, ctx);
-    let rounds = 0;
-    for (let round = 0; round < 3; round++) {
-      const q = realiseQdq(best.model, best.plan, best.params);
-      const s = await createSession(q, { mode: 'simulate', extraOutputs: targets.map((t) => t.output) });
-      const sums = targets.map((t) => ({ sum: new Float64Array(t.channels), count: 0 }));
-      for (let b = 0; b < ctx.batches.length; b++) {
-        const r = await s.run(ctx.batches[b], targets.map((t) => t.output));
-        targets.forEach((t, i) => {
-          const qa = r[t.output].data as Float32Array;
-          const fa = ref.get(t.output)![b];
-          const dims = r[t.output].dims;
-          const inner = t.axis === 'last' ? 1 : dims.slice(2).reduce((a, c) => a * c, 1);
-          for (let k = 0; k < qa.length; k++) {
-            const c = t.axis === 'last' ? k % t.channels : Math.floor(k / inner) % t.channels;
-            sums[i].sum[c] += qa[k] - fa[k];
+    if (!targets.length) return { state, detail: 'no Conv/Gemm layers with quantized inputs' };
+    const graphInputs = new Set(qdq.graph!.input.map((v) => v.name));
+    const fetch = [...new Set(targets.flatMap((t) => [t.x, t.xHat, t.wHat]).filter((n) => !graphInputs.has(n) && !constFloat(qv, n)))];
+    const s = await createSession(qdq, { mode: 'simulate', extraOutputs: fetch });
+    const sums = new Map<string, { sum: Float64Array; count: number }>();
+    const wHatValues = new Map<string, Float32Array>();
+    for (const b of ctx.batches) {
+      const r = await s.run(b, fetch);
+      for (const t of targets)
+        for (const name of [t.x, t.xHat]) {
+          const v = graphInputs.has(name) ? b[name] : r[name];
+          const e = sums.get(name) ?? { sum: new Float64Array(t.inChannels), count: 0 };
+          e.count += channelMeans(v.data as Float32Array, v.dims, t.op, e.sum);
+          sums.set(name, e);
+        }
+      for (const t of targets) if (!wHatValues.has(t.wHat)) wHatValues.set(t.wHat, constFloat(qv, t.wHat)?.data ?? (r[t.wHat].data as Float32Array));
+    }
+    await s.release();
+    const model = clone(ModelProtoSchema, state.model);
+    const mv = new GraphView(model.graph!);
+    for (const t of targets) {
+      const n = mv.graph.node.find((x) => x.name === t.node)!;
+      const w = constFloat(mv, t.w)!;
+      const wq = wHatValues.get(t.wHat)!;
+      const mx = sums.get(t.x)!;
+      const mxh = sums.get(t.xHat)!;
+      const Ex = (c: number) => mx.sum[c] / mx.count;
+      const Exh = (c: number) => mxh.sum[c] / mxh.count;
+      let Cout: number;
+      const shift: number[] = [];
+      if (t.op === 'Conv') {
+        Cout = w.dims[0];
+        const group = attrInt(n, 'group', 1);
+        const cinG = w.dims[1];
+        const k = w.dims.slice(2).reduce((a, b) => a * b, 1);
+        const coutG = Cout / group;
+        for (let co = 0; co < Cout; co++) {
+          let d = 0;
+          for (let ci = 0; ci < cinG; ci++) {
+            const c = Math.floor(co / coutG) * cinG + ci;
+            for (let j = 0; j < k; j++) {
+              const idx = (co * cinG + ci) * k + j;
+              d += wq[idx] * Exh(c) - w.data[idx] * Ex(c);
+            }
           }
-          sums[i].count += qa.length / t.channels;
-        });
+          shift.push(d);
+        }
+      } else {
+        const transB = attrInt(n, 'transB', 0);
+        const [K, N] = transB ? [w.dims[1], w.dims[0]] : [w.dims[0], w.dims[1]];
+        Cout = N;
+        const alpha = n.attribute.find((a) => a.name === 'alpha')?.f ?? 1;
+        for (let co = 0; co < N; co++) {
+          let d = 0;
+          for (let ci = 0; ci < K; ci++) {
+            const idx = transB ? co * K + ci : ci * N + co;
+            d += wq[idx] * Exh(ci) - w.data[idx] * Ex(ci);
+          }
+          shift.push(alpha * d);
+        }
       }
-      await s.release();
-      const model = clone(ModelProtoSchema, best.model);
-      const mv = new GraphView(model.graph!);
-      targets.forEach((t, i) => {
-        const n = mv.graph.node.find((x) => x.name === t.node)!;
-        const bias = n.input[2] ? constFloat(mv, n.input[2]) : undefined;
-        const nb = new Float32Array(t.channels);
-        for (let c = 0; c < t.channels; c++) nb[c] = (bias ? bias.data[bias.data.length === 1 ? 0 : c] : 0) - sums[i].sum[c] / sums[i].count;
-        while (n.input.length < 3) n.input.push('');
-        mv.setInput(n, 2, addFloatInitializer(mv, `${t.node}_bias_corrected`, [t.channels], nb));
-      });
-      mv.pruneInitializers();
-      const candidate: QuantState = { ...best, model };
-      const err = await outputError(candidate, ctx);
-      ctx.log(`bias-correction round ${round + 1}: output error ${(bestErr * 100).toFixed(3)}% → ${(err * 100).toFixed(3)}%`);
-      if (!(err < bestErr)) break;
-      best = candidate;
-      bestErr = err;
-      rounds++;
+      const bias = n.input[2] ? constFloat(mv, n.input[2]) : undefined;
+      if (n.input[2] && (!bias || (bias.data.length !== Cout && bias.data.length !== 1))) continue;
+      const beta = t.op === 'Gemm' ? (n.attribute.find((a) => a.name === 'beta')?.f ?? 1) : 1;
+      const nb = Float32Array.from({ length: Cout }, (_, c) => (bias ? beta * bias.data[bias.data.length === 1 ? 0 : c] : 0) - shift[c]);
+      while (n.input.length < 3) n.input.push('');
+      mv.setInput(n, 2, addFloatInitializer(mv, `${t.node}_bias_corrected`, [Cout], nb));
+      if (t.op === 'Gemm') n.attribute = n.attribute.filter((a) => a.name !== 'beta');
     }
-    return { state: best, detail: `${targets.length} layers, ${rounds} round(s) kept` };
+    mv.pruneInitializers();
+    const next: QuantState = { ...state, model };
+    return { state: next, detail: `${targets.length} layers corrected` };
   },
 };

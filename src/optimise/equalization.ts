@@ -1,5 +1,5 @@
 /**
- * Cross-layer equalization (Nagel et al., "Data-Free Quantization", 2019): for Conv → (Relu | nothing) → Conv, scale
+ * Cross-layer equalization (Nagel et al., "Data-Free Quantization", 2019): for Conv → (Relu/MaxPool)* → Conv, scale
  * output channel i of the first layer by 1/sᵢ and input channel i of the second by sᵢ with sᵢ = √(r1ᵢ / r2ᵢ), where
  * r are the channels' weight ranges; ReLU is positively homogeneous, so the float function is unchanged, and both
  * layers end with ranges √(r1ᵢ·r2ᵢ) — much friendlier to per-tensor (power-of-two) weight scales. Depthwise
@@ -21,11 +21,14 @@ function findPairs(view: GraphView): Pair[] {
   const pairs: Pair[] = [];
   for (const second of view.graph.node) {
     if (second.opType !== 'Conv') continue;
+    // Per-channel positive scaling commutes with ReLU and max pooling, so any chain of them may sit between.
     let src = view.producer.get(second.input[0]);
-    if (src?.opType === 'Relu') {
-      if (view.uses(src.output[0]).length !== 1 || view.graphOutputs.has(src.output[0])) continue;
+    let ok = true;
+    while (src && (src.opType === 'Relu' || src.opType === 'MaxPool')) {
+      if (view.uses(src.output[0]).length !== 1 || view.graphOutputs.has(src.output[0]) || src.output.length > 1 && src.output[1]) ok = false;
       src = view.producer.get(src.input[0]);
     }
+    if (!ok) continue;
     if (!src || src.opType !== 'Conv' || view.uses(src.output[0]).length !== 1 || view.graphOutputs.has(src.output[0])) continue;
     if (!constFloat(view, src.input[1]) || !constFloat(view, second.input[1])) continue;
     if (src.input[2] && !constFloat(view, src.input[2])) continue;
