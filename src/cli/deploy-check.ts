@@ -1,7 +1,62 @@
+/** `onnxquant deploy-check`: simulate vs deploy agreement, onnxruntime's integer kernels, float vs int8 latency. */
 import type { Command } from 'commander';
+import { writeFileSync } from 'node:fs';
+import { UserError } from '../errors.ts';
+import type { Feeds } from '../calibrate/calibrate.ts';
+import { deployCheck, formatDeployReport } from '../export/deploy-check.ts';
+import { loadModel } from '../onnx/model-io.ts';
+import { feedBatches, openDataset, resolvePreprocess } from './data-source.ts';
+import { singleInput } from './quantize.ts';
+
+const int = (v: string) => parseInt(v, 10);
 
 export function registerDeployCheck(program: Command): void {
-  program.command('deploy-check').description('(not yet implemented)').action(() => {
-    throw new Error('deploy-check: not implemented yet');
-  });
+  program
+    .command('deploy-check')
+    .description('run a QDQ model simulated (optimizations off) and deployed (onnxruntime fuses integer kernels): agreement, kernels used, latency vs float')
+    .argument('<quant>', 'quantized QDQ ONNX model')
+    .requiredOption('--data <path>', 'data: image folder, PaddleOCR label .txt, .npy/.npz file or folder')
+    .option('--preprocess <preset|file|json>', 'image preprocessing (as for quantize)', 'imagenet')
+    .option('--float <model>', 'the float model, for latency and float-vs-deploy agreement')
+    .option('--input <name>', 'model input fed with the data (default: the only input)')
+    .option('--batch <n>', 'batch size of the agreement check', int, 8)
+    .option('--steps <n>', 'number of batches for the agreement check', int, 8)
+    .option('--task <kind>', "'auto' (argmax agreement for rank-2/3 outputs), 'classify' or 'regress'", 'auto')
+    .option('--latency-batch <list>', 'comma-separated batch sizes for latency ("" to skip)', '1,8')
+    .option('--runs <n>', 'timed runs per batch size (median reported)', int, 20)
+    .option('--warmup <n>', 'untimed runs first', int, 3)
+    .option('--threads <n>', 'onnxruntime intra-op threads (0: onnxruntime default)', int, 0)
+    .option('--json <file>', 'also write the report as JSON')
+    .action(async (file: string, o: Record<string, unknown>) => {
+      const quant = loadModel(file);
+      const floatModel = o.float ? loadModel(String(o.float)) : undefined;
+      const input = singleInput(quant, file, o.input as string | undefined);
+      const ds = openDataset(String(o.data), resolvePreprocess(o.preprocess as string));
+      const batch = o.batch as number;
+      const steps = o.steps as number;
+      if (!(batch > 0) || !(steps > 0)) throw new UserError('--batch and --steps must be positive integers');
+      const task = String(o.task);
+      if (!['auto', 'classify', 'regress'].includes(task)) throw new UserError(`--task must be auto, classify or regress, got '${task}'`);
+      const batches: Feeds[] = [];
+      for await (const b of feedBatches(ds, input, batch, steps)) batches.push(b);
+      const latencyBatches = String(o.latencyBatch)
+        .split(',')
+        .filter((s) => s.trim())
+        .map((s) => {
+          const n = parseInt(s, 10);
+          if (!(n > 0)) throw new UserError(`--latency-batch: '${s}' is not a positive integer`);
+          return n;
+        });
+      const report = await deployCheck(quant, {
+        floatModel,
+        batches,
+        task: task as 'auto',
+        latencyBatches,
+        runs: o.runs as number,
+        warmup: o.warmup as number,
+        intraOpThreads: (o.threads as number) || undefined,
+      });
+      process.stdout.write(formatDeployReport(report));
+      if (o.json) writeFileSync(String(o.json), JSON.stringify(report, null, 1));
+    });
 }

@@ -1,7 +1,41 @@
+/** `onnxquant export`: quantization parameters for other runtimes, or a QOperator-format ONNX model. */
 import type { Command } from 'commander';
+import { UserError } from '../errors.ts';
+import { ncnnTableFromSidecar, writeNcnnTable } from '../export/ncnn-table.ts';
+import { readQParams, writeQParamsJson } from '../export/qparams.ts';
+import { toQOperator } from '../export/qoperator.ts';
+import { DEFAULT_TRT_HEADER, trtCacheFromSidecar, writeTrtCache } from '../export/trt-cache.ts';
+import { loadModel, saveModel, writeFileAtomic } from '../onnx/model-io.ts';
+
+const FORMATS = ['trt-cache', 'ncnn-table', 'qparams-json', 'qoperator'] as const;
 
 export function registerExport(program: Command): void {
-  program.command('export').description('(not yet implemented)').action(() => {
-    throw new Error('export: not implemented yet');
-  });
+  program
+    .command('export')
+    .description('export quantization parameters (TensorRT calibration cache, ncnn int8 table, qparams JSON) or a QOperator ONNX model')
+    .argument('<source>', 'a quantized QDQ .onnx model or its .qparams.json sidecar')
+    .requiredOption('--format <format>', FORMATS.join(' | '))
+    .requiredOption('-o, --output <file>', 'output file')
+    .option('--trt-header <line>', 'first line of the TensorRT cache', DEFAULT_TRT_HEADER)
+    .action(async (source: string, o: Record<string, unknown>) => {
+      const format = String(o.format);
+      const out = String(o.output);
+      if (!(FORMATS as readonly string[]).includes(format)) throw new UserError(`--format must be one of ${FORMATS.join(', ')}, got '${format}'`);
+      if (format === 'qoperator') {
+        if (source.endsWith('.json')) throw new UserError('qoperator needs the QDQ .onnx model, not the sidecar', source);
+        const { model, converted, left } = toQOperator(loadModel(source));
+        saveModel(model, out);
+        const list = Object.entries(converted).map(([op, n]) => `${op}×${n}`).join(', ') || 'nothing';
+        process.stdout.write(`wrote ${out}: converted ${list}; ${left.length} layer(s) left as DQ → float op → Q\n`);
+        for (const l of left) process.stderr.write(`note: ${l.node} left float (${l.reason})\n`);
+        return;
+      }
+      const header = String(o.trtHeader);
+      if (!/^TRT-\d+-\w+$/.test(header)) throw new UserError(`--trt-header must look like TRT-8601-EntropyCalibration2, got '${header}'`);
+      const qp = readQParams(source);
+      const text =
+        format === 'trt-cache' ? writeTrtCache(trtCacheFromSidecar(qp, header)) : format === 'ncnn-table' ? writeNcnnTable(ncnnTableFromSidecar(qp)) : writeQParamsJson(qp);
+      writeFileAtomic(out, text);
+      process.stdout.write(`wrote ${out} (${format}, ${qp.tensors.length} tensors in the source)\n`);
+    });
 }

@@ -11,9 +11,14 @@ import { feedBatches, openDataset, resolvePreprocess } from './data-source.ts';
 import { makeProgress } from './progress.ts';
 import { writeAnalysis } from './analyse.ts';
 import { getRecipe, RECIPES } from '../optimise/recipes.ts';
+import { getTarget, isTarget, TARGETS } from '../quant/targets.ts';
+import { quantizeForTarget } from '../quant/plan-target.ts';
+import type { Filter } from '../quant/plan.ts';
+import type { TensorQuantConfig } from '../quant/config.ts';
 
 export function resolveRule(name: string): QuantRule {
   if (ONNXQUANT_RULES[name]) return getRule(name);
+  if (TARGETS[name]) return getTarget(name);
   if (name.endsWith('.json')) {
     let spec: RuleSpec;
     try {
@@ -39,13 +44,30 @@ export function singleInput(model: ReturnType<typeof loadModel>, file: string, w
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
+function parseOverrides(list: string[]): Filter['overrides'] {
+  const out: NonNullable<Filter['overrides']> = {};
+  for (const item of list) {
+    const eq = item.indexOf('=');
+    if (eq <= 0) throw new UserError(`--override '${item}': expected tensor=float or tensor={json}`);
+    const [name, spec] = [item.slice(0, eq), item.slice(eq + 1)];
+    if (spec === 'float') out[name] = 'float';
+    else
+      try {
+        out[name] = JSON.parse(spec) as Partial<TensorQuantConfig>;
+      } catch (e) {
+        throw new UserError(`--override '${item}': ${(e as Error).message}`);
+      }
+  }
+  return out;
+}
+
 export function registerQuantize(program: Command): void {
   program
     .command('quantize')
     .description('quantize a model under a rule with calibration data; writes a QDQ model and a .qparams.json sidecar')
     .argument('<model>', 'float ONNX model')
     .requiredOption('--calib <path>', 'calibration data: image folder, PaddleOCR label .txt, .npy/.npz file or folder')
-    .option('--rule <name|file.json>', `rule: ${Object.keys(ONNXQUANT_RULES).join(', ')}, or a rule JSON file`, 'onnxquant-int8-perchannel')
+    .option('--rule <name|file.json>', `rule: ${Object.keys(ONNXQUANT_RULES).join(', ')}; deployment target: ${Object.keys(TARGETS).join(', ')}; or a rule JSON file`, 'onnxquant-int8-perchannel')
     .option('--preprocess <preset|file|json>', 'image preprocessing: a preset (imagenet, cifar10-nchw, rgb01-nhwc, ocr-32x320, ocr-48x320, raw-rgb), a JSON file or inline JSON', 'imagenet')
     .option('--batch <n>', 'batch size', (v) => parseInt(v, 10), 32)
     .option('--calib-steps <n>', 'number of calibration batches', (v) => parseInt(v, 10), 32)
@@ -53,6 +75,7 @@ export function registerQuantize(program: Command): void {
     .option('--stats-on <which>', "collect activation statistics on 'quantized-weights' (PPQ) or 'float'", 'quantized-weights')
     .option('--exclude-op <op>', 'leave this op type float (repeatable)', collect, [])
     .option('--exclude-node <pattern>', 'leave matching nodes float: name, glob or /regex/ (repeatable)', collect, [])
+    .option('--override <tensor=spec>', "per-tensor override: 'name=float' or 'name={\"bits\":16,\"qmin\":-32768,\"qmax\":32767}' (name may be a glob; repeatable)", collect, [])
     .option('-o, --output <file>', 'output model (default: <model>.<rule>.onnx beside the input)')
     .option('--recipe <name>', `accuracy-recovery recipe: ${Object.keys(RECIPES).join(', ')} (best = equalization, range search, bias correction; each kept only if it lowers the error)`, 'none')
     .option('--fallback-budget <ratio>', 'with --recipe fallback: output power-ratio budget on calibration data', parseFloat)
@@ -74,17 +97,27 @@ export function registerQuantize(program: Command): void {
       const progress = makeProgress(Boolean(o.quiet));
       const total = Math.min(steps, Math.ceil(ds.size / batch));
       progress.stage(`calibrate ${rule.name}`, total);
-      const result = await quantize(model, feedBatches(ds, input, batch, steps), {
+      const common = {
+        rule,
+        steps,
+        statsOn: (o.statsOn === 'float' ? 'float' : 'quantized-weights') as 'float' | 'quantized-weights',
+        filter: { excludeOps: o.excludeOp as string[], excludeNodes: o.excludeNode as string[], overrides: parseOverrides(o.override as string[]) },
+        onBatch: (d: number) => progress.tick(d),
+      };
+      if (isTarget(rule) && o.recipe !== 'none') throw new UserError(`--recipe applies to the OnnxQuant rules, not to deployment target '${rule.name}'`);
+      const result = isTarget(rule)
+        ? await quantizeForTarget(model, feedBatches(ds, input, batch, steps), { ...common, target: rule })
+        : await quantize(model, feedBatches(ds, input, batch, steps), {
         rule,
         steps,
         statsOn: o.statsOn === 'float' ? 'float' : 'quantized-weights',
-        filter: { excludeOps: o.excludeOp as string[], excludeNodes: o.excludeNode as string[] },
-        onBatch: (d) => progress.tick(d),
+        filter: common.filter,
+        onBatch: common.onBatch,
         recipe: o.fallbackBudget !== undefined ? [...getRecipe(String(o.recipe)).filter((p) => p.pass !== 'fallback'), { pass: 'fallback', budget: o.fallbackBudget as number }] : getRecipe(String(o.recipe)),
         log: o.quiet ? undefined : (line) => process.stderr.write(`${line}\n`),
       });
       progress.stop();
-      for (const p of result.passes ?? [])
+      for (const p of ('passes' in result ? result.passes : undefined) ?? [])
         process.stdout.write(`${p.pass}: calibration output error ${(p.before * 100).toFixed(3)}% → ${(p.after * 100).toFixed(3)}% ${p.kept ? 'kept' : 'rolled back'} (${(p.ms / 1000).toFixed(1)} s)${p.detail ? `; ${p.detail}` : ''}\n`);
       saveModel(result.model, out);
       const sidecar = out.replace(/\.onnx$/, '') + '.qparams.json';

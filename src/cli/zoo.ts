@@ -1,7 +1,99 @@
+/**
+ * `onnxquant zoo`: the OnnxQuant/QuantZoo benchmark. With --root, every registry model found under
+ * <root>/Model and <root>/Data (the others are listed as missing); without it, the embedded mini zoo
+ * (PP-OCRv4 rec on rendered text lines). Writes results.{json,csv,md}, index.html and one folder per cell into
+ * --out; prints the table (--format) on stdout and progress on stderr.
+ */
 import type { Command } from 'commander';
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { UserError } from '../errors.ts';
+import { writeFileAtomic } from '../onnx/model-io.ts';
+import { RULE_NAMES } from '../quant/rules.ts';
+import { EMBEDDED_DEFAULTS, embeddedEntries } from '../zoo/embedded.ts';
+import { findEntries, REGISTRY } from '../zoo/registry.ts';
+import { renderCsv, renderHtmlIndex, renderJson, renderMarkdown, renderTerminal, type ZooRow } from '../zoo/results.ts';
+import { parseShard, runZoo } from '../zoo/runner.ts';
+
+const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
+const posInt = (name: string) => (v: string): number => {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1) throw new UserError(`${name} must be a positive integer, got '${v}'`);
+  return n;
+};
+
+export function writeZooOutputs(out: string, rows: readonly ZooRow[], title: string): void {
+  mkdirSync(out, { recursive: true });
+  writeFileAtomic(join(out, 'results.json'), renderJson(rows));
+  writeFileAtomic(join(out, 'results.csv'), renderCsv(rows));
+  writeFileAtomic(join(out, 'results.md'), renderMarkdown(rows, { title }));
+  writeFileAtomic(join(out, 'index.html'), renderHtmlIndex(rows, { title, generated: new Date().toISOString() }));
+}
 
 export function registerZoo(program: Command): void {
-  program.command('zoo').description('(not yet implemented)').action(() => {
-    throw new Error('zoo: not implemented yet');
-  });
+  program
+    .command('zoo')
+    .description('benchmark: quantize zoo models under the OnnxQuant rules and score them (float vs quant metric, AQE/MQE/OQE)')
+    .option('--root <dir>', 'QuantZoo root with Model/ and Data/ (default: the embedded PP-OCRv4 mini zoo, no files needed)')
+    .option('--models <a,b>', 'model ids (default: all)')
+    .option('--rules <a,b>', `rules (default: ${RULE_NAMES.join(',')})`)
+    .option('--out <dir>', 'output folder: one folder per cell, results.{json,csv,md}, index.html', './zoo-results')
+    .option('--shard <i/n>', 'run every n-th cell, starting with the i-th (1-based)')
+    .option('--force', 'recompute cells that already have results')
+    .option('--calib-batches <n>', 'calibration batches (default 32; embedded 4)', posInt('--calib-batches'))
+    .option('--batch <n>', 'batch size (default 32; embedded 16)', posInt('--batch'))
+    .option('--test-limit <n>', 'score at most n test samples per model, spread evenly over the test split', posInt('--test-limit'))
+    .option('--analyse-samples <n>', 'test samples for the error analysis (default: all; embedded 32)', posInt('--analyse-samples'))
+    .option('--save-models', 'also write each QDQ model beside its report')
+    .option('--format <f>', 'stdout format: table, markdown, json, csv', 'table')
+    .action(async (o: Record<string, unknown>) => {
+      const format = String(o.format);
+      if (!['table', 'markdown', 'json', 'csv'].includes(format)) throw new UserError(`--format must be table, markdown, json or csv, got '${format}'`);
+      const rules = o.rules ? list(String(o.rules)) : RULE_NAMES;
+      for (const r of rules) if (!RULE_NAMES.includes(r)) throw new UserError(`unknown rule '${r}' (known: ${RULE_NAMES.join(', ')})`);
+      const embedded = o.root === undefined;
+      const batch = (o.batch as number | undefined) ?? (embedded ? EMBEDDED_DEFAULTS.batch : 32);
+      const calibBatches = (o.calibBatches as number | undefined) ?? (embedded ? EMBEDDED_DEFAULTS.calibBatches : 32);
+      const registry = embedded
+        ? embeddedEntries({ calibLines: calibBatches * batch, testLines: (o.testLimit as number | undefined) ?? EMBEDDED_DEFAULTS.testLines })
+        : REGISTRY;
+      let entries;
+      try {
+        entries = findEntries(o.models ? list(String(o.models)) : undefined, registry);
+      } catch (e) {
+        throw new UserError((e as Error).message);
+      }
+      let shard;
+      try {
+        shard = o.shard ? parseShard(String(o.shard)) : undefined;
+      } catch (e) {
+        throw new UserError((e as Error).message);
+      }
+      const out = resolve(String(o.out));
+      const root = embedded ? '' : resolve(String(o.root));
+      const t0 = performance.now();
+      const run = await runZoo({
+        root,
+        entries,
+        rules,
+        out,
+        ...(shard ? { shard } : {}),
+        force: Boolean(o.force),
+        calibBatches,
+        batch,
+        ...(o.testLimit !== undefined ? { testLimit: o.testLimit as number } : {}),
+        ...((o.analyseSamples ?? (embedded ? EMBEDDED_DEFAULTS.analyseSamples : undefined)) !== undefined
+          ? { analyseSamples: (o.analyseSamples as number | undefined) ?? EMBEDDED_DEFAULTS.analyseSamples }
+          : {}),
+        saveModels: Boolean(o.saveModels),
+      });
+      const title = embedded ? 'onnxquant zoo (embedded: PP-OCRv4 rec on rendered text lines)' : `onnxquant zoo: ${root}`;
+      writeZooOutputs(out, run.rows, title);
+      const text =
+        format === 'markdown' ? renderMarkdown(run.rows, { title }) : format === 'json' ? renderJson(run.rows) : format === 'csv' ? renderCsv(run.rows) : renderTerminal(run.rows);
+      process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+      process.stderr.write(
+        `zoo: ${run.ran} cell(s) run, ${run.skipped} reused, ${((performance.now() - t0) / 1000).toFixed(1)} s; wrote ${join(out, 'results.md')}, results.json, results.csv, index.html\n`,
+      );
+    });
 }

@@ -40,6 +40,12 @@ export interface Filter {
   excludeNodes?: string[];
   /** When given, only these node names are quantized. */
   includeNodes?: string[];
+  /**
+   * Per-tensor overrides, keyed by tensor name (exact, glob or /regex/): 'float' leaves the tensor unquantized at
+   * every consumer; an object replaces fields of the rule's config for it (e.g. { bits: 16, qmin: -32768,
+   * qmax: 32767 } or { observer: 'kl' }). The first matching key wins.
+   */
+  overrides?: Record<string, 'float' | Partial<TensorQuantConfig>>;
 }
 
 export interface QuantPlan {
@@ -98,7 +104,12 @@ export function planModel(model: ModelProto, rule: QuantRule, filter: Filter = {
     (filter.excludeNodes ?? []).some((p) => matchName(name, p)) ||
     (filter.includeNodes !== undefined && !filter.includeNodes.some((p) => matchName(name, p)));
 
-  const add = (tensor: string, role: TensorRole, config: TensorQuantConfig, use: PlanUse, axis?: number) => {
+  const overrideFor = (tensor: string) => Object.entries(filter.overrides ?? {}).find(([p]) => matchName(tensor, p))?.[1];
+  const add = (tensor: string, role: TensorRole, ruleConfig: TensorQuantConfig, use: PlanUse, axis?: number) => {
+    const o = overrideFor(tensor);
+    if (o === 'float') return;
+    const config = o ? { ...ruleConfig, ...o } : ruleConfig;
+    if (config.perChannel === false) axis = undefined;
     const key = `${role}:${tensor}${axis !== undefined ? `@${axis}` : ''}`;
     const t = tensors.get(key);
     if (t) t.uses.push(use);

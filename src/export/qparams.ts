@@ -1,0 +1,132 @@
+/**
+ * The per-tensor quantization parameters every export starts from: the `.qparams.json` sidecar written by
+ * `onnxquant quantize` (src/realise/sidecar.ts), read back, or rebuilt from a QDQ model's QuantizeLinear /
+ * DequantizeLinear nodes when only the model is at hand.
+ */
+import { readFileSync } from 'node:fs';
+import { TensorProto_DataType as DT, type ModelProto } from 'onnx-buf';
+import { UserError } from '../errors.ts';
+import { attrInt, GraphView } from '../ir/graph.ts';
+import { loadModel } from '../onnx/model-io.ts';
+import { tensorDims, tensorToFloat32 } from '../onnx/tensor-codec.ts';
+import { SIDECAR_SCHEMA, type Sidecar, type SidecarTensor } from '../realise/sidecar.ts';
+
+export function parseQParamsJson(text: string, source = 'qparams'): Sidecar {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (e) {
+    throw new UserError(`not JSON (${(e as Error).message})`, source);
+  }
+  const s = json as Sidecar;
+  if (s?.schema !== SIDECAR_SCHEMA || !Array.isArray(s.tensors)) throw new UserError(`not an onnxquant sidecar (schema '${SIDECAR_SCHEMA}' expected)`, source);
+  for (const t of s.tensors)
+    if (typeof t.tensor !== 'string' || !Array.isArray(t.scale) || !Array.isArray(t.min) || !Array.isArray(t.max))
+      throw new UserError(`tensor entry without tensor/scale/min/max`, source);
+  return s;
+}
+
+/** The sidecar's own text form, as `onnxquant quantize` writes it. */
+export function writeQParamsJson(s: Sidecar): string {
+  return JSON.stringify(s, null, 1);
+}
+
+const RANGES: Record<number, [number, number]> = {
+  [DT.INT8]: [-128, 127],
+  [DT.UINT8]: [0, 255],
+  [DT.INT16]: [-32768, 32767],
+  [DT.UINT16]: [0, 65535],
+  [DT.INT4]: [-8, 7],
+  [DT.UINT4]: [0, 15],
+};
+
+/**
+ * Rebuild the sidecar from a QDQ model: each QuantizeLinear is an activation (range = the representable range
+ * (qmin − z)·s … (qmax − z)·s), each DequantizeLinear over an integer initializer is a weight (range = the
+ * dequantized values per channel). int32 DequantizeLinears (biases) are left out. Weight names lose the
+ * `_quantized` suffix realiseQdq gives them.
+ */
+export function sidecarFromModel(model: ModelProto): Sidecar {
+  const view = new GraphView(model.graph!);
+  const tensors: SidecarTensor[] = [];
+  const usesOf = (dqOut: string) =>
+    view.uses(dqOut).flatMap((c) => c.input.map((x, i) => (x === dqOut ? { node: c.name, op: c.opType, input: i } : undefined)).filter((u) => u !== undefined));
+  const num = (name: string | undefined) => (name && view.initializers.has(name) ? Array.from(tensorToFloat32(view.initializers.get(name)!)) : undefined);
+  for (const n of view.graph.node) {
+    if (n.opType === 'QuantizeLinear') {
+      const scale = num(n.input[1]);
+      if (!scale) continue;
+      const zpT = n.input[2] ? view.initializers.get(n.input[2]) : undefined;
+      const dt = zpT?.dataType ?? DT.UINT8;
+      const range = RANGES[dt];
+      if (!range) continue;
+      const zp = num(n.input[2]) ?? [0];
+      const [qmin, qmax] = range;
+      const dqs = view.uses(n.output[0]).filter((c) => c.opType === 'DequantizeLinear');
+      tensors.push({
+        tensor: n.input[0],
+        role: 'activation',
+        format: 'int',
+        bits: dt === DT.INT16 || dt === DT.UINT16 ? 16 : dt === DT.INT4 || dt === DT.UINT4 ? 4 : 8,
+        qmin,
+        qmax,
+        symmetric: zp.every((z) => z === 0) && qmin < 0,
+        pow2: scale.every((s) => Number.isInteger(Math.log2(s))),
+        observer: 'unknown',
+        scale,
+        zeroPoint: zp,
+        min: scale.map((s, i) => Math.fround((qmin - zp[i]) * s)),
+        max: scale.map((s, i) => Math.fround((qmax - zp[i]) * s)),
+        uses: dqs.flatMap((d) => usesOf(d.output[0])),
+      });
+    } else if (n.opType === 'DequantizeLinear' && view.isConstant(n.input[0])) {
+      const q = view.initializers.get(n.input[0])!;
+      const range = RANGES[q.dataType];
+      if (!range) continue; // int32 biases, float8
+      const scale = num(n.input[1])!;
+      const zp = num(n.input[2]) ?? scale.map(() => 0);
+      const dims = tensorDims(q);
+      const values = tensorToFloat32(q);
+      const perAxis = scale.length > 1 || (view.initializers.get(n.input[1])!.dims.length === 1 && dims.length > 1);
+      const axis = perAxis ? (attrInt(n, 'axis', 1) + dims.length) % dims.length : undefined;
+      const C = axis === undefined ? 1 : dims[axis];
+      const inner = axis === undefined ? values.length : dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+      const min = new Array<number>(C).fill(Infinity);
+      const max = new Array<number>(C).fill(-Infinity);
+      for (let i = 0; i < values.length; i++) {
+        const c = C === 1 ? 0 : Math.floor(i / inner) % C;
+        const v = Math.fround((values[i] - zp[c]) * scale[c]);
+        if (v < min[c]) min[c] = v;
+        if (v > max[c]) max[c] = v;
+      }
+      tensors.push({
+        tensor: n.input[0].replace(/_quantized(_\d+)?$/, ''),
+        role: 'weight',
+        format: 'int',
+        bits: 8,
+        qmin: range[0],
+        qmax: range[1],
+        symmetric: zp.every((z) => z === 0),
+        pow2: scale.every((s) => Number.isInteger(Math.log2(s))),
+        observer: 'unknown',
+        ...(axis !== undefined ? { axis } : {}),
+        scale,
+        zeroPoint: zp,
+        min,
+        max,
+        uses: usesOf(n.output[0]),
+      });
+    }
+  }
+  return { schema: SIDECAR_SCHEMA, rule: 'unknown (rebuilt from the QDQ model)', calibrationBatches: 0, opset: { from: 0, to: 0 }, formatPasses: [], tensors, skipped: [] };
+}
+
+/** A sidecar JSON file, or a QDQ .onnx model (parameters rebuilt from its Q/DQ nodes). */
+export function readQParams(path: string): Sidecar {
+  if (path.endsWith('.json')) return parseQParamsJson(readFileSync(path, 'utf8'), path);
+  return sidecarFromModel(loadModel(path));
+}
+
+export function absmax(t: SidecarTensor, c = 0): number {
+  return Math.max(Math.abs(t.min[c]), Math.abs(t.max[c]));
+}
