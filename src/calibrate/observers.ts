@@ -5,7 +5,7 @@
  */
 import type { QuantParams, TensorQuantConfig } from '../quant/config.ts';
 import { fakeQuantFp8, fp8Kind, fakeQuantInt, scaleFromRange } from '../quant/numerics.ts';
-import { seededRandom } from '../runtime/inputs.ts';
+import { seededRandom } from '../math.ts';
 
 export interface Observer {
   observe(data: Float32Array, dims: readonly number[]): void;

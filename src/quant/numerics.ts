@@ -13,14 +13,11 @@
  */
 import { float32ToFloat8, float8ToFloat32, type Float8Kind, type Float8Ties } from '../onnx/float-formats.ts';
 import type { TensorQuantConfig } from './config.ts';
+import { roundHalfEven } from '../math.ts';
 
 export const SCALE_FLOOR = 1e-8;
 
-export function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  // Math.round rounds .5 up; at an exact tie step back to the even neighbour.
-  return r - x === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
+export { roundHalfEven };
 
 export function quantizeInt(x: number, scale: number, zeroPoint: number, qmin: number, qmax: number): number {
   if (Number.isNaN(x)) return qmin; // onnxruntime's QuantizeLinear maps NaN to qmin

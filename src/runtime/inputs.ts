@@ -26,17 +26,8 @@ export function graphOutputs(model: ModelProto): InputSpec[] {
   return model.graph!.output.map(valueInfoSpec);
 }
 
-/** mulberry32: a tiny seeded PRNG, so generated feeds are the same on every machine. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../math.ts';
+export { seededRandom };
 
 export interface FeedOptions {
   /** Concrete sizes for symbolic or unknown dims, by input name. */

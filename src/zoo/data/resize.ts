@@ -3,6 +3,7 @@
  * only to decode: its `reduce` kernels antialias differently from PIL and never behave like OpenCV's
  * non-antialiased bilinear, and a quarter-point accuracy gap in the float baselines is exactly what we must avoid.
  */
+import { roundHalfEven } from '../../math.ts';
 
 /** An 8-bit interleaved (HWC) image. */
 export interface RawImage {
@@ -241,7 +242,4 @@ export function resizeOpenCv(img: RawImage, width: number, height: number, inter
 }
 
 /** Python's round(): half to even (used by torchvision's centre crop and OpenCV's cvRound). */
-export function roundHalfEven(x: number): number {
-  const r = Math.round(x);
-  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-}
+export { roundHalfEven };

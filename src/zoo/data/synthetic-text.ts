@@ -9,6 +9,7 @@
  * class PP-OCRv4 adds with use_space_char) is in ppocr_keys_v1.txt.
  */
 import { readFileSync } from 'node:fs';
+import { seededRandom } from '../../math.ts';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import opentype from 'opentype.js';
@@ -31,17 +32,8 @@ export interface TextLineSample {
   image: RgbImage;
 }
 
-/** mulberry32: tiny, fast, good enough for augmentation; state lives in the closure. */
-export function mulberry32(seed: number): Rng {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32 (the project's one seeded PRNG, src/math.ts): fast, good enough for augmentation. */
+export const mulberry32: (seed: number) => Rng = seededRandom;
 
 /** FNV-1a, used to derive independent sub-seeds from (seed, tag). */
 function hashSeed(seed: number, tag: string): number {
