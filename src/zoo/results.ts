@@ -1,0 +1,300 @@
+/**
+ * Zoo results: one row per (model, rule) cell, the legend marks, and the renderings (terminal, Markdown, JSON,
+ * CSV, HTML index). Everything here is pure: rows in, text out.
+ *
+ * Legend (OnnxQuant's README says "❗: models whose performance drops by more than 1%; 💔: notable error values",
+ * and applies it loosely; we fix the thresholds):
+ *  - ❗ on the model: the quantized metric is more than DROP_LIMIT (1) unit below the float metric — 1 percentage
+ *    point for accuracy / mAP / mIoU / agreement, 1 dB for PSNR.
+ *  - 💔 on an error value: AQE > 10%, OQE > 10%, or MQE > 50% (power ratios; 10% ⇔ an SNR below 10 dB; the worst
+ *    layer is naturally several times the mean, hence MQE's looser limit). A row is "poor" when AQE or OQE is.
+ */
+import Table from 'cli-table3';
+import { escapeHtml } from '../report/html.ts';
+import type { PublishedRow, TaskKind } from './registry.ts';
+import type { MetricInfo } from './tasks/types.ts';
+
+export const CELL_SCHEMA = 'onnxquant.zoo-cell/1' as const;
+
+export const DROP_LIMIT = 1;
+export const POOR_LIMITS = { aqe: 0.1, mqe: 0.5, oqe: 0.1 } as const;
+
+export interface ErrorSummary {
+  aqe: number;
+  mqe: number;
+  oqe: number;
+  aqeNorm: number;
+  mqeNorm: number;
+  oqeNorm: number;
+}
+
+export interface Provenance {
+  modelFile: string;
+  modelSha256: string;
+  rule: string;
+  tool: { name: 'onnxquant'; version: string };
+  date: string;
+  node: string;
+  onnxruntime: string;
+  platform: string;
+  data: {
+    calibration: { source: string; samples: number; batches: number; batchSize: number };
+    test: { source: string; samples: number; cachedInMemory: boolean };
+    analysis: { samples: number; batchSize: number };
+  };
+  seed?: number;
+}
+
+export interface ZooRow {
+  schema: typeof CELL_SCHEMA;
+  model: string;
+  suite: string;
+  task: TaskKind;
+  rule: string;
+  status: 'ok' | 'missing' | 'skipped' | 'error';
+  reason?: string;
+  metric?: MetricInfo;
+  float?: number;
+  quant?: number;
+  errors?: ErrorSummary;
+  timings?: { quantizeMs: number; evaluateMs: number; analyseMs: number; floatEvaluateMs: number };
+  /** Relative to the output folder. */
+  report?: string;
+  provenance?: Provenance;
+  published?: PublishedRow[];
+}
+
+// ---- marks ----------------------------------------------------------------------------------------------------
+
+export function accuracyDropped(float: number | undefined, quant: number | undefined): boolean {
+  if (float === undefined || quant === undefined || Number.isNaN(float)) return false;
+  return Number.isNaN(quant) || float - quant > DROP_LIMIT;
+}
+
+export function poorValue(kind: 'aqe' | 'mqe' | 'oqe', v: number | undefined): boolean {
+  return v !== undefined && (Number.isNaN(v) ? false : v > POOR_LIMITS[kind]);
+}
+
+export function poorErrors(e: Pick<ErrorSummary, 'aqe' | 'oqe'> | undefined): boolean {
+  return !!e && (poorValue('aqe', e.aqe) || poorValue('oqe', e.oqe));
+}
+
+export interface Marks {
+  drop: boolean;
+  poor: boolean;
+}
+
+export function rowMarks(r: { float?: number; quant?: number; errors?: Pick<ErrorSummary, 'aqe' | 'oqe'> }): Marks {
+  return { drop: accuracyDropped(r.float, r.quant), poor: poorErrors(r.errors) };
+}
+
+// ---- formatting -----------------------------------------------------------------------------------------------
+
+export function formatMetric(v: number | undefined, unit: '%' | 'dB' | undefined): string {
+  if (v === undefined || Number.isNaN(v)) return '—';
+  return unit === 'dB' ? `${v.toFixed(2)} dB` : `${v.toFixed(2)}%`;
+}
+
+/** A power/norm ratio (fraction) as a percentage, 2 decimals like the OnnxQuant tables. */
+export function formatRatio(v: number | undefined, mark?: 'aqe' | 'mqe' | 'oqe'): string {
+  if (v === undefined) return '—';
+  if (Number.isNaN(v)) return 'NaN';
+  const p = v * 100;
+  const s = Math.abs(p) >= 1e4 ? `${p.toExponential(2)}%` : `${p.toFixed(2)}%`;
+  return mark && poorValue(mark, v) ? `${s}💔` : s;
+}
+
+function formatSeconds(ms: number | undefined): string {
+  return ms === undefined ? '—' : `${(ms / 1000).toFixed(1)} s`;
+}
+
+function modelLabel(r: ZooRow): string {
+  return `${r.status === 'ok' && rowMarks(r).drop ? '❗' : ''}${r.model}`;
+}
+
+function statusText(r: ZooRow): string {
+  return r.status === 'ok' ? '' : `${r.status}${r.reason ? `: ${r.reason}` : ''}`;
+}
+
+const RULE_ORDER = ['onnxquant-int8-perchannel', 'onnxquant-int8-pot', 'onnxquant-fp8'];
+
+function byRule(rows: readonly ZooRow[]): Map<string, ZooRow[]> {
+  const rules = [...new Set(rows.map((r) => r.rule))].sort((a, b) => {
+    const ia = RULE_ORDER.indexOf(a);
+    const ib = RULE_ORDER.indexOf(b);
+    return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || a.localeCompare(b);
+  });
+  return new Map(rules.map((rule) => [rule, rows.filter((r) => r.rule === rule)]));
+}
+
+export const LEGEND =
+  `❗: the quantized metric is more than ${DROP_LIMIT} point (percentage point, or dB for PSNR) below float. ` +
+  `💔: AQE > ${POOR_LIMITS.aqe * 100}%, MQE > ${POOR_LIMITS.mqe * 100}% or OQE > ${POOR_LIMITS.oqe * 100}% ` +
+  '(PPQ power ratio Σ(A−B)²/ΣB², mean/max over quantized layers, max over monitored outputs). ' +
+  '"norm" columns: ‖A−B‖/‖B‖. ↳ rows: published PPQ results for the same model and rule.';
+
+// ---- Markdown -------------------------------------------------------------------------------------------------
+
+/** One table per rule (OnnxQuant layout) with PPQ's published rows under ours; models not run are listed at the end. */
+export function renderMarkdown(rows: readonly ZooRow[], opts: { title?: string } = {}): string {
+  const out: string[] = [];
+  if (opts.title) out.push(`## ${opts.title}`, '');
+  // Models not run (missing files, skipped entries) are listed once at the end, not per rule.
+  const notRun = rows.filter((r) => r.status === 'missing' || r.status === 'skipped');
+  rows = rows.filter((r) => !notRun.includes(r));
+  for (const [rule, rs] of byRule(rows)) {
+    out.push(`### ${rule}`, '');
+    out.push('| Model | Task (metric) | Float | Quant | AQE | MQE | OQE | AQE (norm) | MQE (norm) | OQE (norm) | Quantize | Evaluate | Note |');
+    out.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
+    for (const r of rs) {
+      const u = r.metric?.unit;
+      const e = r.errors;
+      const link = r.report ? `[${modelLabel(r)}](${r.report})` : modelLabel(r);
+      out.push(
+        `| ${link} | ${r.task}${r.metric ? ` (${r.metric.name})` : ''} | ${formatMetric(r.float, u)} | ${formatMetric(r.quant, u)} | ` +
+          `${formatRatio(e?.aqe, 'aqe')} | ${formatRatio(e?.mqe, 'mqe')} | ${formatRatio(e?.oqe, 'oqe')} | ` +
+          `${formatRatio(e?.aqeNorm)} | ${formatRatio(e?.mqeNorm)} | ${formatRatio(e?.oqeNorm)} | ` +
+          `${formatSeconds(r.timings?.quantizeMs)} | ${formatSeconds(r.timings?.evaluateMs)} | ${statusText(r).replace(/\|/g, '\\|')} |`,
+      );
+      for (const p of r.published ?? []) {
+        const pu = r.metric?.unit ?? (r.task === 'super-resolution' ? 'dB' : '%');
+        out.push(
+          `| ↳ ${accuracyDropped(p.float, p.quant) ? '❗' : ''}${p.source} | | ${formatMetric(p.float, pu)} | ${formatMetric(p.quant, pu)} | ` +
+            `${formatRatio(p.aqe, 'aqe')} | ${formatRatio(p.mqe, 'mqe')} | ${formatRatio(p.oqe, 'oqe')} | | | | | | |`,
+        );
+      }
+    }
+    out.push('');
+  }
+  if (notRun.length) {
+    out.push('### Not run', '');
+    const seen = new Set<string>();
+    for (const r of notRun) {
+      if (seen.has(r.model)) continue;
+      seen.add(r.model);
+      out.push(`- ${r.model} (${r.task}): ${r.status}${r.reason ? ` — ${r.reason}` : ''}`);
+    }
+    out.push('');
+  }
+  out.push(`Legend: ${LEGEND}`, '');
+  return out.join('\n');
+}
+
+// ---- terminal -------------------------------------------------------------------------------------------------
+
+/** Terminal table: one row per cell; missing / skipped models collapse into one row (no published rows). */
+export function renderTerminal(rows: readonly ZooRow[]): string {
+  const t = new Table({
+    head: ['Model', 'Rule', 'Metric', 'Float', 'Quant', 'AQE', 'MQE', 'OQE', 'Quantize', 'Eval', 'Note'],
+    style: { head: [], border: [] },
+  });
+  const collapsed = new Set<string>();
+  for (const r of rows) {
+    if (r.status === 'missing' || r.status === 'skipped') {
+      if (collapsed.has(r.model)) continue;
+      collapsed.add(r.model);
+      const rules = rows.filter((x) => x.model === r.model).map((x) => x.rule.replace(/^onnxquant-/, ''));
+      t.push([r.model, rules.length > 1 ? `(${rules.length} rules)` : rules[0], r.task, '', '', '', '', '', '', '', statusText(r).slice(0, 60)]);
+      continue;
+    }
+    const u = r.metric?.unit;
+    const e = r.errors;
+    t.push([
+      modelLabel(r),
+      r.rule.replace(/^onnxquant-/, ''),
+      r.metric?.name ?? r.task,
+      formatMetric(r.float, u),
+      formatMetric(r.quant, u),
+      formatRatio(e?.aqe, 'aqe'),
+      formatRatio(e?.mqe, 'mqe'),
+      formatRatio(e?.oqe, 'oqe'),
+      formatSeconds(r.timings?.quantizeMs),
+      formatSeconds(r.timings?.evaluateMs),
+      statusText(r).slice(0, 40),
+    ]);
+    for (const p of r.published ?? []) {
+      const pu = u ?? (r.task === 'super-resolution' ? 'dB' : '%');
+      t.push([`  ↳ ${p.source.startsWith('PPQ 0.6.6') ? 'PPQ 0.6.6 (shared)' : 'PPQ published'}`, '', '', formatMetric(p.float, pu), formatMetric(p.quant, pu), formatRatio(p.aqe, 'aqe'), formatRatio(p.mqe, 'mqe'), formatRatio(p.oqe, 'oqe'), '', '', '']);
+    }
+  }
+  return `${t.toString()}\n${LEGEND}`;
+}
+
+// ---- JSON / CSV -----------------------------------------------------------------------------------------------
+
+export function renderJson(rows: readonly ZooRow[]): string {
+  return JSON.stringify(
+    {
+      schema: 'onnxquant.zoo/1',
+      legend: { drop: `float − quant > ${DROP_LIMIT}`, poor: POOR_LIMITS },
+      rows: rows.map((r) => ({ ...r, marks: rowMarks(r) })),
+    },
+    null,
+    1,
+  );
+}
+
+function csvField(v: unknown): string {
+  if (v === undefined || v === null) return '';
+  const s = typeof v === 'number' ? (Number.isNaN(v) ? 'NaN' : String(v)) : String(v);
+  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+export const CSV_COLUMNS = [
+  'model', 'suite', 'task', 'rule', 'status', 'metric', 'unit', 'float', 'quant', 'aqe', 'mqe', 'oqe', 'aqe_norm', 'mqe_norm', 'oqe_norm',
+  'drop_mark', 'poor_mark', 'quantize_s', 'evaluate_s', 'analyse_s', 'test_samples', 'calib_samples', 'analysis_samples', 'model_sha256',
+  'ppq_float', 'ppq_quant', 'ppq_aqe', 'ppq_mqe', 'ppq_oqe', 'reason',
+] as const;
+
+export function renderCsv(rows: readonly ZooRow[]): string {
+  const lines = [CSV_COLUMNS.join(',')];
+  for (const r of rows) {
+    const m = rowMarks(r);
+    const p = r.published?.[0];
+    const e = r.errors;
+    const s = (ms: number | undefined) => (ms === undefined ? undefined : ms / 1000);
+    const v = [
+      r.model, r.suite, r.task, r.rule, r.status, r.metric?.name, r.metric?.unit, r.float, r.quant, e?.aqe, e?.mqe, e?.oqe, e?.aqeNorm, e?.mqeNorm, e?.oqeNorm,
+      r.status === 'ok' ? (m.drop ? 1 : 0) : undefined, r.status === 'ok' ? (m.poor ? 1 : 0) : undefined,
+      s(r.timings?.quantizeMs), s(r.timings?.evaluateMs), s(r.timings?.analyseMs),
+      r.provenance?.data.test.samples, r.provenance?.data.calibration.samples, r.provenance?.data.analysis.samples, r.provenance?.modelSha256,
+      p?.float, p?.quant, p?.aqe, p?.mqe, p?.oqe, r.reason,
+    ];
+    lines.push(v.map(csvField).join(','));
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+// ---- HTML index -----------------------------------------------------------------------------------------------
+
+export function renderHtmlIndex(rows: readonly ZooRow[], meta: { title: string; generated: string }): string {
+  const body: string[] = [];
+  for (const [rule, rs] of byRule(rows)) {
+    body.push(`<h2>${escapeHtml(rule)}</h2><table><thead><tr><th>Model</th><th>Task</th><th>Float</th><th>Quant</th><th>AQE</th><th>MQE</th><th>OQE</th><th>Quantize</th><th>Evaluate</th><th>Note</th></tr></thead><tbody>`);
+    for (const r of rs) {
+      const u = r.metric?.unit;
+      const e = r.errors;
+      const name = escapeHtml(modelLabel(r));
+      body.push(
+        `<tr><td>${r.report ? `<a href="${escapeHtml(r.report)}">${name}</a>` : name}</td><td>${escapeHtml(r.task)}${r.metric ? ` (${escapeHtml(r.metric.name)})` : ''}</td>` +
+          `<td>${formatMetric(r.float, u)}</td><td>${formatMetric(r.quant, u)}</td><td>${formatRatio(e?.aqe, 'aqe')}</td><td>${formatRatio(e?.mqe, 'mqe')}</td><td>${formatRatio(e?.oqe, 'oqe')}</td>` +
+          `<td>${formatSeconds(r.timings?.quantizeMs)}</td><td>${formatSeconds(r.timings?.evaluateMs)}</td><td>${escapeHtml(statusText(r))}</td></tr>`,
+      );
+      for (const p of r.published ?? []) {
+        const pu = u ?? (r.task === 'super-resolution' ? 'dB' : '%');
+        body.push(
+          `<tr class="pub"><td>↳ ${escapeHtml(p.source)}</td><td></td><td>${formatMetric(p.float, pu)}</td><td>${formatMetric(p.quant, pu)}</td>` +
+            `<td>${formatRatio(p.aqe, 'aqe')}</td><td>${formatRatio(p.mqe, 'mqe')}</td><td>${formatRatio(p.oqe, 'oqe')}</td><td></td><td></td><td></td></tr>`,
+        );
+      }
+    }
+    body.push('</tbody></table>');
+  }
+  return `<!doctype html><html><head><meta charset="utf-8"><title>${escapeHtml(meta.title)}</title><style>
+body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse;margin-bottom:2em}td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}
+td:first-child,th:first-child,td:nth-child(2),td:last-child{text-align:left}tr.pub{color:#666;font-size:90%}</style></head><body>
+<h1>${escapeHtml(meta.title)}</h1><p>Generated ${escapeHtml(meta.generated)}. Each model name links to its analysis report (per-layer errors).</p>
+${body.join('\n')}
+<p>${escapeHtml(LEGEND)}</p></body></html>
+`;
+}

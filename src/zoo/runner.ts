@@ -1,0 +1,398 @@
+/**
+ * The benchmark runner: models × rules → cells. Per model: the float metric once, then per rule quantize
+ * (calibration: `calibBatches` batches of `batch` samples), evaluate the QDQ model in simulate mode, and analyse
+ * it against the formatted float model (AQE/MQE/OQE, report.json + report.html in `<out>/<model>/<rule>/`).
+ *
+ * Resumable: each finished cell is `<out>/<model>/<rule>/cell.json`; a rerun skips it unless `force`. The float
+ * metric is kept in `<out>/<model>/float.json` (reused while the model hash and test count match; agreement tasks
+ * always rerun float, since they need its predictions). `shard: {index, count}` (1-based) takes every count-th cell.
+ * Missing files and skipped entries become rows with a reason, never errors; a failing cell is reported as an error
+ * row (not saved, so a rerun retries it).
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { arch, platform } from 'node:os';
+import { join } from 'node:path';
+import type { ModelProto } from 'onnx-buf';
+import * as ort from 'onnxruntime-node';
+import { analyse } from '../analyse/analyse.ts';
+import type { Feeds } from '../calibrate/calibrate.ts';
+import { parseModel, saveModel, writeFileAtomic } from '../onnx/model-io.ts';
+import { getRule } from '../quant/rules.ts';
+import { quantize } from '../quantize.ts';
+import { renderAnalysisHtml } from '../report/html.ts';
+import { createSession } from '../runtime/session.ts';
+import { type CachedSplit, cacheSplit, DEFAULT_CACHE_BYTES, missingPaths, modelPath, openSource, type ProvidedData, slice, spread } from './datasets.ts';
+import type { RuleName, ZooEntry } from './registry.ts';
+import { CELL_SCHEMA, type ErrorSummary, type Provenance, type ZooRow } from './results.ts';
+import { evaluate, type EvaluateResult, makeEvaluator } from './tasks/index.ts';
+
+export interface ZooOptions {
+  /** QuantZoo root holding Model/ and Data/ (ignored by entries with absolute paths). */
+  root: string;
+  entries: readonly ZooEntry[];
+  rules: readonly string[];
+  out: string;
+  shard?: { index: number; count: number };
+  force?: boolean;
+  /** Calibration batches (default 32, PPQ's calib_steps). */
+  calibBatches?: number;
+  /** Batch size (default 32); entries with maxBatch use at most that. */
+  batch?: number;
+  /** Score at most this many test samples, spread evenly over the split (every class of a sorted folder). */
+  testLimit?: number;
+  /** Samples used by the error analysis (default: the whole test split). */
+  analyseSamples?: number;
+  /** In-memory budget for each cached split (default 1 GiB). */
+  cacheBytes?: number;
+  /** Also write the QDQ models beside the reports. */
+  saveModels?: boolean;
+  /** Progress lines (default: stderr). Pass a no-op to silence. */
+  log?: (line: string, transient?: boolean) => void;
+  /** Datasets for entries whose data source is `{ kind: 'provided', name }`. */
+  provided?: ProvidedData;
+  /** Seed recorded in provenance (data with randomness takes it from the registry entry). */
+  seed?: number;
+}
+
+export interface ZooRun {
+  rows: ZooRow[];
+  ran: number;
+  skipped: number;
+  wallMs: number;
+}
+
+const PACKAGE_VERSION: string = (() => {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return '0.0.0';
+  }
+})();
+
+interface Cell {
+  entry: ZooEntry;
+  rule: string;
+  index: number;
+}
+
+export function cellDir(out: string, model: string, rule: string): string {
+  return join(out, safeName(model), rule);
+}
+
+export function cellFile(out: string, model: string, rule: string): string {
+  return join(cellDir(out, model, rule), 'cell.json');
+}
+
+function safeName(s: string): string {
+  return s.replace(/[^A-Za-z0-9._@-]/g, '_');
+}
+
+/** Every cell of entries × rules, numbered; a shard keeps those whose number ≡ index−1 (mod count). */
+export function planCells(entries: readonly ZooEntry[], rules: readonly string[], shard?: { index: number; count: number }): Cell[] {
+  const cells: Cell[] = [];
+  for (const entry of entries) for (const rule of rules) cells.push({ entry, rule, index: cells.length });
+  if (!shard) return cells;
+  if (!(shard.count >= 1 && shard.index >= 1 && shard.index <= shard.count)) throw new Error(`bad shard ${shard.index}/${shard.count}`);
+  return cells.filter((c) => c.index % shard.count === shard.index - 1);
+}
+
+export function parseShard(s: string): { index: number; count: number } {
+  const m = /^(\d+)\/(\d+)$/.exec(s.trim());
+  if (!m) throw new Error(`--shard must be i/n (1-based), got '${s}'`);
+  const index = Number(m[1]);
+  const count = Number(m[2]);
+  if (count < 1 || index < 1 || index > count) throw new Error(`--shard ${s}: need 1 ≤ i ≤ n`);
+  return { index, count };
+}
+
+function readCell(file: string): ZooRow | undefined {
+  try {
+    const r = JSON.parse(readFileSync(file, 'utf8')) as ZooRow;
+    return r.schema === CELL_SCHEMA && r.status === 'ok' ? r : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function fmtDuration(ms: number): string {
+  if (!Number.isFinite(ms) || ms < 0) return '?';
+  const s = Math.round(ms / 1000);
+  return s >= 3600 ? `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, '0')}m` : s >= 60 ? `${Math.floor(s / 60)}m${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+}
+
+function defaultLog(): (line: string, transient?: boolean) => void {
+  const tty = process.stderr.isTTY;
+  let last = 0;
+  return (line, transient) => {
+    if (transient) {
+      // A terminal gets a live line; logs and pipes a progress line every 15 s.
+      const now = Date.now();
+      if (now - last < (tty ? 200 : 15_000)) return;
+      last = now;
+      process.stderr.write(tty ? `\r\x1b[K${line}` : `${line}\n`);
+    } else process.stderr.write(`${tty ? '\r\x1b[K' : ''}${line}\n`);
+  };
+}
+
+/** The tensor names present in a model (node outputs, graph inputs/outputs). */
+function valueNames(model: ModelProto): Set<string> {
+  const g = model.graph!;
+  return new Set([...g.node.flatMap((n) => n.output), ...g.input.map((v) => v.name), ...g.output.map((v) => v.name)]);
+}
+
+export async function runZoo(o: ZooOptions): Promise<ZooRun> {
+  const t0 = performance.now();
+  const log = o.log ?? defaultLog();
+  const batchOpt = o.batch ?? 32;
+  const calibBatches = o.calibBatches ?? 32;
+  const cells = planCells(o.entries, o.rules, o.shard);
+  for (const r of o.rules) getRule(r); // unknown rule names fail before any work
+  const rows: ZooRow[] = [];
+  let ran = 0;
+  let skipped = 0;
+  const runnable = new Map(o.entries.map((e) => [e, !e.skip && missingPaths(o.root, e).length === 0]));
+  const todoTotal = cells.filter((c) => runnable.get(c.entry) && (o.force || !readCell(cellFile(o.out, c.entry.id, c.rule)))).length;
+  let todoDone = 0;
+  const cellTimes: number[] = [];
+  const eta = () => {
+    if (!cellTimes.length) return '?';
+    const mean = cellTimes.reduce((a, b) => a + b, 0) / cellTimes.length;
+    return fmtDuration(mean * (todoTotal - todoDone));
+  };
+
+  const byModel = new Map<ZooEntry, Cell[]>();
+  for (const c of cells) byModel.set(c.entry, [...(byModel.get(c.entry) ?? []), c]);
+
+  for (const [entry, mcells] of byModel) {
+    const base = (rule: string): ZooRow => ({
+      schema: CELL_SCHEMA,
+      model: entry.id,
+      suite: entry.suite,
+      task: entry.task.kind,
+      rule,
+      status: 'ok',
+      ...(entry.published?.[rule as RuleName] ? { published: entry.published[rule as RuleName] } : {}),
+    });
+    if (entry.skip) {
+      for (const c of mcells) rows.push({ ...base(c.rule), status: 'skipped', reason: entry.skip });
+      continue;
+    }
+    const missing = missingPaths(o.root, entry);
+    if (missing.length) {
+      for (const c of mcells) rows.push({ ...base(c.rule), status: 'missing', reason: `missing ${missing[0]}${missing.length > 1 ? ` (+${missing.length - 1})` : ''}` });
+      continue;
+    }
+    const todo: Cell[] = [];
+    for (const c of mcells) {
+      const done = o.force ? undefined : readCell(cellFile(o.out, entry.id, c.rule));
+      if (done) {
+        rows.push({ ...done, ...(entry.published?.[c.rule as RuleName] ? { published: entry.published[c.rule as RuleName] } : {}) });
+        skipped++;
+      } else todo.push(c);
+    }
+    if (!todo.length) continue;
+
+    const tag = (rule: string, stage: string) => `[${todoDone + 1}/${todoTotal}] ${entry.id} · ${rule} · ${stage}`;
+    let modelRows: ZooRow[];
+    try {
+      modelRows = await runModel(entry, todo, o, { batchOpt, calibBatches, log, tag, eta, onCellDone: (ms) => (cellTimes.push(ms), todoDone++) });
+      ran += modelRows.filter((r) => r.status === 'ok').length;
+    } catch (e) {
+      const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
+      log(`${entry.id}: failed: ${msg}`);
+      modelRows = todo.map((c) => ({ ...base(c.rule), status: 'error' as const, reason: msg.slice(0, 300) }));
+      todoDone += todo.length;
+    }
+    rows.push(...modelRows);
+  }
+  // Keep registry order, then rule order as given.
+  const order = new Map(o.entries.map((e, i) => [e.id, i]));
+  rows.sort((a, b) => order.get(a.model)! - order.get(b.model)! || o.rules.indexOf(a.rule) - o.rules.indexOf(b.rule));
+  return { rows, ran, skipped, wallMs: performance.now() - t0 };
+}
+
+interface RunCtx {
+  batchOpt: number;
+  calibBatches: number;
+  log: (line: string, transient?: boolean) => void;
+  tag: (rule: string, stage: string) => string;
+  eta: () => string;
+  onCellDone: (ms: number) => void;
+}
+
+async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCtx): Promise<ZooRow[]> {
+  const { log, tag } = ctx;
+  const file = modelPath(o.root, entry);
+  const bytes = new Uint8Array(readFileSync(file));
+  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const evaluator = makeEvaluator(entry, o.root);
+  const bs = Math.max(1, Math.min(ctx.batchOpt, entry.maxBatch ?? Infinity));
+  const cacheBytes = o.cacheBytes ?? DEFAULT_CACHE_BYTES;
+  const testDs = spread(openSource(o.root, entry, entry.data.test, o.provided), o.testLimit ?? Infinity);
+  const calibAll = openSource(o.root, entry, entry.data.calibration, o.provided);
+  const calibSamples = Math.min(calibAll.size, ctx.calibBatches * bs);
+  // Sliced before caching so the three rules replay the very same calibration samples from memory.
+  const calib: CachedSplit<unknown> = cacheSplit(slice(calibAll, 0, calibSamples), cacheBytes);
+  const test: CachedSplit<unknown> = cacheSplit(testDs, cacheBytes);
+  const calibSteps = Math.ceil(calibSamples / bs);
+  const input = entry.input.name;
+  const seed = o.seed ?? (entry.data.test.kind === 'synthetic-text' ? entry.data.test.seed : undefined);
+  const dir = join(o.out, safeName(entry.id));
+  mkdirSync(dir, { recursive: true });
+
+  // Float metric: once per model (cached on disk for labelled tasks).
+  const floatFile = join(dir, 'float.json');
+  let float: EvaluateResult & { ms: number };
+  const prev = !o.force && !evaluator.needsReference && existsSync(floatFile) ? (JSON.parse(readFileSync(floatFile, 'utf8')) as EvaluateResult & { ms: number; sha256: string; test: string }) : undefined;
+  if (prev && prev.sha256 === sha256 && prev.samples === test.size && prev.test === test.name) {
+    float = prev;
+    log(`${entry.id}: float ${evaluator.metric.name} ${float.value.toFixed(2)}${evaluator.metric.unit === '%' ? '%' : ' dB'} (from ${floatFile})`);
+  } else {
+    const t = performance.now();
+    const s = await createSession(bytes, { mode: 'float' });
+    const r = await evaluate(s, test, evaluator, {
+      input,
+      batchSize: bs,
+      onBatch: (n) => log(`${tag('float', 'evaluate')} ${n}/${test.size} · ETA ${ctx.eta()}`, true),
+    });
+    await s.release();
+    float = { ...r, ms: performance.now() - t };
+    const { reference: _ref, ...persist } = float;
+    writeFileAtomic(floatFile, JSON.stringify({ ...persist, sha256, test: test.name }, null, 1));
+    log(`${entry.id}: float ${evaluator.metric.name} ${float.value.toFixed(2)}${evaluator.metric.unit === '%' ? '%' : ' dB'} on ${r.samples} samples (${(float.ms / 1000).toFixed(1)} s${test.cached ? ', test split cached in memory' : ''})`);
+  }
+
+  const rows: ZooRow[] = [];
+  for (const c of todo) {
+    try {
+      rows.push(await runCell(c));
+    } catch (e) {
+      const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
+      log(`${entry.id} · ${c.rule}: failed: ${msg}`);
+      rows.push({
+        schema: CELL_SCHEMA,
+        model: entry.id,
+        suite: entry.suite,
+        task: entry.task.kind,
+        rule: c.rule,
+        status: 'error',
+        reason: msg.slice(0, 300),
+        metric: evaluator.metric,
+        float: float.value,
+        ...(entry.published?.[c.rule as RuleName] ? { published: entry.published[c.rule as RuleName] } : {}),
+      });
+      ctx.onCellDone(0);
+    }
+  }
+  return rows;
+
+  async function runCell(c: Cell): Promise<ZooRow> {
+    const tc = performance.now();
+    const rule = getRule(c.rule);
+    // 1. Quantize.
+    const tq = performance.now();
+    const model = parseModel(bytes, file);
+    const calibFeeds = async function* (): AsyncIterable<Feeds> {
+      for await (const b of calib.batches(bs, calibSamples)) yield { [input]: b.input };
+    };
+    const q = await quantize(model, calibFeeds(), {
+      rule,
+      steps: calibSteps,
+      onBatch: (n) => log(`${tag(c.rule, 'calibrate')} ${n}/${calibSteps} · ETA ${ctx.eta()}`, true),
+    });
+    const quantizeMs = performance.now() - tq;
+    const cdir = cellDir(o.out, entry.id, c.rule);
+    mkdirSync(cdir, { recursive: true });
+    if (o.saveModels) saveModel(q.model, join(cdir, 'model.qdq.onnx'));
+
+    // 2. Evaluate the QDQ model (simulate mode: Q/DQ run as written).
+    const te = performance.now();
+    const qs = await createSession(q.model, { mode: 'simulate' });
+    const r = await evaluate(qs, test, evaluator, {
+      input,
+      batchSize: bs,
+      reference: float.reference,
+      onBatch: (n) => log(`${tag(c.rule, 'evaluate')} ${n}/${test.size} · ETA ${ctx.eta()}`, true),
+    });
+    await qs.release();
+    const evaluateMs = performance.now() - te;
+
+    // 3. Error analysis against the formatted float model, on (part of) the test split.
+    const ta = performance.now();
+    const names = valueNames(q.floatModel);
+    const monitored = entry.outputs?.filter((n) => names.has(n));
+    if (entry.outputs && monitored?.length !== entry.outputs.length) {
+      log(`${entry.id}: monitored output(s) ${entry.outputs.filter((n) => !names.has(n)).join(', ')} not in the model; OQE uses ${monitored?.length ? monitored.join(', ') : 'the graph outputs'}`);
+    }
+    const analyseSamples = Math.min(test.size, o.analyseSamples ?? Infinity);
+    const perSample = entry.input.shape.slice(1).reduce((a, b) => a * b, 1);
+    const abs = perSample > 100_000 ? Math.min(bs, 4) : bs;
+    let analysed = 0;
+    const report = await analyse(
+      q.floatModel,
+      q.model,
+      async function* () {
+        for await (const b of test.batches(abs, analyseSamples)) yield { [input]: b.input };
+      },
+      {
+        ...(monitored?.length ? { outputs: monitored } : {}),
+        isolated: 'none',
+        rule: c.rule,
+        toolVersion: PACKAGE_VERSION,
+        floatPath: file,
+        quantPath: o.saveModels ? join(cdir, 'model.qdq.onnx') : '<memory>',
+        dataSource: test.name,
+        onProgress: (stage, done, total) => log(`${tag(c.rule, `analyse ${stage}`)} ${done}/${total} · ETA ${ctx.eta()}`, true),
+      },
+      { plan: q.plan, params: q.params },
+    );
+    analysed = report.data.samples;
+    report.floatModel.sha256 = sha256;
+    writeFileAtomic(join(cdir, 'report.json'), JSON.stringify(report, null, 1));
+    writeFileAtomic(join(cdir, 'report.html'), await renderAnalysisHtml(report));
+    const analyseMs = performance.now() - ta;
+
+    const errors: ErrorSummary = { ...report.summary };
+    const provenance: Provenance = {
+      modelFile: file,
+      modelSha256: sha256,
+      rule: c.rule,
+      tool: { name: 'onnxquant', version: PACKAGE_VERSION },
+      date: new Date().toISOString(),
+      node: process.version,
+      onnxruntime: ort.env.versions?.common ?? 'unknown',
+      platform: `${platform()}-${arch()}`,
+      data: {
+        calibration: { source: calib.name, samples: calibSamples, batches: q.batches, batchSize: bs },
+        test: { source: test.name, samples: r.samples, cachedInMemory: test.cached },
+        analysis: { samples: analysed, batchSize: abs },
+      },
+      ...(seed !== undefined ? { seed } : {}),
+    };
+    const row: ZooRow = {
+      schema: CELL_SCHEMA,
+      model: entry.id,
+      suite: entry.suite,
+      task: entry.task.kind,
+      rule: c.rule,
+      status: 'ok',
+      metric: evaluator.metric,
+      float: float.value,
+      quant: r.value,
+      errors,
+      timings: { quantizeMs, evaluateMs, analyseMs, floatEvaluateMs: float.ms },
+      report: `${safeName(entry.id)}/${c.rule}/report.html`,
+      provenance,
+    };
+    writeFileAtomic(join(cdir, 'cell.json'), JSON.stringify(row, null, 1));
+    const pub = entry.published?.[c.rule as RuleName];
+    const ms = performance.now() - tc;
+    ctx.onCellDone(ms);
+    log(
+      `${entry.id} · ${c.rule}: ${evaluator.metric.name} ${float.value.toFixed(2)} → ${r.value.toFixed(2)}, AQE ${(errors.aqe * 100).toFixed(2)}% MQE ${(errors.mqe * 100).toFixed(2)}% OQE ${(errors.oqe * 100).toFixed(2)}% ` +
+        `(quantize ${(quantizeMs / 1000).toFixed(1)} s, evaluate ${(evaluateMs / 1000).toFixed(1)} s, analyse ${(analyseMs / 1000).toFixed(1)} s)`,
+    );
+    return { ...row, ...(pub ? { published: pub } : {}) };
+  }
+}

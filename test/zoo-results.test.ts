@@ -1,0 +1,83 @@
+/** Zoo table rendering from hand-built cells: Markdown, CSV, JSON, terminal, HTML, with the documented marks. */
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import {
+  accuracyDropped, CELL_SCHEMA, CSV_COLUMNS, DROP_LIMIT, POOR_LIMITS, poorErrors, renderCsv, renderHtmlIndex, renderJson, renderMarkdown, renderTerminal, rowMarks, type ZooRow,
+} from '../src/zoo/results.ts';
+
+const errors = (aqe: number, mqe: number, oqe: number) => ({ aqe, mqe, oqe, aqeNorm: Math.sqrt(aqe), mqeNorm: Math.sqrt(mqe), oqeNorm: Math.sqrt(oqe) });
+const row = (over: Partial<ZooRow>): ZooRow => ({
+  schema: CELL_SCHEMA,
+  model: 'm',
+  suite: 'shared',
+  task: 'classification',
+  rule: 'onnxquant-int8-perchannel',
+  status: 'ok',
+  metric: { name: 'top-1', unit: '%' },
+  timings: { quantizeMs: 1500, evaluateMs: 2500, analyseMs: 100, floatEvaluateMs: 2000 },
+  ...over,
+});
+
+const good = row({ model: 'good', float: 80, quant: 79.5, errors: errors(0.02, 0.3, 0.05) });
+const dropped = row({ model: 'dropped', float: 80, quant: 78.9, errors: errors(0.02, 0.1, 0.05) });
+const poor = row({ model: 'poor', rule: 'onnxquant-int8-pot', float: 80, quant: 80, errors: errors(0.12, 0.6, 0.02) });
+const sr = row({
+  model: 'sr', task: 'super-resolution', metric: { name: 'PSNR', unit: 'dB' }, float: 27.76, quant: 26.7, errors: errors(0.01, 0.02, 0.2),
+  published: [{ source: 'PPQ QuantZoo README', float: 27.76, quant: 27.18, aqe: 0.0489, mqe: 0.298, oqe: 0.0013 }],
+});
+const missing = row({ model: 'gone', status: 'missing', reason: 'missing /x/Model/gone.onnx', metric: undefined, timings: undefined });
+const rows = [good, dropped, poor, sr, missing];
+
+test('marks follow the documented thresholds', () => {
+  assert.equal(DROP_LIMIT, 1);
+  assert.deepEqual(POOR_LIMITS, { aqe: 0.1, mqe: 0.5, oqe: 0.1 });
+  assert.deepEqual(rowMarks(good), { drop: false, poor: false });
+  assert.deepEqual(rowMarks(dropped), { drop: true, poor: false }); // 1.1 points
+  assert.deepEqual(rowMarks(poor), { drop: false, poor: true }); // AQE 12%
+  assert.deepEqual(rowMarks(sr), { drop: true, poor: true }); // 1.06 dB, OQE 20%
+  assert.equal(accuracyDropped(80, 79), false); // exactly 1 point is not "more than"
+  assert.equal(accuracyDropped(80, NaN), true);
+  assert.equal(poorErrors({ aqe: 0.1, oqe: 0.1 }), false);
+});
+
+test('Markdown: one table per rule, ❗ on the model, 💔 on each poor value, published rows, links', () => {
+  const md = renderMarkdown(rows, { title: 'T' });
+  assert.match(md, /^## T/);
+  assert.ok(md.indexOf('### onnxquant-int8-perchannel') < md.indexOf('### onnxquant-int8-pot'));
+  const line = (name: string) => md.split('\n').find((l) => l.startsWith(`| ${name}`) || l.startsWith(`| ❗${name}`))!;
+  assert.match(line('good'), /^\| good \| classification \(top-1\) \| 80\.00% \| 79\.50% \| 2\.00% \| 30\.00% \| 5\.00% \|/);
+  assert.match(line('dropped'), /^\| ❗dropped/);
+  assert.match(line('poor'), /\| 12\.00%💔 \| 60\.00%💔 \| 2\.00% \|/);
+  assert.match(line('sr'), /^\| ❗sr \| super-resolution \(PSNR\) \| 27\.76 dB \| 26\.70 dB \|.*\| 20\.00%💔 \|/);
+  assert.match(md, /\| ↳ PPQ QuantZoo README \| \| 27\.76 dB \| 27\.18 dB \| 4\.89% \| 29\.80% \| 0\.13% \|/);
+  assert.match(md, /### Not run\n\n- gone \(classification\): missing — missing \/x\/Model\/gone\.onnx/);
+  assert.match(md, /Legend: ❗: the quantized metric is more than 1 point/);
+  const linked = renderMarkdown([{ ...good, report: 'good/onnxquant-int8-perchannel/report.html' }]);
+  assert.match(linked, /\| \[good\]\(good\/onnxquant-int8-perchannel\/report\.html\) \|/);
+});
+
+test('CSV: header and one line per row, marks as 0/1, published columns', () => {
+  const csv = renderCsv(rows).trimEnd().split('\n');
+  assert.equal(csv[0], CSV_COLUMNS.join(','));
+  assert.equal(csv.length, rows.length + 1);
+  const col = (line: string, name: (typeof CSV_COLUMNS)[number]) => line.split(',')[CSV_COLUMNS.indexOf(name)];
+  assert.equal(col(csv[1], 'model'), 'good');
+  assert.equal(col(csv[1], 'aqe'), '0.02');
+  assert.equal(col(csv[2], 'drop_mark'), '1');
+  assert.equal(col(csv[3], 'poor_mark'), '1');
+  assert.equal(col(csv[4], 'ppq_quant'), '27.18');
+  assert.equal(col(csv[4], 'quantize_s'), '1.5');
+  assert.equal(col(csv[5], 'status'), 'missing');
+  assert.equal(col(csv[5], 'drop_mark'), '');
+});
+
+test('JSON: rows with their marks; terminal and HTML render every row', () => {
+  const j = JSON.parse(renderJson(rows)) as { schema: string; rows: (ZooRow & { marks: { drop: boolean; poor: boolean } })[] };
+  assert.equal(j.schema, 'onnxquant.zoo/1');
+  assert.deepEqual(j.rows.map((r) => [r.model, r.marks.drop, r.marks.poor]), [['good', false, false], ['dropped', true, false], ['poor', false, true], ['sr', true, true], ['gone', false, false]]);
+  const term = renderTerminal(rows);
+  for (const name of ['good', '❗dropped', 'poor', '❗sr', 'gone', 'PPQ published']) assert.ok(term.includes(name), name);
+  const html = renderHtmlIndex([{ ...good, report: 'good/r/report.html' }, missing], { title: 'Zoo <1>', generated: 'now' });
+  assert.match(html, /<a href="good\/r\/report\.html">good<\/a>/);
+  assert.ok(!html.includes("Zoo <1>"), "title escaped");
+});

@@ -1,0 +1,170 @@
+/**
+ * The zoo runner end to end on a tiny classifier built here (Gemm 4→3, synthetic data): cells, resumability
+ * (a finished cell file is reused), sharding, missing files, the written outputs.
+ */
+import assert from 'node:assert/strict';
+import { create } from '@bufbuild/protobuf';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ModelProtoSchema, TensorProto_DataType as DT, ValueInfoProtoSchema, type ValueInfoProto } from 'onnx-buf';
+import { writeZooOutputs } from '../src/cli/zoo.ts';
+import { makeNode } from '../src/ir/graph.ts';
+import { saveModel } from '../src/onnx/model-io.ts';
+import { makeTensor } from '../src/onnx/tensor-codec.ts';
+import { RULE_NAMES } from '../src/quant/rules.ts';
+import { iteratorDataset } from '../src/zoo/data/iterator.ts';
+import type { ZooEntry } from '../src/zoo/registry.ts';
+import { cellFile, parseShard, planCells, runZoo, type ZooOptions } from '../src/zoo/runner.ts';
+
+function vi(name: string, dims: (number | string)[]): ValueInfoProto {
+  return create(ValueInfoProtoSchema, {
+    name,
+    type: {
+      value: {
+        case: 'tensorType',
+        value: {
+          elemType: DT.FLOAT,
+          shape: { dim: dims.map((d) => ({ value: typeof d === 'number' ? { case: 'dimValue' as const, value: BigInt(d) } : { case: 'dimParam' as const, value: d } })) },
+        },
+      },
+    },
+  });
+}
+
+const W = [1, -0.5, 0.25, 0.1, -0.3, 0.8, -0.2, 0.05, 0.4, 0.2, -0.9, 0.6]; // [3,4]
+const B = [0.05, -0.02, 0.01];
+
+function tinyModel() {
+  return create(ModelProtoSchema, {
+    irVersion: 8n,
+    producerName: 'zoo-runner.test',
+    opsetImport: [{ domain: '', version: 13n }],
+    graph: {
+      name: 'tiny',
+      node: [makeNode('Gemm', ['x', 'w', 'b'], ['logits'], 'fc', { transB: 1 })],
+      input: [vi('x', ['N', 4])],
+      output: [vi('logits', ['N', 3])],
+      initializer: [makeTensor('w', DT.FLOAT, [3, 4], Float32Array.from(W)), makeTensor('b', DT.FLOAT, [3], Float32Array.from(B))],
+    },
+  });
+}
+
+/** mulberry32 inputs; the label is the float model's own argmax, so float top-1 is 100%. */
+function tinyData(name: string, size: number, seed: number) {
+  return iteratorDataset(name, size, function* () {
+    let a = seed >>> 0;
+    const rnd = () => {
+      a = (a + 0x6d2b79f5) >>> 0;
+      let t = Math.imul(a ^ (a >>> 15), a | 1);
+      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+    for (let i = 0; i < size; i++) {
+      const x = Float32Array.from({ length: 4 }, () => rnd() * 2 - 1);
+      const y = [0, 1, 2].map((c) => B[c] + x.reduce((s, v, k) => s + v * W[c * 4 + k], 0));
+      yield { id: String(i), input: { dims: [1, 4], data: x }, label: y.indexOf(Math.max(...y)) };
+    }
+  });
+}
+
+function entry(id: string, file = `${id}.onnx`): ZooEntry {
+  return {
+    id,
+    suite: 'shared',
+    file,
+    input: { name: 'x', shape: [8, 4] },
+    preprocess: {},
+    data: { calibration: { kind: 'provided', name: 'calib' }, test: { kind: 'provided', name: 'test' } },
+    task: { kind: 'classification', numClasses: 3 },
+    published: { 'onnxquant-int8-perchannel': [{ source: 'made up', float: 100, quant: 99 }] },
+  };
+}
+
+const root = mkdtempSync(join(tmpdir(), 'zoo-runner-'));
+mkdirSync(join(root, 'Model'));
+saveModel(tinyModel(), join(root, 'Model', 'tiny.onnx'));
+saveModel(tinyModel(), join(root, 'Model', 'tiny2.onnx'));
+const entries = [entry('tiny'), entry('tiny2')];
+const base = (out: string): ZooOptions => ({
+  root,
+  entries,
+  rules: RULE_NAMES,
+  out,
+  calibBatches: 2,
+  batch: 8,
+  log: () => {},
+  provided: { calib: tinyData('calib', 40, 1), test: tinyData('test', 50, 2) },
+});
+
+test('shards take every n-th cell', () => {
+  assert.deepEqual(parseShard('2/3'), { index: 2, count: 3 });
+  assert.throws(() => parseShard('0/3'), /1 ≤ i ≤ n/);
+  assert.throws(() => parseShard('x'), /i\/n/);
+  const cells = planCells(entries, RULE_NAMES, { index: 1, count: 2 });
+  assert.deepEqual(cells.map((c) => `${c.entry.id}:${c.rule}`), ['tiny:onnxquant-int8-perchannel', 'tiny:onnxquant-fp8', 'tiny2:onnxquant-int8-pot']);
+});
+
+test('runs every cell, writes cell files and reports, and skips finished cells on a rerun', async () => {
+  const out = join(root, 'out-full');
+  const run = await runZoo(base(out));
+  assert.equal(run.ran, 6);
+  assert.equal(run.rows.length, 6);
+  for (const r of run.rows) {
+    assert.equal(r.status, 'ok', `${r.model} ${r.rule}: ${r.reason}`);
+    assert.equal(r.float, 100);
+    assert.ok(Number.isFinite(r.quant) && r.quant! >= 90, `${r.rule}: quant ${r.quant}`);
+    for (const v of Object.values(r.errors!)) assert.ok(Number.isFinite(v) && v >= 0);
+    assert.ok(existsSync(cellFile(out, r.model, r.rule)));
+    assert.ok(existsSync(join(out, r.report!)) && existsSync(join(out, r.model, r.rule, 'report.json')));
+    const p = r.provenance!;
+    assert.match(p.modelSha256, /^[0-9a-f]{64}$/);
+    assert.deepEqual([p.data.calibration.samples, p.data.calibration.batches, p.data.test.samples, p.data.analysis.samples], [16, 2, 50, 50]);
+    assert.equal(p.rule, r.rule);
+    assert.ok(p.node.startsWith('v') && p.onnxruntime && p.tool.version && p.date);
+  }
+  assert.deepEqual(run.rows.find((r) => r.model === 'tiny' && r.rule === 'onnxquant-int8-perchannel')!.published, [{ source: 'made up', float: 100, quant: 99 }]);
+  writeZooOutputs(out, run.rows, 'tiny zoo');
+  for (const f of ['results.json', 'results.csv', 'results.md', 'index.html']) assert.ok(existsSync(join(out, f)), f);
+  assert.equal(readFileSync(join(out, 'results.csv'), 'utf8').trimEnd().split('\n').length, 7);
+
+  const again = await runZoo(base(out));
+  assert.deepEqual([again.ran, again.skipped], [0, 6]);
+  assert.deepEqual(again.rows.map((r) => r.quant), run.rows.map((r) => r.quant));
+
+  rmSync(cellFile(out, 'tiny2', 'onnxquant-fp8'));
+  const partial = await runZoo(base(out));
+  assert.deepEqual([partial.ran, partial.skipped], [1, 5]);
+  const forced = await runZoo({ ...base(out), entries: [entries[0]], rules: ['onnxquant-int8-pot'], force: true });
+  assert.deepEqual([forced.ran, forced.skipped], [1, 0]);
+});
+
+test('two shards cover all cells once; a final unsharded run only collects', async () => {
+  const out = join(root, 'out-shards');
+  const s1 = await runZoo({ ...base(out), shard: { index: 1, count: 2 } });
+  const s2 = await runZoo({ ...base(out), shard: { index: 2, count: 2 } });
+  assert.deepEqual([s1.ran, s2.ran], [3, 3]);
+  const keys = [...s1.rows, ...s2.rows].map((r) => `${r.model}:${r.rule}`).sort();
+  assert.equal(new Set(keys).size, 6);
+  const all = await runZoo(base(out));
+  assert.deepEqual([all.ran, all.skipped, all.rows.length], [0, 6, 6]);
+});
+
+test('an entry whose file is absent is reported as missing, not an error', async () => {
+  const run = await runZoo({ ...base(join(root, 'out-missing')), entries: [entry('ghost')], rules: ['onnxquant-int8-pot'] });
+  assert.equal(run.rows.length, 1);
+  assert.equal(run.rows[0].status, 'missing');
+  assert.match(run.rows[0].reason!, /ghost\.onnx/);
+  const skipped = await runZoo({ ...base(join(root, 'out-missing')), entries: [{ ...entry('tiny'), skip: 'no data' }], rules: ['onnxquant-int8-pot'] });
+  assert.deepEqual([skipped.rows[0].status, skipped.rows[0].reason], ['skipped', 'no data']);
+});
+
+test('--test-limit spreads the kept samples over the whole split', async () => {
+  const { spread } = await import('../src/zoo/datasets.ts');
+  const ds = spread(tinyData('t', 10, 3), 4);
+  const ids: string[] = [];
+  for await (const s of ds.samples()) ids.push(s.id);
+  assert.deepEqual([ds.size, ids], [4, ['0', '2', '5', '7']]);
+  assert.equal(spread(tinyData('t', 3, 3), 10).size, 3);
+});
