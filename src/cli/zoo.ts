@@ -10,6 +10,8 @@ import { join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { writeFileAtomic } from '../onnx/model-io.ts';
 import { RULE_NAMES } from '../quant/rules.ts';
+import { RECIPES } from '../optimise/recipes.ts';
+import { splitRuleRecipe } from '../zoo/runner.ts';
 import { EMBEDDED_DEFAULTS, embeddedEntries } from '../zoo/embedded.ts';
 import { findEntries, REGISTRY } from '../zoo/registry.ts';
 import { renderCsv, renderHtmlIndex, renderJson, renderMarkdown, renderTerminal, type ZooRow } from '../zoo/results.ts';
@@ -36,7 +38,7 @@ export function registerZoo(program: Command): void {
     .description('benchmark: quantize zoo models under the OnnxQuant rules and score them (float vs quant metric, AQE/MQE/OQE)')
     .option('--root <dir>', 'QuantZoo root with Model/ and Data/ (default: the embedded PP-OCRv4 mini zoo, no files needed)')
     .option('--models <a,b>', 'model ids (default: all)')
-    .option('--rules <a,b>', `rules (default: ${RULE_NAMES.join(',')})`)
+    .option('--rules <a,b>', `rules, each optionally with a recipe as rule+recipe, e.g. onnxquant-int8-pot+best (default: ${RULE_NAMES.join(',')})`)
     .option('--out <dir>', 'output folder: one folder per cell, results.{json,csv,md}, index.html', './zoo-results')
     .option('--shard <i/n>', 'run every n-th cell, starting with the i-th (1-based)')
     .option('--force', 'recompute cells that already have results')
@@ -50,7 +52,11 @@ export function registerZoo(program: Command): void {
       const format = String(o.format);
       if (!['table', 'markdown', 'json', 'csv'].includes(format)) throw new UserError(`--format must be table, markdown, json or csv, got '${format}'`);
       const rules = o.rules ? list(String(o.rules)) : RULE_NAMES;
-      for (const r of rules) if (!RULE_NAMES.includes(r)) throw new UserError(`unknown rule '${r}' (known: ${RULE_NAMES.join(', ')})`);
+      for (const r of rules) {
+        const { rule, recipe } = splitRuleRecipe(r);
+        if (!RULE_NAMES.includes(rule)) throw new UserError(`unknown rule '${rule}' (known: ${RULE_NAMES.join(', ')})`);
+        if (!RECIPES[recipe]) throw new UserError(`unknown recipe '${recipe}' in '${r}' (known: ${Object.keys(RECIPES).join(', ')})`);
+      }
       const embedded = o.root === undefined;
       const batch = (o.batch as number | undefined) ?? (embedded ? EMBEDDED_DEFAULTS.batch : 32);
       const calibBatches = (o.calibBatches as number | undefined) ?? (embedded ? EMBEDDED_DEFAULTS.calibBatches : 32);

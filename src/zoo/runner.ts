@@ -19,6 +19,16 @@ import { analyse } from '../analyse/analyse.ts';
 import type { Feeds } from '../calibrate/calibrate.ts';
 import { parseModel, saveModel, writeFileAtomic } from '../onnx/model-io.ts';
 import { getRule } from '../quant/rules.ts';
+import { getRecipe } from '../optimise/recipes.ts';
+
+/**
+ * A cell's rule may carry a recipe: 'onnxquant-int8-pot+best' quantizes under the rule, then runs the recipe
+ * (see optimise/recipes.ts), so a sweep covers rules × recipes. Published PPQ rows belong to the plain rule.
+ */
+export function splitRuleRecipe(name: string): { rule: string; recipe: string } {
+  const plus = name.indexOf('+');
+  return plus < 0 ? { rule: name, recipe: 'none' } : { rule: name.slice(0, plus), recipe: name.slice(plus + 1) };
+}
 import { quantize } from '../quantize.ts';
 import { renderAnalysisHtml } from '../report/html.ts';
 import { createSession } from '../runtime/session.ts';
@@ -147,7 +157,12 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
   const batchOpt = o.batch ?? 32;
   const calibBatches = o.calibBatches ?? 32;
   const cells = planCells(o.entries, o.rules, o.shard);
-  for (const r of o.rules) getRule(r); // unknown rule names fail before any work
+  for (const r of o.rules) {
+    // unknown rule or recipe names fail before any work
+    const { rule, recipe } = splitRuleRecipe(r);
+    getRule(rule);
+    getRecipe(recipe);
+  }
   const rows: ZooRow[] = [];
   let ran = 0;
   let skipped = 0;
@@ -172,7 +187,7 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
       task: entry.task.kind,
       rule,
       status: 'ok',
-      ...(entry.published?.[rule as RuleName] ? { published: entry.published[rule as RuleName] } : {}),
+      ...(entry.published?.[splitRuleRecipe(rule).rule as RuleName] ? { published: entry.published[rule as RuleName] } : {}),
     });
     if (entry.skip) {
       for (const c of mcells) rows.push({ ...base(c.rule), status: 'skipped', reason: entry.skip });
@@ -187,7 +202,7 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
     for (const c of mcells) {
       const done = o.force ? undefined : readCell(cellFile(o.out, entry.id, c.rule));
       if (done) {
-        rows.push({ ...done, ...(entry.published?.[c.rule as RuleName] ? { published: entry.published[c.rule as RuleName] } : {}) });
+        rows.push({ ...done, ...(entry.published?.[splitRuleRecipe(c.rule).rule as RuleName] ? { published: entry.published[c.rule as RuleName] } : {}) });
         skipped++;
       } else todo.push(c);
     }
@@ -280,7 +295,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
         reason: msg.slice(0, 300),
         metric: evaluator.metric,
         float: float.value,
-        ...(entry.published?.[c.rule as RuleName] ? { published: entry.published[c.rule as RuleName] } : {}),
+        ...(entry.published?.[splitRuleRecipe(c.rule).rule as RuleName] ? { published: entry.published[c.rule as RuleName] } : {}),
       });
       ctx.onCellDone(0);
     }
@@ -289,7 +304,8 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
 
   async function runCell(c: Cell): Promise<ZooRow> {
     const tc = performance.now();
-    const rule = getRule(c.rule);
+    const { rule: ruleName, recipe } = splitRuleRecipe(c.rule);
+    const rule = getRule(ruleName);
     // 1. Quantize.
     const tq = performance.now();
     const model = parseModel(bytes, file);
@@ -299,6 +315,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
     const q = await quantize(model, calibFeeds(), {
       rule,
       steps: calibSteps,
+      recipe: getRecipe(recipe),
       onBatch: (n) => log(`${tag(c.rule, 'calibrate')} ${n}/${calibSteps} · ETA ${ctx.eta()}`, true),
     });
     const quantizeMs = performance.now() - tq;
@@ -386,7 +403,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
       provenance,
     };
     writeFileAtomic(join(cdir, 'cell.json'), JSON.stringify(row, null, 1));
-    const pub = entry.published?.[c.rule as RuleName];
+    const pub = entry.published?.[splitRuleRecipe(c.rule).rule as RuleName];
     const ms = performance.now() - tc;
     ctx.onCellDone(ms);
     log(
