@@ -8,6 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import type { ModelProto } from 'onnx-buf';
+import type * as ort from 'onnxruntime-node';
 import { GraphView } from '../ir/graph.ts';
 import { tensorDims, tensorToFloat32 } from '../onnx/tensor-codec.ts';
 import type { QuantParams } from '../quant/config.ts';
@@ -48,18 +49,23 @@ async function errorPass(
   pairs: { floatName: string; quantName: string }[],
   data: BatchSource,
   maxBatches = Infinity,
+  extra?: { quantFetch: readonly string[]; onQuant: (feeds: Feeds, result: Record<string, ort.Tensor>) => void },
 ): Promise<{ measures: ErrorMeasures[]; samples: number; batches: number }> {
   const acc = pairs.map(() => new ErrorAccumulator());
+  const floatNames = pairs.map((p) => p.floatName);
+  const quantNames = pairs.map((p) => p.quantName);
+  // Extra tensors fetched from the same quant run (clipping statistics), so they cost no pass of their own.
+  const quantFetch = extra ? [...new Set([...quantNames, ...extra.quantFetch])] : quantNames;
   let samples = 0;
   let batches = 0;
   for await (const feeds of data()) {
     if (batches >= maxBatches) break;
-    const [f, q] = await Promise.all([
-      floatSession.run(feeds, pairs.map((p) => p.floatName)),
-      quantSession.run(feeds, pairs.map((p) => p.quantName)),
-    ]);
+    // onnxruntime-node runs synchronously on this thread: the two runs are sequential either way.
+    const f = await floatSession.run(feeds, floatNames);
+    const q = quantFetch.length ? await quantSession.run(feeds, quantFetch) : {};
     const n = Object.values(feeds)[0]?.dims[0] ?? 1;
     pairs.forEach((p, i) => acc[i].add(q[p.quantName].data as Float32Array, f[p.floatName].data as Float32Array, n));
+    extra?.onQuant(feeds, q);
     samples += n;
     batches++;
   }
@@ -114,25 +120,8 @@ export async function analyse(
   const groupSize = opts.groupSize ?? 64;
   const progress = opts.onProgress ?? (() => {});
 
-  // 1. Cumulative error per layer, then the monitored outputs, in groups.
-  const targets = [...plan.layers.map((l) => l.output), ...outputs];
-  const measures: ErrorMeasures[] = [];
-  let samples = 0;
-  let batches = 0;
-  for (let g = 0; g < targets.length; g += groupSize) {
-    const names = targets.slice(g, g + groupSize);
-    const fs = await createSession(floatModel, { mode: 'float', extraOutputs: names });
-    const qs = await createSession(quantModel, { mode: 'simulate', extraOutputs: names });
-    const r = await errorPass(fs, qs, names.map((n) => ({ floatName: n, quantName: n })), data);
-    measures.push(...r.measures);
-    samples = r.samples;
-    batches = r.batches;
-    await fs.release();
-    await qs.release();
-    progress('cumulative', Math.min(g + groupSize, targets.length), targets.length);
-  }
-
-  // 2. Clipping and histograms of each layer's activation input (the float value entering Q, in the quant network).
+  // Clipping and histograms of each layer's activation input (the float value entering Q, in the quant network):
+  // gathered from the quant runs of the first cumulative group instead of a pass of their own.
   const bins = opts.histogramBins ?? 64;
   const actOf = new Map<string, { t: QuantPlan['tensors'][number]; p: QuantParams }>();
   const weightOf = new Map<string, { t: QuantPlan['tensors'][number]; p: QuantParams }>();
@@ -143,31 +132,65 @@ export async function analyse(
       if (t.role === 'weight') weightOf.set(u.node, { t, p });
     }
   const graphInputs = new Set(floatModel.graph!.input.map((v) => v.name));
-  const clipNames = [...new Set([...actOf.values()].map((a) => a.t.tensor))];
+  const firstAct = new Map<string, { t: QuantPlan['tensors'][number]; p: QuantParams }>();
+  for (const a of actOf.values()) if (!firstAct.has(a.t.tensor)) firstAct.set(a.t.tensor, a);
+  const clipNames = [...firstAct.keys()];
   const clip = new Map<string, { out: number; total: number; hist: Histogram }>();
   for (const name of clipNames) {
-    const a = [...actOf.values()].find((x) => x.t.tensor === name)!;
+    const a = firstAct.get(name)!;
     const [lo, hi] = clipRange(a.t, a.p);
     clip.set(name, { out: 0, total: 0, hist: { lo: lo * 1.5, hi: hi * 1.5, counts: new Array<number>(bins).fill(0), clipLo: lo, clipHi: hi } });
   }
-  if (clipNames.length) {
-    const fetch = clipNames.filter((n) => !graphInputs.has(n));
-    const qs = await createSession(quantModel, { mode: 'simulate', extraOutputs: fetch });
-    for await (const feeds of data()) {
-      const r = fetch.length ? await qs.run(feeds, fetch) : {};
-      for (const name of clipNames) {
-        const v = (graphInputs.has(name) ? feeds[name].data : r[name].data) as Float32Array;
-        const c = clip.get(name)!;
-        const { lo, hi, counts, clipLo, clipHi } = c.hist;
-        const k = bins / (hi - lo);
-        for (let i = 0; i < v.length; i++) {
-          const x = v[i];
-          if (x < clipLo || x > clipHi) c.out++;
-          counts[Math.max(0, Math.min(bins - 1, Math.floor((x - lo) * k)))]++;
-        }
-        c.total += v.length;
+  const clipFetch = clipNames.filter((n) => !graphInputs.has(n));
+  const observeClip = (feeds: Feeds, r: Record<string, ort.Tensor>) => {
+    for (const name of clipNames) {
+      const v = (graphInputs.has(name) ? feeds[name].data : r[name].data) as Float32Array;
+      const c = clip.get(name)!;
+      const { lo, hi, counts, clipLo, clipHi } = c.hist;
+      const k = bins / (hi - lo);
+      let out = 0;
+      for (let i = 0; i < v.length; i++) {
+        const x = v[i];
+        if (x < clipLo || x > clipHi) out++;
+        counts[Math.max(0, Math.min(bins - 1, Math.floor((x - lo) * k)))]++;
       }
+      c.out += out;
+      c.total += v.length;
     }
+  };
+  let clipDone = clipNames.length === 0;
+
+  // 1. Cumulative error per layer, then the monitored outputs, in groups.
+  const targets = [...plan.layers.map((l) => l.output), ...outputs];
+  const measures: ErrorMeasures[] = [];
+  let samples = 0;
+  let batches = 0;
+  for (let g = 0; g < targets.length; g += groupSize) {
+    const names = targets.slice(g, g + groupSize);
+    const withClip = !clipDone;
+    const fs = await createSession(floatModel, { mode: 'float', extraOutputs: names });
+    const qs = await createSession(quantModel, { mode: 'simulate', extraOutputs: withClip ? [...new Set([...names, ...clipFetch])] : names });
+    const r = await errorPass(
+      fs,
+      qs,
+      names.map((n) => ({ floatName: n, quantName: n })),
+      data,
+      Infinity,
+      withClip ? { quantFetch: clipFetch, onQuant: observeClip } : undefined,
+    );
+    clipDone = true;
+    measures.push(...r.measures);
+    samples = r.samples;
+    batches = r.batches;
+    await fs.release();
+    await qs.release();
+    progress('cumulative', Math.min(g + groupSize, targets.length), targets.length);
+  }
+
+  // 2. Clipping, when there was no cumulative pass to gather it from.
+  if (!clipDone) {
+    const qs = await createSession(quantModel, { mode: 'simulate', extraOutputs: clipFetch });
+    for await (const feeds of data()) observeClip(feeds, clipFetch.length ? await qs.run(feeds, clipFetch) : {});
     await qs.release();
   }
 
@@ -175,7 +198,19 @@ export async function analyse(
   const isolated = new Map<string, NonNullable<LayerAnalysis['isolated']>>();
   const mode = opts.isolated ?? 'none';
   if (mode !== 'none') {
+    // The float network's outputs do not change from layer to layer: compute them once for the batches used.
+    const isoBatches = opts.isolatedBatches ?? 4;
     const fs = await createSession(floatModel, { mode: 'float', extraOutputs: outputs });
+    const floatRefs: Record<string, ort.Tensor>[] = [];
+    for await (const feeds of data()) {
+      if (floatRefs.length >= isoBatches) break;
+      floatRefs.push(await fs.run(feeds, outputs));
+    }
+    await fs.release();
+    const replayFloat = (): ModelSession => {
+      let i = 0;
+      return { inputNames: fs.inputNames, outputNames: fs.outputNames, run: async () => floatRefs[i++], release: async () => {} };
+    };
     const variants: ('both' | 'weightOnly' | 'activationOnly')[] = mode === 'all' ? ['both', 'weightOnly', 'activationOnly'] : ['both'];
     let done = 0;
     for (const layer of plan.layers) {
@@ -192,14 +227,13 @@ export async function analyse(
         const single = { ...plan, tensors: plan.tensors.map((t) => (keys.has(t.key) ? { ...t, uses: t.uses.filter((u) => u.node === layer.node) } : t)) };
         const model = realiseQdq(floatModel, single, params, { keys });
         const qs = await createSession(model, { mode: 'simulate', extraOutputs: outputs });
-        const r = await errorPass(fs, qs, outputs.map((o) => ({ floatName: o, quantName: o })), data, opts.isolatedBatches ?? 4);
+        const r = await errorPass(replayFloat(), qs, outputs.map((o) => ({ floatName: o, quantName: o })), data, isoBatches);
         await qs.release();
         entry[v] = worst(r.measures);
       }
       if (entry.both) isolated.set(layer.node, { both: entry.both, weightOnly: entry.weightOnly, activationOnly: entry.activationOnly });
       progress('isolated', ++done, plan.layers.length);
     }
-    await fs.release();
   }
 
   const layers: LayerAnalysis[] = plan.layers.map((l, i) => {
