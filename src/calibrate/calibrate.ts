@@ -49,7 +49,7 @@ export async function calibrate(
   const params = calibrateWeights(model, plan);
   const activations = plan.tensors.filter((t) => t.role === 'activation');
   if (activations.length === 0) return { params, batches: 0 };
-  const statsModel = opts.statsOn === 'float' ? model : realiseQdq(model, plan, params, { keys: new Set(params.keys()) });
+  const statsModel = opts.statsOn === 'float' ? model : realiseQdq(model, plan, params, { keys: new Set(params.keys()), foldWeights: true });
   const graphInputs = new Set(model.graph!.input.map((v) => v.name));
   const fetchNames = [...new Set(activations.map((t) => t.tensor).filter((n) => !graphInputs.has(n)))];
   const session = await createSession(statsModel, { mode: 'simulate', extraOutputs: fetchNames, intraOpThreads: opts.intraOpThreads });

@@ -17,6 +17,13 @@ import type { PlannedTensor, QuantPlan } from '../quant/plan.ts';
 export interface RealiseOptions {
   /** Only these plan keys (default: all). Used for weight-only calibration models and isolated-error analysis. */
   keys?: ReadonlySet<string>;
+  /**
+   * Store quantized weights as their exact fake-quantized float32 values instead of integers + DequantizeLinear.
+   * Numerically identical (the values are what DequantizeLinear outputs, bit for bit — see test/qdq-exact), and
+   * cheaper to run with graph optimizations disabled; used for calibration-statistics models, never for the
+   * artefact a user deploys.
+   */
+  foldWeights?: boolean;
 }
 
 /** The ONNX type of the quantized integers / codes for a config. */
@@ -70,7 +77,7 @@ export function realiseQdq(model: ModelProto, plan: QuantPlan, params: ReadonlyM
     if (opts.keys && !opts.keys.has(t.key)) continue;
     const p = params.get(t.key);
     if (!p) throw new Error(`no quantization parameters for ${t.key}`);
-    const dq = t.role === 'weight' ? insertWeight(view, t, p) : insertActivation(view, t, p);
+    const dq = t.role === 'weight' ? insertWeight(view, t, p, opts.foldWeights ?? false) : insertActivation(view, t, p);
     for (const use of t.uses) {
       const n = nodesByName.get(use.node);
       if (!n) throw new Error(`plan names node '${use.node}', which is not in the model`);
@@ -103,16 +110,16 @@ function perChannelOnReductionAxis(view: GraphView, t: PlannedTensor, rank: numb
   });
 }
 
-function insertWeight(view: GraphView, t: PlannedTensor, p: QuantParams): string {
+function insertWeight(view: GraphView, t: PlannedTensor, p: QuantParams, fold: boolean): string {
   const w = view.initializers.get(t.tensor)!;
   const dims = tensorDims(w);
   const q = quantizeWeightValues(tensorToFloat32(w), dims, t.config, p);
-  if (perChannelOnReductionAxis(view, t, dims.length)) {
+  if (fold || perChannelOnReductionAxis(view, t, dims.length)) {
     // Store the dequantized values (float32((q − z)·s), exactly what the DequantizeLinear would output) as a float
     // constant: the simulated numerics are unchanged, and onnxruntime cannot fuse the layer into an integer kernel
     // that misreads the axis. The weight is then not stored as int8 (the model is larger).
-    const C = dims[p.axis!];
-    const inner = dims.slice(p.axis! + 1).reduce((a, b) => a * b, 1);
+    const C = p.axis === undefined ? 1 : dims[p.axis];
+    const inner = p.axis === undefined ? q.length : dims.slice(p.axis + 1).reduce((a, b) => a * b, 1);
     const deq = new Float32Array(q.length);
     for (let i = 0; i < q.length; i++) {
       const c = Math.floor(i / inner) % C;
