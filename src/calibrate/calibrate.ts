@@ -13,7 +13,8 @@ import type { QuantPlan } from '../quant/plan.ts';
 import { realiseQdq } from '../realise/qdq.ts';
 import { createSession } from '../runtime/session.ts';
 import type { FloatTensor } from '../tensor.ts';
-import { makeObserver, type Observer } from './observers.ts';
+import { makeObserver, PercentileObserver, type Observer } from './observers.ts';
+import { appendPercentileStats } from './in-graph-stats.ts';
 
 /** Model inputs for one batch: float tensors, or onnxruntime tensors for other dtypes (e.g. an int64 sample rate). */
 export type Feeds = Record<string, FloatTensor | ort.Tensor>;
@@ -24,6 +25,8 @@ export interface CalibrateOptions {
   steps?: number;
   onBatch?: (done: number) => void;
   intraOpThreads?: number;
+  /** Compute percentile statistics with TopK inside onnxruntime (default) instead of fetching whole tensors. */
+  percentileInGraph?: boolean;
 }
 
 export function calibrateWeights(model: ModelProto, plan: QuantPlan): Map<string, QuantParams> {
@@ -49,17 +52,31 @@ export async function calibrate(
   const params = calibrateWeights(model, plan);
   const activations = plan.tensors.filter((t) => t.role === 'activation');
   if (activations.length === 0) return { params, batches: 0 };
-  const statsModel = opts.statsOn === 'float' ? model : realiseQdq(model, plan, params, { keys: new Set(params.keys()), foldWeights: true });
-  const graphInputs = new Set(model.graph!.input.map((v) => v.name));
-  const fetchNames = [...new Set(activations.map((t) => t.tensor).filter((n) => !graphInputs.has(n)))];
-  const session = await createSession(statsModel, { mode: 'simulate', extraOutputs: fetchNames, intraOpThreads: opts.intraOpThreads });
+  const base = opts.statsOn === 'float' ? model : realiseQdq(model, plan, params, { keys: new Set(params.keys()), foldWeights: true });
+  // Percentile observers get their two order statistics from TopK nodes inside onnxruntime; only the other
+  // observers need whole tensors fetched into JS.
   const observers = new Map<string, Observer>(activations.map((t) => [t.key, makeObserver(t.config, 'activation')]));
+  const inGraph = opts.percentileInGraph ?? true;
+  const percentile = inGraph ? activations.filter((t) => observers.get(t.key) instanceof PercentileObserver) : [];
+  const pctTensors = [...new Map(percentile.map((t) => [t.tensor, { tensor: t.tensor, percentile: t.config.percentile ?? 0.9999 }])).values()];
+  const { model: statsModel, outputs: stats } = pctTensors.length ? appendPercentileStats(base, pctTensors) : { model: base, outputs: new Map() };
+  const whole = activations.filter((t) => !percentile.includes(t));
+  const graphInputs = new Set(model.graph!.input.map((v) => v.name));
+  const fetchNames = [...new Set(whole.map((t) => t.tensor).filter((n) => !graphInputs.has(n)))];
+  const statNames = [...stats.values()].flatMap((o) => [o.lo, o.hi]);
+  const session = await createSession(statsModel, { mode: 'simulate', extraOutputs: fetchNames, intraOpThreads: opts.intraOpThreads });
   let done = 0;
   try {
     for await (const feeds of batches) {
       if (opts.steps !== undefined && done >= opts.steps) break;
-      const result = fetchNames.length ? await session.run(feeds, fetchNames) : {};
-      for (const t of activations) {
+      const result = fetchNames.length + statNames.length ? await session.run(feeds, [...fetchNames, ...statNames]) : {};
+      for (const t of percentile) {
+        const o = stats.get(t.tensor)!;
+        const lo = result[o.lo].data as Float32Array;
+        const hi = result[o.hi].data as Float32Array;
+        (observers.get(t.key) as PercentileObserver).observeOrderStatistics(lo[lo.length - 1], hi[hi.length - 1]);
+      }
+      for (const t of whole) {
         const v = graphInputs.has(t.tensor) ? feeds[t.tensor] : result[t.tensor];
         if (!v) throw new Error(`activation '${t.tensor}' was not produced`);
         if (!(v.data instanceof Float32Array)) throw new Error(`activation '${t.tensor}' is not float32`);

@@ -152,8 +152,12 @@ export class PercentileObserver implements Observer {
     const minIdx = Math.max(0, Math.floor(n * (1 - p)));
     const maxIdx = Math.min(Math.floor(n * p), n - 1);
     if (this.scratch.length < n && Math.min(minIdx, n - 1 - maxIdx) > 4096) this.scratch = new Float32Array(n);
-    this.sumMax += sortedValueAt(data, maxIdx, this.scratch);
-    this.sumMin += sortedValueAt(data, minIdx, this.scratch);
+    this.observeOrderStatistics(sortedValueAt(data, minIdx, this.scratch), sortedValueAt(data, maxIdx, this.scratch));
+  }
+  /** The two per-batch order statistics, when computed elsewhere (inside onnxruntime: in-graph-stats.ts). */
+  observeOrderStatistics(min: number, max: number): void {
+    this.sumMin += min;
+    this.sumMax += max;
     this.batches++;
   }
   params(): QuantParams {
