@@ -59,3 +59,10 @@ test("overrides: 'float' drops a tensor at every consumer; an object replaces co
   }
   assert.equal(p.tensors.find((t) => t.tensor === 'x')!.config.bits, 8, 'other tensors keep the rule');
 });
+
+test('excludeRegions: the nodes between boundary tensors stay float', () => {
+  // a → conv2 → b → flatten → f → fc → y: the region from a to f holds conv2 and flatten.
+  const p = planModel(model, rule, { excludeRegions: [{ from: ['a'], to: ['f'] }] });
+  assert.deepEqual(p.layers.map((l) => l.node), ['backbone/conv1', 'head/fc']);
+  assert.deepEqual(p.skipped.map((s) => s.node), ['backbone/conv2']);
+});

@@ -75,6 +75,7 @@ export function registerQuantize(program: Command): void {
     .option('--stats-on <which>', "collect activation statistics on 'quantized-weights' (PPQ) or 'float'", 'quantized-weights')
     .option('--exclude-op <op>', 'leave this op type float (repeatable)', collect, [])
     .option('--exclude-node <pattern>', 'leave matching nodes float: name, glob or /regex/ (repeatable)', collect, [])
+    .option('--exclude-region <from:to>', 'leave float the nodes between tensors, e.g. feat1,feat2:boxes,scores (repeatable)', collect, [])
     .option('--override <tensor=spec>', "per-tensor override: 'name=float' or 'name={\"bits\":16,\"qmin\":-32768,\"qmax\":32767}' (name may be a glob; repeatable)", collect, [])
     .option('-o, --output <file>', 'output model (default: <model>.<rule>.onnx beside the input)')
     .option('--recipe <name>', `accuracy-recovery recipe: ${Object.keys(RECIPES).join(', ')} (best = equalization, range search, bias correction; each kept only if it lowers the error)`, 'none')
@@ -101,7 +102,13 @@ export function registerQuantize(program: Command): void {
         rule,
         steps,
         statsOn: (o.statsOn === 'float' ? 'float' : 'quantized-weights') as 'float' | 'quantized-weights',
-        filter: { excludeOps: o.excludeOp as string[], excludeNodes: o.excludeNode as string[], overrides: parseOverrides(o.override as string[]) },
+        filter: { excludeOps: o.excludeOp as string[], excludeNodes: o.excludeNode as string[], overrides: parseOverrides(o.override as string[]),
+          excludeRegions: (o.excludeRegion as string[]).map((r) => {
+            const [from, to] = r.split(':');
+            if (!from || !to) throw new UserError(`--exclude-region '${r}': expected from-tensors:to-tensors`);
+            return { from: from.split(','), to: to.split(',') };
+          }),
+        },
         onBatch: (d: number) => progress.tick(d),
       };
       if (isTarget(rule) && o.recipe !== 'none') throw new UserError(`--recipe applies to the OnnxQuant rules, not to deployment target '${rule.name}'`);

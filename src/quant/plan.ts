@@ -46,6 +46,40 @@ export interface Filter {
    * qmax: 32767 } or { observer: 'kl' }). The first matching key wins.
    */
   overrides?: Record<string, 'float' | Partial<TensorQuantConfig>>;
+  /**
+   * Subgraphs (regions) to leave float, each given by its boundary tensors: the nodes that are downstream of any
+   * `from` tensor and upstream of any `to` tensor (both inclusive of the nodes reading `from` / writing `to`) —
+   * e.g. a detection head from its first feature map to the graph outputs.
+   */
+  excludeRegions?: { from: string[]; to: string[] }[];
+}
+
+/** Names of the nodes inside any of the regions. */
+function regionMembership(view: GraphView, regions: readonly { from: string[]; to: string[] }[]): Set<string> {
+  const inside = new Set<string>();
+  for (const r of regions) {
+    const down = new Set<NodeProto>();
+    const stack = r.from.flatMap((t) => view.uses(t));
+    while (stack.length) {
+      const n = stack.pop()!;
+      if (down.has(n)) continue;
+      down.add(n);
+      for (const o of n.output) stack.push(...view.uses(o));
+    }
+    const up = new Set<NodeProto>();
+    const back = r.to.map((t) => view.producer.get(t)).filter((n): n is NodeProto => !!n);
+    while (back.length) {
+      const n = back.pop()!;
+      if (up.has(n)) continue;
+      up.add(n);
+      for (const i of n.input) {
+        const p = view.producer.get(i);
+        if (p) back.push(p);
+      }
+    }
+    for (const n of down) if (up.has(n)) inside.add(n.name);
+  }
+  return inside;
 }
 
 export interface QuantPlan {
@@ -99,7 +133,9 @@ export function planModel(model: ModelProto, rule: QuantRule, filter: Filter = {
   const layers: QuantPlan['layers'] = [];
   const skipped: QuantPlan['skipped'] = [];
   const ops = new Set<string>(rule.ops);
+  const inRegion = regionMembership(view, filter.excludeRegions ?? []);
   const excluded = (name: string, op: string) =>
+    inRegion.has(name) ||
     (filter.excludeOps ?? []).includes(op) ||
     (filter.excludeNodes ?? []).some((p) => matchName(name, p)) ||
     (filter.includeNodes !== undefined && !filter.includeNodes.some((p) => matchName(name, p)));
