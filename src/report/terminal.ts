@@ -108,11 +108,13 @@ export function renderAnalysisTable(r: AnalysisReport, opts: AnalysisTableOption
   const ranked = rankLayers(r.layers, metric);
   const shown = ranked.slice(0, Math.min(top, ranked.length));
 
+  // Our own escapes, not cli-table3's styles: its colour library decides by itself (it turns colours off under CI
+  // without a TTY), and `color` must mean what the caller asked for. Empty style arrays switch its escapes off.
+  const head = ['layer', 'op', 'cumulative error (%)', 'isolated error (%)', 'SNR dB', 'cosine', 'clip %'];
   const table = new Table({
-    head: ['layer', 'op', 'cumulative error (%)', 'isolated error (%)', 'SNR dB', 'cosine', 'clip %'],
+    head: color ? head.map((h) => `\x1b[1m\x1b[36m${h}\x1b[0m`) : head,
     colAligns: ['left', 'left', 'right', 'right', 'right', 'right', 'right'],
-    // Empty style arrays switch off cli-table3's default red header/grey border escapes.
-    style: { compact: true, ...(color ? { head: ['cyan', 'bold'], border: ['grey'] } : { head: [], border: [] }) },
+    style: { compact: true, head: [], border: [] },
   });
   for (const l of shown) {
     table.push([
