@@ -16,7 +16,8 @@
  *
  * Paths: `file` is relative to `<root>/Model/`, data paths to `<root>/Data/` (an absolute path is used as is).
  */
-import type { PreprocessSpec } from './data/preprocess.ts';
+import { IMAGENET_SPEC, type PreprocessSpec } from './data/preprocess.ts';
+import { OCR_SPEC } from './data/ocr.ts';
 
 export type RuleName = 'onnxquant-int8-perchannel' | 'onnxquant-int8-pot' | 'onnxquant-fp8';
 
@@ -106,34 +107,14 @@ export interface ZooEntry {
 
 // ---- preprocessing presets ------------------------------------------------------------------------------------
 
-const IMAGENET_MEAN = [0.485, 0.456, 0.406];
-const IMAGENET_STD = [0.229, 0.224, 0.225];
+const IMAGENET_MEAN = IMAGENET_SPEC.mean!;
+const IMAGENET_STD = IMAGENET_SPEC.std!;
 
 /** torchvision eval transform: Resize(256) → CenterCrop(224) → ToTensor → Normalize (QuantZoo Data/Imagenet/Eval). */
-export const IMAGENET_PREPROCESS: PreprocessSpec = {
-  resize: { shortSide: 256 },
-  crop: { height: 224, width: 224 },
-  interpolation: 'bilinear',
-  colorOrder: 'rgb',
-  scale: 1 / 255,
-  mean: IMAGENET_MEAN,
-  std: IMAGENET_STD,
-  layout: 'nchw',
-};
+export const IMAGENET_PREPROCESS: PreprocessSpec = IMAGENET_SPEC;
 
 /** PaddleOCR resize_norm_img (BGR, height H keeping ratio, width ≤ W, (x/255−0.5)/0.5, right-pad 0). */
-export function ocrPreprocess(height: number, maxWidth: number, pad = true): PreprocessSpec {
-  return {
-    resize: { height, keepRatio: true, maxWidth },
-    interpolation: 'bilinear',
-    colorOrder: 'bgr',
-    scale: 1 / 255,
-    mean: [0.5, 0.5, 0.5],
-    std: [0.5, 0.5, 0.5],
-    layout: 'nchw',
-    ...(pad ? { padTo: { width: maxWidth, value: 0 } } : {}),
-  };
-}
+export const ocrPreprocess = (height: number, maxWidth: number, pad = true): PreprocessSpec => OCR_SPEC(height, maxWidth, pad);
 
 const CIFAR_PREPROCESS: PreprocessSpec = {
   colorOrder: 'rgb',
