@@ -72,44 +72,42 @@ const ORT_EXTRA: ExtraOp[] = [
  */
 const REDUCED_RANGE_WEIGHT: TensorQuantConfig = { format: 'int', bits: 8, qmin: -64, qmax: 63, symmetric: true, perChannel: true, pow2: false, observer: 'minmax' };
 
+/** What every target shares: per-tensor percentile activations, per-output-channel weights, opset 13. */
+const U8_ACTIVATION: TensorQuantConfig = { ...UINT8_ASYM, perChannel: false, pow2: false, observer: 'percentile', percentile: 0.9999 };
+const I8_ACTIVATION: TensorQuantConfig = { ...INT8_SYMMETRIC, perChannel: false, pow2: false, observer: 'percentile', percentile: 0.9999 };
+const I8_WEIGHT: TensorQuantConfig = { ...INT8_SYMMETRIC, perChannel: true, pow2: false, observer: 'minmax' };
+const COMMON = { ops: BASE_OPS, matmulWeightAxis: 'output', minOpset: 13, fusedActivations: ['Relu', 'Clip'] } as const satisfies Partial<DeployTarget>;
+
 export const TARGETS: Record<string, DeployTarget> = {
   'ort-cpu': {
     name: 'ort-cpu',
     target: 'onnxruntime CPU (x86/ARM), QDQ fused into QLinearConv/QLinearMatMul/QGemm/QLinearAdd …',
     description: 'uint8 asymmetric activations (percentile 0.9999), int8 symmetric per-output-channel weights in the reduced range [-64, 63]; Q/DQ on layer outputs, int32 biases',
-    activation: { ...UINT8_ASYM, perChannel: false, pow2: false, observer: 'percentile', percentile: 0.9999 },
+    activation: U8_ACTIVATION,
     weight: REDUCED_RANGE_WEIGHT,
-    ops: BASE_OPS,
-    matmulWeightAxis: 'output',
-    minOpset: 13,
+    ...COMMON,
     extraOps: ORT_EXTRA,
     quantizeOutputs: true,
-    fusedActivations: ['Relu', 'Clip'],
     quantizeBias: true,
   },
   'ort-cpu-vnni': {
     name: 'ort-cpu-vnni',
     target: 'onnxruntime CPU on x86 with AVX-VNNI/AVX512-VNNI, or ARM64: full 8-bit weights',
     description: 'as ort-cpu with full-range int8 weights [-127, 127] (exact only where u8×s8 products do not saturate)',
-    activation: { ...UINT8_ASYM, perChannel: false, pow2: false, observer: 'percentile', percentile: 0.9999 },
-    weight: { ...INT8_SYMMETRIC, perChannel: true, pow2: false, observer: 'minmax' },
-    ops: BASE_OPS,
-    matmulWeightAxis: 'output',
-    minOpset: 13,
+    activation: U8_ACTIVATION,
+    weight: I8_WEIGHT,
+    ...COMMON,
     extraOps: ORT_EXTRA,
     quantizeOutputs: true,
-    fusedActivations: ['Relu', 'Clip'],
     quantizeBias: true,
   },
   'ort-web': {
     name: 'ort-web',
     target: 'onnxruntime-web (WebAssembly CPU provider: the same QDQ fusions as ort-cpu, no VNNI)',
     description: 'uint8 asymmetric activations, int8 symmetric per-output-channel weights; as ort-cpu without Mul/Sigmoid/LeakyRelu',
-    activation: { ...UINT8_ASYM, perChannel: false, pow2: false, observer: 'percentile', percentile: 0.9999 },
-    weight: { ...INT8_SYMMETRIC, perChannel: true, pow2: false, observer: 'minmax' },
-    ops: BASE_OPS,
-    matmulWeightAxis: 'output',
-    minOpset: 13,
+    activation: U8_ACTIVATION,
+    weight: I8_WEIGHT,
+    ...COMMON,
     extraOps: [
       { op: 'Add', kind: 'compute', inputs: [0, 1] },
       { op: 'Concat', kind: 'concat', inputs: 'all' },
@@ -118,18 +116,15 @@ export const TARGETS: Record<string, DeployTarget> = {
       ...PASS,
     ],
     quantizeOutputs: true,
-    fusedActivations: ['Relu', 'Clip'],
     quantizeBias: true,
   },
   tensorrt: {
     name: 'tensorrt',
     target: 'TensorRT explicit quantization (Q/DQ on weighted-layer inputs and residual Add inputs)',
     description: 'int8 symmetric; activations per-tensor (percentile 0.9999), weights per-output-channel (minmax)',
-    activation: { ...INT8_SYMMETRIC, perChannel: false, pow2: false, observer: 'percentile', percentile: 0.9999 },
-    weight: { ...INT8_SYMMETRIC, perChannel: true, pow2: false, observer: 'minmax' },
-    ops: BASE_OPS,
-    matmulWeightAxis: 'output',
-    minOpset: 13,
+    activation: I8_ACTIVATION,
+    weight: I8_WEIGHT,
+    ...COMMON,
     extraOps: [
       { op: 'Add', kind: 'compute', inputs: [0, 1] },
       { op: 'Concat', kind: 'concat', inputs: 'all' },
@@ -138,21 +133,18 @@ export const TARGETS: Record<string, DeployTarget> = {
       { op: 'AveragePool', kind: 'compute' },
     ],
     quantizeOutputs: false,
-    fusedActivations: ['Relu', 'Clip'],
     quantizeBias: false,
   },
   ncnn: {
     name: 'ncnn',
     target: 'ncnn int8 (Convolution, ConvolutionDepthWise, InnerProduct; per-output-channel weight scales)',
     description: 'int8 symmetric; activations per-tensor (percentile 0.9999), weights per-output-channel (minmax)',
-    activation: { ...INT8_SYMMETRIC, perChannel: false, pow2: false, observer: 'percentile', percentile: 0.9999 },
-    weight: { ...INT8_SYMMETRIC, perChannel: true, pow2: false, observer: 'minmax' },
+    activation: I8_ACTIVATION,
+    weight: I8_WEIGHT,
+    ...COMMON,
     ops: ['Conv', 'Gemm', 'MatMul'],
-    matmulWeightAxis: 'output',
-    minOpset: 13,
     extraOps: [],
     quantizeOutputs: false,
-    fusedActivations: ['Relu', 'Clip'],
     quantizeBias: false,
   },
 };
