@@ -6,7 +6,7 @@
  * test/batch_000.npy … and test/labels.json (one array per test batch). The model file is referenced by
  * absolute path in meta.json (it is not copied).
  */
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { benchModels, sharedAvailable } from '../../bench/models.ts';
@@ -32,9 +32,16 @@ for (const m of benchModels().filter((x) => want.includes(x.id))) {
   const bs = Number(a['calib-batch'] ?? m.defaults.calibBatch);
   const nt = Number(a.test ?? m.defaults.testSamples);
   const dir = join(a.out!, m.id);
+  // Start clean: stale batch files from an earlier export would be read by both tools.
+  rmSync(join(dir, 'calib'), { recursive: true, force: true });
+  rmSync(join(dir, 'test'), { recursive: true, force: true });
   mkdirSync(join(dir, 'calib'), { recursive: true });
   mkdirSync(join(dir, 'test'), { recursive: true });
-  const calib = await m.loadCalib(nb, bs);
+  // A ragged last batch is dropped: onnxruntime's histogram collectors (Percentile, Entropy) stack every batch of
+  // a tensor with np.asarray and fail on unequal shapes ("inhomogeneous shape"), so both tools get full batches only.
+  const loaded = await m.loadCalib(nb, bs);
+  const calib = loaded.filter((f) => (f[m.inputName] as FloatTensor).dims[0] === bs);
+  if (calib.length < loaded.length) console.log(`${m.id}: dropped a last calibration batch of ${(loaded.at(-1)![m.inputName] as FloatTensor).dims[0]} (not ${bs})`);
   calib.forEach((f, i) => writeNpy(join(dir, 'calib', `batch_${String(i).padStart(3, '0')}.npy`), f[m.inputName] as FloatTensor));
   const test = await m.loadTest(nt, m.defaults.testBatch);
   test.forEach((b, i) => writeNpy(join(dir, 'test', `batch_${String(i).padStart(3, '0')}.npy`), b.feeds[m.inputName] as FloatTensor));
