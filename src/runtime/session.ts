@@ -10,6 +10,7 @@ import { ModelProtoSchema, ValueInfoProtoSchema, type ModelProto } from 'onnx-bu
 import * as ort from 'onnxruntime-node';
 import { serializeModel } from '../onnx/model-io.ts';
 import { UserError } from '../errors.ts';
+import { foldConstantDequantize } from './fold-dequantize.ts';
 import type { FloatTensor } from '../tensor.ts';
 
 export type RunMode = 'float' | 'simulate' | 'deploy';
@@ -19,6 +20,8 @@ export interface SessionOptions {
   /** Names of intermediate values to return besides the graph outputs. */
   extraOutputs?: readonly string[];
   intraOpThreads?: number;
+  /** Simulate mode: dequantize constant weights once instead of on every run (bit-identical; default true). */
+  foldConstantDequantize?: boolean;
   /** Where onnxruntime writes its optimized model (deploy-check reads it to list integer kernels). */
   optimizedModelPath?: string;
 }
@@ -48,7 +51,11 @@ export async function createSession(model: ModelProto | Uint8Array, opts: Sessio
   if (model instanceof Uint8Array) {
     if (opts.extraOutputs?.length) throw new Error('extraOutputs needs a ModelProto, not bytes');
     bytes = model;
-  } else bytes = serializeModel(withExtraOutputs(model, opts.extraOutputs ?? []));
+  } else {
+    let m = model;
+    if (mode === 'simulate' && opts.foldConstantDequantize !== false) m = foldConstantDequantize(m, new Set(opts.extraOutputs ?? [])).model;
+    bytes = serializeModel(withExtraOutputs(m, opts.extraOutputs ?? []));
+  }
   const so: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: mode === 'simulate' ? 'disabled' : fp8 ? 'basic' : 'all',
     intraOpNumThreads: opts.intraOpThreads ?? 0,
