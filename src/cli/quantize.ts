@@ -78,7 +78,7 @@ export function registerQuantize(program: Command): void {
     .option('--exclude-region <from:to>', 'leave float the nodes between tensors, e.g. feat1,feat2:boxes,scores (repeatable)', collect, [])
     .option('--override <tensor=spec>', "per-tensor override: 'name=float' or 'name={\"bits\":16,\"qmin\":-32768,\"qmax\":32767}' (name may be a glob; repeatable)", collect, [])
     .option('-o, --output <file>', 'output model (default: <model>.<rule>.onnx beside the input)')
-    .option('--recipe <name>', `accuracy-recovery recipe: ${Object.keys(RECIPES).join(', ')} (best = equalization, range search, bias correction; each kept only if it lowers the error)`, 'none')
+    .option('--recipe <name>', `accuracy-recovery recipe: ${Object.keys(RECIPES).join(', ')} (best = equalization, outlier migration, range search, weight rounding (GPTQ), bias correction; each kept only if it lowers the error)`, 'none')
     .option('--fallback-budget <ratio>', 'with --recipe fallback: output power-ratio budget on calibration data', parseFloat)
     .option('--analyse', 'also write report.html and report.json beside the output')
     .option('--test <path>', 'data for --analyse (default: the calibration data)')

@@ -4,9 +4,11 @@
  * so passes never juggle name strings by hand. Nodes inside If/Loop/Scan bodies are kept intact; a value that a
  * body reads from the outer scope counts as consumed by the node that owns the body.
  */
-import { create } from '@bufbuild/protobuf';
+import { clone, create } from '@bufbuild/protobuf';
 import {
   AttributeProtoSchema,
+  ModelProtoSchema,
+  ValueInfoProtoSchema,
   AttributeProto_AttributeType as AT,
   NodeProtoSchema,
   type AttributeProto,
@@ -122,6 +124,32 @@ export class GraphView {
     if (!taken(base)) return base;
     for (let i = 1; ; i++) if (!taken(`${base}_${i}`)) return `${base}_${i}`;
   }
+}
+
+/**
+ * The part of a model that computes `outputs` (which become its only outputs): nodes nobody needs are dropped,
+ * with their initializers, so onnxruntime does not run them. Graph inputs are kept as they are.
+ */
+export function modelForOutputs(model: ModelProto, outputs: readonly string[]): ModelProto {
+  const m = clone(ModelProtoSchema, model);
+  const view = new GraphView(m.graph!);
+  const need = new Set<NodeProto>();
+  const stack = outputs.map((o) => view.producer.get(o)).filter((n): n is NodeProto => !!n);
+  while (stack.length) {
+    const n = stack.pop()!;
+    if (need.has(n)) continue;
+    need.add(n);
+    for (const i of nodeReads(n)) {
+      const p = view.producer.get(i);
+      if (p && !need.has(p)) stack.push(p);
+    }
+  }
+  view.graph.node = view.graph.node.filter((n) => need.has(n));
+  const byName = new Map([...view.graph.output, ...view.graph.valueInfo].map((v) => [v.name, v]));
+  view.graph.output = outputs.map((name) => byName.get(name) ?? create(ValueInfoProtoSchema, { name }));
+  view.reindex();
+  view.pruneInitializers();
+  return m;
 }
 
 export function nodeSubgraphs(n: NodeProto): GraphProto[] {

@@ -24,6 +24,9 @@ export interface OptimiseContext {
   reference: ModelProto;
   /** Calibration batches kept in memory for measuring (a few batches: passes run the network many times). */
   batches: Feeds[];
+  /** Calibration batches a pass may fit to (kept apart from `batches` when there are enough, so the error a pass
+   * is judged by is not measured on the data it fitted). */
+  fitBatches?: Feeds[];
   /** Output tensors whose error is minimised (default: graph outputs). */
   outputs: string[];
   log: (line: string) => void;

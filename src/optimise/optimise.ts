@@ -31,10 +31,12 @@ async function calibrated(model: ModelProto, o: OptimiseOptions): Promise<QuantS
 }
 
 export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[], o: OptimiseOptions): Promise<{ state: QuantState; reports: PassReport[] }> {
+  const measure = o.measureBatches ?? 4;
   const ctx: OptimiseContext = {
     rule: o.rule,
     reference: prepared,
-    batches: o.calibration.slice(0, o.measureBatches ?? 4),
+    batches: o.calibration.slice(0, measure),
+    fitBatches: o.calibration.length >= measure + 4 ? o.calibration.slice(measure, measure + 8) : o.calibration.slice(0, 8),
     outputs: prepared.graph!.output.map((v) => v.name),
     log: o.log ?? (() => {}),
   };

@@ -9,17 +9,27 @@ import { biasCorrection } from './bias-correction.ts';
 import type { OptimisePass } from './context.ts';
 import { equalization } from './equalization.ts';
 import { fallbackPass } from './fallback.ts';
+import { outlierMigration } from './outlier-migration.ts';
 import { rangeSearch } from './range-search.ts';
+import { weightRounding, type WeightRoundingOptions } from './weight-rounding.ts';
 
-export type PassSpec = { pass: 'equalization' } | { pass: 'range-search' } | { pass: 'bias-correction' } | { pass: 'fallback'; budget: number };
+export type PassSpec =
+  | { pass: 'equalization' }
+  | { pass: 'range-search' }
+  | { pass: 'bias-correction' }
+  | { pass: 'weight-rounding'; options?: Partial<WeightRoundingOptions> }
+  | { pass: 'outlier-migration'; alpha?: number }
+  | { pass: 'fallback'; budget: number };
 
 export const RECIPES: Record<string, PassSpec[]> = {
   none: [],
   equalization: [{ pass: 'equalization' }],
   'range-search': [{ pass: 'range-search' }],
   'bias-correction': [{ pass: 'bias-correction' }],
+  'weight-rounding': [{ pass: 'weight-rounding' }],
+  'outlier-migration': [{ pass: 'outlier-migration' }],
   fallback: [{ pass: 'fallback', budget: 0.01 }],
-  best: [{ pass: 'equalization' }, { pass: 'range-search' }, { pass: 'bias-correction' }],
+  best: [{ pass: 'equalization' }, { pass: 'outlier-migration' }, { pass: 'range-search' }, { pass: 'weight-rounding' }, { pass: 'bias-correction' }],
 };
 
 export function passFor(spec: PassSpec): OptimisePass {
@@ -30,6 +40,10 @@ export function passFor(spec: PassSpec): OptimisePass {
       return rangeSearch;
     case 'bias-correction':
       return biasCorrection;
+    case 'weight-rounding':
+      return weightRounding(spec.options);
+    case 'outlier-migration':
+      return outlierMigration(spec.alpha);
     case 'fallback':
       return fallbackPass(spec.budget);
   }

@@ -47,6 +47,11 @@ export function fakeQuantFp8(x: number, scale: number, kind: Float8Kind = 'e4m3f
   return Math.fround(float8ToFloat32(quantizeFp8(x, scale, kind, ties), kind) * scale);
 }
 
+/** x̂ for any format: the integer or FP8 (ties to even, as realised) fake-quantization of x. */
+export function fakeQuant(x: number, cfg: Pick<TensorQuantConfig, 'format' | 'qmin' | 'qmax'>, scale: number, zeroPoint: number): number {
+  return cfg.format === 'int' ? fakeQuantInt(x, scale, zeroPoint, cfg.qmin, cfg.qmax) : fakeQuantFp8(x, scale, fp8Kind(cfg.format));
+}
+
 /** PPQ's `2 ** ceil(log2(s))`, in double like Python (for s one ulp above a power of two log2 rounds down). */
 export function pow2Ceil(s: number): number {
   return 2 ** Math.ceil(Math.log2(s));

@@ -1,0 +1,438 @@
+/**
+ * Weight rounding optimisation, GPTQ-style (Frantar et al. 2022, itself Optimal Brain Quantization), solved in
+ * closed form per layer with no autograd: instead of rounding each weight to its nearest grid point, weights are
+ * quantized one input feature at a time and the rounding error of each is pushed onto the not-yet-quantized
+ * weights of the same output channel through the inverse Hessian H⁻¹ of the layer's least-squares objective.
+ *
+ * The objective is the layer's output on calibration data, with the *quantized network's* input x̂ on the quantized
+ * side and the *float network's* input x on the float side (the "asymmetric" reconstruction of AdaRound/GPTAQ):
+ *   min over ŵ on the grid of  Σ (w·x + b − ŵ·x̂ − b̂)²  =  (ŵ − ŵ*)·H·(ŵ − ŵ*)ᵀ + const,
+ *   H = Σ x̂ₐx̂ₐᵀ, ŵ* = H⁻¹·G·wₐ, G = Σ x̂ₐxₐᵀ  (ₐ: the vector with a trailing 1 for the bias).
+ * So the pass also absorbs the input's quantization error (ŵ* ≠ w when x̂ ≠ x) and re-solves the bias, which stays
+ * float and is processed last (no rounding, it only receives the others' error). The grid is exactly the rule's:
+ * the weight's calibrated scales (per channel or per tensor, power-of-two stays power-of-two, FP8 stays E4M3)
+ * are kept; only which grid point each weight takes changes. Columns go in descending order of H's diagonal
+ * ("act order"); H is damped by 1% of its mean diagonal. Per layer, the result is kept only if its objective on
+ * the fitting data beats plain round-to-nearest.
+ *
+ * Layers are processed in graph order in a few chunks; each chunk sees the inputs of the network quantized with the
+ * earlier chunks' new weights (sequential GPTQ). Features: Conv (1-D/2-D, grouped and depthwise: one problem per
+ * group) by sampling output positions and gathering their receptive fields (im2col); Gemm (transA = 0, alpha = 1)
+ * and MatMul with a constant 2-D weight, one row per leading position. Fitting uses calibration batches that the
+ * recipe does not use for measuring, when there are enough.
+ */
+import { clone } from '@bufbuild/protobuf';
+import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto } from 'onnx-buf';
+import type { Feeds } from '../calibrate/calibrate.ts';
+import { addFloatInitializer, constFloat } from '../ir/constants.ts';
+import { attrFloat, attrInt, attrInts, attrString, GraphView, modelForOutputs } from '../ir/graph.ts';
+import { seededRandom } from '../math.ts';
+import { makeTensor } from '../onnx/tensor-codec.ts';
+import type { QuantParams, TensorQuantConfig } from '../quant/config.ts';
+import { fakeQuant } from '../quant/numerics.ts';
+import type { PlannedTensor } from '../quant/plan.ts';
+import { realiseQdq } from '../realise/qdq.ts';
+import { createSession } from '../runtime/session.ts';
+import type { OptimiseContext, OptimisePass, QuantState } from './context.ts';
+import { cholesky, inverseFromCholesky } from './linalg.ts';
+
+export interface WeightRoundingOptions {
+  /** Output positions sampled per layer over all fitting batches (receptive fields for Conv, rows for MatMul). */
+  positions: number;
+  /** Layers are refit in this many sequential chunks (more: each chunk sees its predecessors' new weights). */
+  chunks: number;
+  /** Damping: this fraction of H's mean diagonal is added to its diagonal. */
+  damp: number;
+  /**
+   * 'float-input': reconstruct the float layer's output w·x from the quantized input x̂ (absorbs input error too);
+   * 'quantized-input': classic GPTQ, reconstruct w·x̂ (ŵ* = w).
+   */
+  target: 'float-input' | 'quantized-input';
+}
+
+export const WEIGHT_ROUNDING_DEFAULTS: WeightRoundingOptions = { positions: 8192, chunks: Infinity, damp: 0.01, target: 'float-input' };
+
+/** One quantized layer's geometry: output channels in groups, each output reading `k` features. */
+interface Layer {
+  node: string;
+  op: 'Conv' | 'Gemm' | 'MatMul';
+  /** Activation input name in the float model and in the quantized model. */
+  x: string;
+  xq: string;
+  weight: PlannedTensor;
+  wDims: number[];
+  groups: number;
+  /** Output channels per group and features per output channel. */
+  rowsPerGroup: number;
+  k: number;
+  hasBias: boolean;
+  /** Index of weight element (output channel o, feature j) in the weight tensor. */
+  index: (o: number, j: number) => number;
+  conv?: { strides: number[]; dilations: number[]; kernel: number[]; autoPad: string; pads: number[] };
+}
+
+function findLayers(state: QuantState, qdq: ModelProto): Layer[] {
+  const fv = new GraphView(state.model.graph!);
+  const qv = new GraphView(qdq.graph!);
+  const qNodes = new Map(qv.graph.node.map((n) => [n.name, n]));
+  const layers: Layer[] = [];
+  for (const t of state.plan.tensors) {
+    if (t.role !== 'weight' || t.uses.length !== 1) continue;
+    const use = t.uses[0];
+    const n = fv.graph.node.find((x) => x.name === use.node);
+    const qn = qNodes.get(use.node);
+    const w = constFloat(fv, t.tensor);
+    if (!n || !qn || !w || use.input !== 1 || fv.uses(t.tensor).length !== 1) continue;
+    const hasBias = !!n.input[2];
+    if (hasBias) {
+      const b = constFloat(fv, n.input[2]);
+      if (!b || fv.uses(n.input[2]).length !== 1) continue;
+    }
+    const base = { node: n.name, x: n.input[0], xq: qn.input[0], weight: t, wDims: w.dims, hasBias };
+    if (n.opType === 'Conv' && (w.dims.length === 4 || w.dims.length === 3)) {
+      const group = attrInt(n, 'group', 1);
+      const kernel = w.dims.slice(2);
+      const kSize = kernel.reduce((a, b) => a * b, 1);
+      const kg = w.dims[1] * kSize;
+      const rank = kernel.length;
+      layers.push({
+        ...base,
+        op: 'Conv',
+        groups: group,
+        rowsPerGroup: w.dims[0] / group,
+        k: kg,
+        index: (o, j) => o * kg + j,
+        conv: {
+          strides: attrInts(n, 'strides') ?? Array(rank).fill(1),
+          dilations: attrInts(n, 'dilations') ?? Array(rank).fill(1),
+          kernel,
+          autoPad: attrString(n, 'auto_pad', 'NOTSET'),
+          pads: attrInts(n, 'pads') ?? Array(2 * rank).fill(0),
+        },
+      });
+    } else if (n.opType === 'Gemm' && w.dims.length === 2 && !attrInt(n, 'transA', 0) && attrFloat(n, 'alpha', 1) === 1) {
+      const transB = attrInt(n, 'transB', 0);
+      const [K, N] = transB ? [w.dims[1], w.dims[0]] : w.dims;
+      if (hasBias && constFloat(fv, n.input[2])!.data.length !== N && constFloat(fv, n.input[2])!.data.length !== 1) continue;
+      layers.push({ ...base, op: 'Gemm', groups: 1, rowsPerGroup: N, k: K, index: transB ? (o, j) => o * K + j : (o, j) => j * N + o });
+    } else if (n.opType === 'MatMul' && w.dims.length === 2) {
+      const [K, N] = w.dims;
+      layers.push({ ...base, op: 'MatMul', hasBias: false, groups: 1, rowsPerGroup: N, k: K, index: (o, j) => j * N + o });
+    }
+  }
+  return layers;
+}
+
+/** Per-group accumulators of H = Σ x̂ₐx̂ₐᵀ and G = Σ x̂ₐxₐᵀ (size k+1 with the bias feature). */
+interface Moments {
+  h: Float64Array[];
+  g: Float64Array[];
+  samples: number;
+}
+
+/** Conv geometry for an input of spatial size `inSize`: per spatial axis, begin pad and output size. */
+function convGeometry(c: NonNullable<Layer['conv']>, inSize: number[]): { begin: number[]; out: number[] } {
+  const begin: number[] = [];
+  const out: number[] = [];
+  inSize.forEach((size, a) => {
+    const s = c.strides[a];
+    const eff = c.dilations[a] * (c.kernel[a] - 1) + 1;
+    let b: number;
+    let total: number;
+    if (c.autoPad === 'SAME_UPPER' || c.autoPad === 'SAME_LOWER') {
+      total = Math.max(0, (Math.ceil(size / s) - 1) * s + eff - size);
+      b = c.autoPad === 'SAME_UPPER' ? Math.floor(total / 2) : Math.ceil(total / 2);
+    } else if (c.autoPad === 'VALID') {
+      b = 0;
+      total = 0;
+    } else {
+      b = c.pads[a];
+      total = c.pads[a] + c.pads[a + inSize.length];
+    }
+    begin.push(b);
+    out.push(Math.floor((size + total - eff) / s) + 1);
+  });
+  return { begin, out };
+}
+
+/**
+ * Gathers the features of sampled output positions for every group, column-major per group (feature j of sample p
+ * at [j·P + p]), for the float and the quantized input at the same positions, then adds them to the moments.
+ */
+function accumulate(layer: Layer, m: Moments, x: { dims: readonly number[]; data: Float32Array }, xq: Float32Array, count: number, rnd: () => number): void {
+  const kA = layer.k + 1;
+  let P: number;
+  let fill: (p: number, pos: number, g: number, f: Float32Array, dst: Float64Array, dq: Float64Array, stride: number) => void;
+  if (layer.op === 'Conv') {
+    const c = layer.conv!;
+    const [N, C, ...spatial] = x.dims;
+    const inSize = spatial.length === 1 ? [1, spatial[0]] : spatial;
+    const kernel = c.kernel.length === 1 ? [1, c.kernel[0]] : c.kernel;
+    const cc = c.kernel.length === 1 ? { ...c, kernel, strides: [1, c.strides[0]], dilations: [1, c.dilations[0]], pads: [0, c.pads[0], 0, c.pads[1]] } : c;
+    const { begin, out } = convGeometry(cc, inSize);
+    const [H, W] = inSize;
+    const [Ho, Wo] = out;
+    const [kh, kw] = kernel;
+    const cinG = C / layer.groups;
+    P = N * Ho * Wo;
+    fill = (p, pos, g, f, dst, dq, stride) => {
+      const n = Math.floor(pos / (Ho * Wo));
+      const oy = Math.floor(pos / Wo) % Ho;
+      const ox = pos % Wo;
+      let j = 0;
+      for (let ci = 0; ci < cinG; ci++) {
+        const plane = (n * C + g * cinG + ci) * H * W;
+        for (let ky = 0; ky < kh; ky++) {
+          const iy = oy * cc.strides[0] - begin[0] + ky * cc.dilations[0];
+          for (let kx = 0; kx < kw; kx++, j++) {
+            const ix = ox * cc.strides[1] - begin[1] + kx * cc.dilations[1];
+            const inside = iy >= 0 && iy < H && ix >= 0 && ix < W;
+            dst[j * stride + p] = inside ? f[plane + iy * W + ix] : 0;
+            dq[j * stride + p] = inside ? xq[plane + iy * W + ix] : 0;
+          }
+        }
+      }
+    };
+  } else {
+    const K = layer.k;
+    P = x.data.length / K;
+    fill = (p, pos, _g, f, dst, dq, stride) => {
+      for (let j = 0; j < K; j++) {
+        dst[j * stride + p] = f[pos * K + j];
+        dq[j * stride + p] = xq[pos * K + j];
+      }
+    };
+  }
+  const take = Math.min(count, P);
+  // Jittered strided sampling: even coverage of positions, reproducible (seeded).
+  const picks = Array.from({ length: take }, (_, i) => Math.min(P - 1, Math.floor(((i + rnd()) * P) / take)));
+  const fx = new Float64Array(kA * take);
+  const fq = new Float64Array(kA * take);
+  for (let g = 0; g < layer.groups; g++) {
+    for (let p = 0; p < take; p++) fill(p, picks[p], g, x.data, fx, fq, take);
+    // The bias feature is 1 on both sides.
+    fx.fill(1, layer.k * take, kA * take);
+    fq.fill(1, layer.k * take, kA * take);
+    const h = m.h[g];
+    const gg = m.g[g];
+    for (let a = 0; a < kA; a++) {
+      const qa = a * take;
+      for (let b = 0; b < kA; b++) {
+        const qb = b * take;
+        let sh = 0;
+        let sg = 0;
+        for (let p = 0; p < take; p++) {
+          const va = fq[qa + p];
+          if (b >= a) sh += va * fq[qb + p];
+          sg += va * fx[qb + p];
+        }
+        if (b >= a) {
+          h[a * kA + b] += sh;
+          if (b !== a) h[b * kA + a] += sh;
+        }
+        gg[a * kA + b] += sg;
+      }
+    }
+  }
+  m.samples += take;
+}
+
+/** Fake-quantizes weight element `idx` with the rule's numerics and the calibrated parameters. */
+function weightQuantizer(t: PlannedTensor, p: QuantParams, dims: readonly number[]): (idx: number, v: number) => number {
+  const C = p.axis === undefined ? 1 : dims[p.axis];
+  const inner = p.axis === undefined ? 1 : dims.slice(p.axis + 1).reduce((a, b) => a * b, 1);
+  return (idx, v) => {
+    const c = C === 1 ? 0 : Math.floor(idx / inner) % C;
+    return fakeQuant(v, t.config as TensorQuantConfig, p.scale[c], p.zeroPoint[c]);
+  };
+}
+
+/**
+ * GPTQ on one group: returns the new weights (rows × k, on the grid) and biases, or undefined when round-to-
+ * nearest is at least as good on the fitting data.
+ */
+function solveGroup(
+  layer: Layer,
+  g: number,
+  m: Moments,
+  w: Float32Array,
+  bias: Float32Array | undefined,
+  quant: (idx: number, v: number) => number,
+  damp: number,
+  target: WeightRoundingOptions['target'],
+): { rows: Float64Array[]; gain: number } | undefined {
+  const k = layer.k;
+  const kA = layer.hasBias ? k + 1 : k;
+  // Drop the bias feature when the layer has no bias: take the top-left k×k block.
+  const full = k + 1;
+  const H = new Float64Array(kA * kA);
+  const G = new Float64Array(kA * kA);
+  for (let a = 0; a < kA; a++)
+    for (let b = 0; b < kA; b++) {
+      H[a * kA + b] = m.h[g][a * full + b];
+      G[a * kA + b] = m.g[g][a * full + b];
+    }
+  // Act order: weight features by descending H diagonal, the bias last.
+  const order = Array.from({ length: k }, (_, j) => j).sort((a, b) => H[b * kA + b] - H[a * kA + a]);
+  if (layer.hasBias) order.push(k);
+  let meanDiag = 0;
+  for (let j = 0; j < kA; j++) meanDiag += H[j * kA + j];
+  meanDiag /= kA;
+  if (!(meanDiag > 0)) return undefined;
+  const Hp = new Float64Array(kA * kA);
+  const Gp = new Float64Array(kA * kA);
+  for (let a = 0; a < kA; a++)
+    for (let b = 0; b < kA; b++) {
+      Hp[a * kA + b] = H[order[a] * kA + order[b]];
+      Gp[a * kA + b] = G[order[a] * kA + order[b]];
+    }
+  let L: Float64Array | undefined;
+  const Hd = new Float64Array(kA * kA);
+  for (let d = damp; !L && d < 1e4; d *= 10) {
+    Hd.set(Hp);
+    for (let j = 0; j < kA; j++) Hd[j * kA + j] += d * meanDiag + (Hp[j * kA + j] === 0 ? 1 : 0);
+    L = cholesky(Hd, kA);
+  }
+  if (!L) return undefined;
+  const Hinv = inverseFromCholesky(L, kA);
+  const Linv = cholesky(Hinv, kA);
+  if (!Linv) return undefined;
+  // U = Lᵀ of H⁻¹'s Cholesky factor: Hinv = UᵀU, U upper; U[i][j] = Linv[j][i].
+  const U = (i: number, j: number) => Linv[j * kA + i];
+  const rows: Float64Array[] = [];
+  let gain = 0;
+  for (let r = 0; r < layer.rowsPerGroup; r++) {
+    const o = g * layer.rowsPerGroup + r;
+    const wa = new Float64Array(kA);
+    for (let a = 0; a < kA; a++) wa[a] = order[a] === k ? (bias ? bias[bias.length === 1 ? 0 : o] : 0) : w[layer.index(o, order[a])];
+    // ŵ* = wₐ + H⁻¹·(G − H)·wₐ: equal to H⁻¹·G·wₐ without damping, and exactly wₐ when x̂ = x. Written as a
+    // correction of wₐ so that the damping only shrinks the correction (H⁻¹·G·wₐ with a damped H would shrink
+    // the weights themselves, a bias that costs more than rounding saves).
+    const gw = new Float64Array(kA);
+    const dw = new Float64Array(kA);
+    for (let a = 0; a < kA; a++) {
+      let sg = 0;
+      let sh = 0;
+      for (let b = 0; b < kA; b++) {
+        sg += Gp[a * kA + b] * wa[b];
+        sh += Hp[a * kA + b] * wa[b];
+      }
+      gw[a] = sg;
+      dw[a] = target === 'float-input' ? sg - sh : 0;
+    }
+    const star = wa.slice();
+    for (let a = 0; a < kA; a++) {
+      let s = 0;
+      for (let b = 0; b < kA; b++) s += Hinv[a * kA + b] * dw[b];
+      star[a] += s;
+    }
+    const cur = star.slice();
+    for (let i = 0; i < kA; i++) {
+      const v = cur[i];
+      const q = order[i] === k ? v : quant(layer.index(o, order[i]), v);
+      const err = (v - q) / U(i, i);
+      cur[i] = q;
+      for (let j = i + 1; j < kA; j++) cur[j] -= err * U(i, j);
+    }
+    // Objective ŵHŵᵀ − 2ŵ·(Gwₐ) (undamped) for GPTQ's result and for round-to-nearest of the float weights.
+    const rtn = wa.map((v, a) => (order[a] === k ? v : quant(layer.index(o, order[a]), v)));
+    const objective = (x: Float64Array) => {
+      let s = 0;
+      for (let a = 0; a < kA; a++) {
+        let hx = 0;
+        for (let b = 0; b < kA; b++) hx += Hp[a * kA + b] * x[b];
+        s += x[a] * hx - 2 * x[a] * gw[a];
+      }
+      return s;
+    };
+    const oq = objective(cur);
+    const or = objective(rtn);
+    const chosen = oq < or ? cur : rtn;
+    gain += or - Math.min(oq, or);
+    // Back to the original feature order (bias at k).
+    const out = new Float64Array(k + 1);
+    for (let a = 0; a < kA; a++) out[order[a]] = chosen[a];
+    if (!layer.hasBias) out[k] = 0;
+    rows.push(out);
+  }
+  return gain > 0 ? { rows, gain } : undefined;
+}
+
+function replaceInitializer(view: GraphView, name: string, dims: readonly number[], data: Float32Array): void {
+  const i = view.graph.initializer.findIndex((t) => t.name === name);
+  view.graph.initializer[i] = makeTensor(name, DT.FLOAT, dims, data);
+  view.initializers.set(name, view.graph.initializer[i]);
+}
+
+export function weightRounding(opts: Partial<WeightRoundingOptions> = {}): OptimisePass {
+  const o = { ...WEIGHT_ROUNDING_DEFAULTS, ...opts };
+  return {
+    name: 'weight-rounding',
+    stage: 'post',
+    async run(state, ctx: OptimiseContext) {
+      const fit: Feeds[] = ctx.fitBatches?.length ? ctx.fitBatches : ctx.batches;
+      const work = clone(ModelProtoSchema, state.model);
+      const wv = new GraphView(work.graph!);
+      const all = findLayers(state, realiseQdq(state.model, state.plan, state.params));
+      if (!all.length) return { state, detail: 'no Conv/Gemm/MatMul layers with constant weights' };
+      const order = new Map(state.plan.layers.map((l, i) => [l.node, i]));
+      all.sort((a, b) => (order.get(a.node) ?? 0) - (order.get(b.node) ?? 0));
+      const graphInputs = new Set(state.model.graph!.input.map((v) => v.name));
+      const perBatch = Math.ceil(o.positions / fit.length);
+      let improved = 0;
+      let samples = 0;
+      const chunkSize = Math.max(1, Math.ceil(all.length / Math.max(1, o.chunks)));
+      for (let c0 = 0; c0 < all.length; c0 += chunkSize) {
+        const chunk = all.slice(c0, c0 + chunkSize);
+        const qdq = realiseQdq(work, state.plan, state.params);
+        const qFetch = [...new Set(chunk.map((l) => l.xq).filter((n) => !graphInputs.has(n)))];
+        const fFetch = [...new Set(chunk.map((l) => l.x).filter((n) => !graphInputs.has(n)))];
+        // Each chunk runs only the part of each network that computes its layers' inputs.
+        const qs = qFetch.length ? await createSession(modelForOutputs(qdq, qFetch), { mode: 'simulate' }) : undefined;
+        const fs = fFetch.length ? await createSession(modelForOutputs(state.model, fFetch), { mode: 'float' }) : undefined;
+        const moments = chunk.map((l): Moments => {
+          const kA = l.k + 1;
+          return { h: Array.from({ length: l.groups }, () => new Float64Array(kA * kA)), g: Array.from({ length: l.groups }, () => new Float64Array(kA * kA)), samples: 0 };
+        });
+        for (let b = 0; b < fit.length; b++) {
+          const fr = fs ? await fs.run(fit[b], fFetch) : {};
+          const qr = qs ? await qs.run(fit[b], qFetch) : {};
+          chunk.forEach((l, i) => {
+            const xf = graphInputs.has(l.x) ? fit[b][l.x] : fr[l.x];
+            const xq = graphInputs.has(l.xq) ? fit[b][l.xq] : qr[l.xq];
+            accumulate(l, moments[i], { dims: xf.dims, data: xf.data as Float32Array }, xq.data as Float32Array, perBatch, seededRandom(7919 * b + i));
+          });
+        }
+        await qs?.release();
+        await fs?.release();
+        for (const [i, l] of chunk.entries()) {
+          samples += moments[i].samples;
+          const node = wv.graph.node.find((n) => n.name === l.node)!;
+          const w = constFloat(wv, l.weight.tensor)!;
+          const bias = l.hasBias ? constFloat(wv, node.input[2])!.data : undefined;
+          const quant = weightQuantizer(l.weight, state.params.get(l.weight.key)!, l.wDims);
+          const newW = w.data.slice();
+          const rowsOut = l.groups * l.rowsPerGroup;
+          const newB = Float32Array.from({ length: rowsOut }, (_, r) => (bias ? bias[bias.length === 1 ? 0 : r] : 0));
+          let changed = false;
+          for (let g = 0; g < l.groups; g++) {
+            const res = solveGroup(l, g, moments[i], w.data, bias, quant, o.damp, o.target);
+            if (!res) continue;
+            changed = true;
+            res.rows.forEach((row, r) => {
+              const oc = g * l.rowsPerGroup + r;
+              for (let j = 0; j < l.k; j++) newW[l.index(oc, j)] = row[j];
+              if (l.hasBias) newB[oc] = row[l.k];
+            });
+          }
+          if (!changed) continue;
+          improved++;
+          replaceInitializer(wv, l.weight.tensor, w.dims, newW);
+          if (l.hasBias) wv.setInput(node, 2, addFloatInitializer(wv, `${l.node}_bias_refit`, [rowsOut], newB));
+        }
+      }
+      wv.pruneInitializers();
+      return { state: { ...state, model: work }, detail: `${improved} of ${all.length} layers re-rounded (${Math.round(samples / all.length)} positions each)` };
+    },
+  };
+}
