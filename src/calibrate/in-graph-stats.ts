@@ -26,13 +26,14 @@ export function appendPercentileStats(input: ModelProto, tensors: readonly { ten
   c('__st_m1', DT.INT64, [1], [-1]);
   c('__st_one', DT.INT64, [], [1]);
   c('__st_zero', DT.INT64, [], [0]);
+  c('__st_i1', DT.INT64, [1], [1]);
+  c('__st_i2', DT.INT64, [1], [2]);
   const outputs = new Map<string, OrderStatOutputs>();
   tensors.forEach(({ tensor: x, percentile: p }, i) => {
     const s = (k: string) => `__st${i}_${k}`;
     const add = (op: string, ins: string[], out: string, attrs = {}) => g.node.push(makeNode(op, ins, [out], s(`n_${out}`), attrs));
     c(s('p'), DT.DOUBLE, [], [p]);
     c(s('1mp'), DT.DOUBLE, [], [1 - p]);
-    add('Reshape', [x, '__st_m1'], s('flat'));
     add('Size', [x], s('n'));
     add('Cast', [s('n')], s('nd'), { to: DT.DOUBLE });
     add('Mul', [s('nd'), s('1mp')], s('a'));
@@ -48,8 +49,18 @@ export function appendPercentileStats(input: ModelProto, tensors: readonly { ten
     add('Min', [s('bi'), s('nm1')], s('maxIdx'));
     add('Sub', [s('n'), s('maxIdx')], s('kmax0'));
     add('Reshape', [s('kmax0'), '__st_m1'], s('kmax'));
-    g.node.push(makeNode('TopK', [s('flat'), s('kmin')], [s('lo'), s('loi')], s('topk_lo'), { largest: 0, sorted: 1 }));
-    g.node.push(makeNode('TopK', [s('flat'), s('kmax')], [s('hi'), s('hii')], s('topk_hi'), { largest: 1, sorted: 1 }));
+    // Two stages, so that onnxruntime's TopK can use its thread pool (it parallelises over rows): the k extreme
+    // values of each row of the [d0, rest] view (k capped at the row length), then the k extremes of those
+    // candidates. The global k extremes are among each row's k extremes, so the statistic is unchanged.
+    add('Flatten', [x], s('rows'), { axis: 1 });
+    add('Shape', [s('rows')], s('rshape'));
+    add('Slice', [s('rshape'), '__st_i1', '__st_i2'], s('rowlen'));
+    for (const [side, k, largest] of [['lo', 'kmin', 0], ['hi', 'kmax', 1]] as const) {
+      add('Min', [s(k), s('rowlen')], s(`${k}r`));
+      g.node.push(makeNode('TopK', [s('rows'), s(`${k}r`)], [s(`${side}r`), s(`${side}ri`)], s(`topk_${side}_rows`), { axis: 1, largest, sorted: 0 }));
+      add('Reshape', [s(`${side}r`), '__st_m1'], s(`${side}c`));
+      g.node.push(makeNode('TopK', [s(`${side}c`), s(k)], [s(side), s(`${side}i`)], s(`topk_${side}`), { largest, sorted: 1 }));
+    }
     for (const o of [s('lo'), s('hi')]) g.output.push(create(ValueInfoProtoSchema, { name: o }));
     outputs.set(x, { lo: s('lo'), hi: s('hi') });
   });
