@@ -38,16 +38,16 @@ def main() -> int:
                     help="run onnxruntime.quantization.shape_inference.quant_pre_process first")
     ap.add_argument("--one", nargs=2, metavar=("META_JSON", "METHOD"), help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if not args.one:
-        return run_all(args)
-
     import importlib.util
     missing = [m for m in ("onnxruntime", "onnx", "numpy") if importlib.util.find_spec(m) is None]
     if missing:
         print(f"CANNOT RUN HERE: Python package(s) {', '.join(missing)} not installed for {sys.executable}.\n"
-              "onnxruntime's side of the comparison needs `pip install onnxruntime onnx numpy` (no PyPI access here: "
-              "see scripts/peer/README.md for running it on another machine).", file=sys.stderr)
+              "onnxruntime's side of the comparison needs `pip install onnxruntime onnx numpy` "
+              "(see scripts/peer/README.md).", file=sys.stderr)
         return 2
+    if not args.one:
+        return run_all(args)
+
     import numpy as np
     import onnx
     import onnxruntime
@@ -120,14 +120,7 @@ def main() -> int:
 
 def run_all(args) -> int:
     """Runs every (model, method) in a child process; records its wall time, peak RSS and how it ended."""
-    import importlib.util
     import subprocess
-    missing = [m for m in ("onnxruntime", "onnx", "numpy") if importlib.util.find_spec(m) is None]
-    if missing:
-        print(f"CANNOT RUN HERE: Python package(s) {', '.join(missing)} not installed for {sys.executable}.\n"
-              "onnxruntime's side of the comparison needs `pip install onnxruntime onnx numpy` "
-              "(see scripts/peer/README.md).", file=sys.stderr)
-        return 2
     passthrough = ["--percentile", str(args.percentile)] + (["--no-opset-upgrade"] if args.no_opset_upgrade else []) \
         + (["--preprocess"] if args.preprocess else [])
     results = []
