@@ -42,7 +42,8 @@ export interface QuantizeOptions extends CalibrateOptions {
 
 export interface QuantizeResult {
   model: ModelProto;
-  /** The formatted float model the plan refers to (same names): the reference for error analysis. */
+  /** The formatted float model the plan refers to (same names): the reference for error analysis (after a recipe,
+   * with the kept function-preserving rescalings — equalization, outlier migration — applied). */
   floatModel: ModelProto;
   plan: QuantPlan;
   params: Map<string, QuantParams>;
@@ -65,13 +66,13 @@ export async function quantize(model: ModelProto, data: AsyncIterable<Feeds>, op
       calibration.push(b);
       opts.onBatch?.(calibration.length);
     }
-    const { state, reports } = await runRecipe(prepared.model, opts.recipe, { rule: opts.rule, filter: opts.filter, calibration, statsOn: opts.statsOn, log: opts.log });
+    const { state, reports, reference } = await runRecipe(prepared.model, opts.recipe, { rule: opts.rule, filter: opts.filter, calibration, statsOn: opts.statsOn, log: opts.log });
     const t2 = performance.now();
     const qdq = realiseQdq(state.model, state.plan, state.params);
     const t3 = performance.now();
     return {
       model: qdq,
-      floatModel: prepared.model,
+      floatModel: reference,
       plan: state.plan,
       params: state.params,
       sidecar: buildSidecar(state.plan, state.params, { batches: calibration.length, opsetFrom: prepared.opsetFrom, opsetTo: prepared.opsetTo, formatPasses: prepared.formatPasses }),

@@ -191,7 +191,13 @@ test("recipe 'best' never ends with a higher calibration error than the plain ru
   for (const rule of ['onnxquant-int8-pot', 'onnxquant-fp8']) {
     const model = prepareModel(cnn(), getRule(rule)).model;
     const data = batches(3, 5);
-    const { reports } = await runRecipe(model, RECIPES.best, { rule: getRule(rule), calibration: data });
+    const { reports, reference } = await runRecipe(model, RECIPES.best, { rule: getRule(rule), calibration: data });
+    // The analysis reference is the model after the kept function-preserving passes: same outputs, and the
+    // equalized weights when equalization was kept.
+    const eqKept = reports.find((r) => r.pass === 'equalization')!.kept;
+    assert.equal(reference !== model, eqKept || reports.find((r) => r.pass === 'outlier-migration')!.kept, 'reference follows the kept pre passes');
+    const [ya, yb] = [await run(model, data, ['y']), await run(reference, data, ['y'])];
+    ya.forEach((a, i) => a.forEach((v, k) => assert.ok(Math.abs(v - yb[i][k]) <= 1e-4 * (1 + Math.abs(v)))));
     assert.equal(reports.length, RECIPES.best.length);
     const first = reports[0].before;
     const last = reports.filter((r) => r.kept).at(-1)?.after ?? first;

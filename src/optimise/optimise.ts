@@ -30,7 +30,13 @@ async function calibrated(model: ModelProto, o: OptimiseOptions): Promise<QuantS
   return { model, plan, params };
 }
 
-export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[], o: OptimiseOptions): Promise<{ state: QuantState; reports: PassReport[] }> {
+/**
+ * `reference` is the float model the final plan refers to: the prepared model after the kept 'pre' passes, which
+ * keep the float function (equalization, outlier migration) but rescale channels, so layer-by-layer error analysis
+ * must compare against it rather than against the unmodified model. 'post' passes change weights or biases toward
+ * their quantized values and are never part of it.
+ */
+export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[], o: OptimiseOptions): Promise<{ state: QuantState; reports: PassReport[]; reference: ModelProto }> {
   const measure = o.measureBatches ?? 4;
   const ctx: OptimiseContext = {
     rule: o.rule,
@@ -43,6 +49,7 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
   const reports: PassReport[] = [];
   let state = await calibrated(prepared, o);
   let error = await outputError(state, ctx);
+  let reference = prepared;
   for (const spec of recipe) {
     const pass = passFor(spec);
     const t0 = performance.now();
@@ -64,7 +71,12 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
     if (kept) {
       state = next;
       error = after;
+      if (pass.stage === 'pre') {
+        // Same float function, rescaled channels: later passes compare layer outputs against this model.
+        reference = next.model;
+        ctx.reference = reference;
+      }
     }
   }
-  return { state, reports };
+  return { state, reports, reference };
 }
