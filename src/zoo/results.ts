@@ -9,6 +9,7 @@
  *  - 💔 on an error value: AQE > 10%, OQE > 10%, or MQE > 50% (power ratios; 10% ⇔ an SNR below 10 dB; the worst
  *    layer is naturally several times the mean, hence MQE's looser limit). A row is "poor" when AQE or OQE is.
  */
+import type { PassReport } from '../optimise/context.ts';
 import Table from 'cli-table3';
 import { escapeHtml } from '../report/html.ts';
 import type { PublishedRow, TaskKind } from './registry.ts';
@@ -58,6 +59,8 @@ export interface ZooRow {
   quant?: number;
   errors?: ErrorSummary;
   timings?: { quantizeMs: number; evaluateMs: number; analyseMs: number; floatEvaluateMs: number };
+  /** With a recipe: each pass's output error on calibration data before/after, whether it was kept, its time. */
+  passes?: PassReport[];
   /** Relative to the output folder. */
   report?: string;
   provenance?: Provenance;

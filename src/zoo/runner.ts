@@ -399,6 +399,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
       quant: r.value,
       errors,
       timings: { quantizeMs, evaluateMs, analyseMs, floatEvaluateMs: float.ms },
+      ...(q.passes ? { passes: q.passes } : {}),
       report: `${safeName(entry.id)}/${c.rule}/report.html`,
       provenance,
     };
