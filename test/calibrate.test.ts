@@ -10,7 +10,7 @@ import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto } from 'o
 import { makeNode } from '../src/ir/graph.ts';
 import { makeTensor } from '../src/onnx/tensor-codec.ts';
 import { loadModel } from '../src/onnx/model-io.ts';
-import { getRule } from '../src/quant/rules.ts';
+import { buildRule, getRule } from '../src/quant/rules.ts';
 import { planModel } from '../src/quant/plan.ts';
 import { calibrate, type Feeds } from '../src/calibrate/calibrate.ts';
 import { prepareModel } from '../src/quantize.ts';
@@ -43,8 +43,9 @@ function data(dims: number[], n: number, seed: number): Feeds[] {
 }
 
 async function compare(model: ModelProto, feeds: Feeds[]) {
-  for (const ruleName of ['onnxquant-int8-perchannel', 'onnxquant-int8-pot']) {
-    const rule = getRule(ruleName);
+  for (const ruleName of ['onnxquant-int8-perchannel', 'onnxquant-int8-pot', 'minmax']) {
+    // 'minmax': the per-channel rule with min/max activations (in-graph ReduceMin/ReduceMax vs the JS observer).
+    const rule = ruleName === 'minmax' ? buildRule({ name: 'int8-perchannel-minmax', activationObserver: 'minmax' }) : getRule(ruleName);
     const prepared = prepareModel(model, rule).model;
     const plan = planModel(prepared, rule);
     const run = async (percentileInGraph: boolean) => (await calibrate(prepared, plan, (async function* () { yield* feeds; })(), { percentileInGraph })).params;
@@ -57,12 +58,12 @@ async function compare(model: ModelProto, feeds: Feeds[]) {
   }
 }
 
-test('in-graph TopK percentiles equal the JS selection exactly (small graph, odd sizes, heavy tails)', async () => {
+test('in-graph TopK percentiles and ReduceMin/ReduceMax ranges equal the JS observers exactly (small graph, odd sizes, heavy tails)', async () => {
   await compare(tiny(), data([3, 3, 17, 13], 3, 5));
 });
 
 const sq = '../shared/quantzoo/Model/cifar10/squeezenet_cifar10.onnx';
-test('in-graph TopK percentiles equal the JS selection on squeezenet_cifar10', { skip: existsSync(sq) ? false : '../shared absent: real-model check skipped' }, async () => {
+test('in-graph percentiles and min/max ranges equal the JS observers on squeezenet_cifar10', { skip: existsSync(sq) ? false : '../shared absent: real-model check skipped' }, async () => {
   const m = loadModel(sq);
   const input = graphInputs(m)[0].name;
   const feeds = data([8, 32, 32, 3], 2, 9).map((f) => ({ [input]: { dims: f.x.dims, data: Float32Array.from(f.x.data as Float32Array, (v) => Math.abs(v)) } }));

@@ -13,8 +13,8 @@ import type { QuantPlan } from '../quant/plan.ts';
 import { realiseQdq } from '../realise/qdq.ts';
 import { createSession } from '../runtime/session.ts';
 import type { FloatTensor } from '../tensor.ts';
-import { makeObserver, PercentileObserver, type Observer } from './observers.ts';
-import { appendPercentileStats } from './in-graph-stats.ts';
+import { makeObserver, MinMaxObserver, PercentileObserver, type Observer } from './observers.ts';
+import { appendMinMaxStats, appendPercentileStats, type OrderStatOutputs } from './in-graph-stats.ts';
 
 /** Model inputs for one batch: float tensors, or onnxruntime tensors for other dtypes (e.g. an int64 sample rate). */
 export type Feeds = Record<string, FloatTensor | ort.Tensor>;
@@ -58,16 +58,19 @@ export async function calibrate(
   const observers = new Map<string, Observer>(activations.map((t) => [t.key, makeObserver(t.config, 'activation')]));
   const inGraph = opts.percentileInGraph ?? true;
   const percentile = inGraph ? activations.filter((t) => observers.get(t.key) instanceof PercentileObserver) : [];
+  // Per-tensor min/max observers likewise get ReduceMin/ReduceMax scalars from the graph.
+  const minmax = inGraph ? activations.filter((t) => observers.get(t.key) instanceof MinMaxObserver) : [];
   const pctTensors = [...new Map(percentile.map((t) => [t.tensor, { tensor: t.tensor, percentile: t.config.percentile ?? 0.9999 }])).values()];
-  const { model: statsModel, outputs: stats } = pctTensors.length ? appendPercentileStats(base, pctTensors) : { model: base, outputs: new Map() };
-  const whole = activations.filter((t) => !percentile.includes(t));
+  const withPct = pctTensors.length ? appendPercentileStats(base, pctTensors) : { model: base, outputs: new Map<string, OrderStatOutputs>() };
+  const mmTensors = [...new Set(minmax.map((t) => t.tensor))];
+  const withMm = mmTensors.length ? appendMinMaxStats(withPct.model, mmTensors) : { model: withPct.model, outputs: new Map<string, OrderStatOutputs>() };
+  const statsModel = withMm.model;
+  const stats = withPct.outputs;
+  const mmStats = withMm.outputs;
+  const whole = activations.filter((t) => !percentile.includes(t) && !minmax.includes(t));
   const graphInputs = new Set(model.graph!.input.map((v) => v.name));
   const fetchNames = [...new Set(whole.map((t) => t.tensor).filter((n) => !graphInputs.has(n)))];
-  const statNames = [...stats.values()].flatMap((o) => [o.lo, o.hi]);
-  // The statistics model is plain float (its weights are folded to their fake-quantized values; activations carry
-  // no Q/DQ while they are being observed), so onnxruntime may optimise it like any float model: fusions change
-  // activations only at float32-rounding level, far below any quantization step, and the runs cost what float
-  // inference costs (twice less on squeezenet than with optimisations disabled).
+  const statNames = [...stats.values(), ...mmStats.values()].flatMap((o) => [o.lo, o.hi]);
   const session = await createSession(statsModel, { mode: 'float', extraOutputs: fetchNames, intraOpThreads: opts.intraOpThreads });
   let done = 0;
   try {
@@ -79,6 +82,10 @@ export async function calibrate(
         const lo = result[o.lo].data as Float32Array;
         const hi = result[o.hi].data as Float32Array;
         (observers.get(t.key) as PercentileObserver).observeOrderStatistics(lo[lo.length - 1], hi[hi.length - 1]);
+      }
+      for (const t of minmax) {
+        const o = mmStats.get(t.tensor)!;
+        (observers.get(t.key) as MinMaxObserver).observeRange((result[o.lo].data as Float32Array)[0], (result[o.hi].data as Float32Array)[0]);
       }
       for (const t of whole) {
         const v = graphInputs.has(t.tensor) ? feeds[t.tensor] : result[t.tensor];

@@ -66,3 +66,23 @@ export function appendPercentileStats(input: ModelProto, tensors: readonly { ten
   });
   return { model, outputs };
 }
+
+/**
+ * Min/max statistics computed inside onnxruntime: ReduceMin/ReduceMax over all axes (no `axes`: every opset
+ * reduces everything), so two scalars per tensor leave the runtime instead of the tensor. Exact: min and max of
+ * float32 values are float32 values.
+ */
+export function appendMinMaxStats(input: ModelProto, tensors: readonly string[]): { model: ModelProto; outputs: Map<string, OrderStatOutputs> } {
+  const model = clone(ModelProtoSchema, input);
+  const g = model.graph!;
+  const outputs = new Map<string, OrderStatOutputs>();
+  tensors.forEach((x, i) => {
+    const lo = `__mm${i}_min`;
+    const hi = `__mm${i}_max`;
+    g.node.push(makeNode('ReduceMin', [x], [lo], `__mm${i}_reducemin`, { keepdims: 0 }));
+    g.node.push(makeNode('ReduceMax', [x], [hi], `__mm${i}_reducemax`, { keepdims: 0 }));
+    for (const o of [lo, hi]) g.output.push(create(ValueInfoProtoSchema, { name: o }));
+    outputs.set(x, { lo, hi });
+  });
+  return { model, outputs };
+}

@@ -24,6 +24,16 @@ export class MinMaxObserver implements Observer {
     private readonly cfg: TensorQuantConfig,
     private readonly axis?: number,
   ) {}
+  /** The range of one batch computed elsewhere (in-graph ReduceMin/ReduceMax); per-tensor only. */
+  observeRange(min: number, max: number): void {
+    if (this.axis !== undefined) throw new Error('observeRange is per-tensor');
+    if (!this.mins) {
+      this.mins = Float64Array.of(Infinity);
+      this.maxs = Float64Array.of(-Infinity);
+    }
+    if (min < this.mins[0]) this.mins[0] = min;
+    if (max > this.maxs![0]) this.maxs![0] = max;
+  }
   observe(data: Float32Array, dims: readonly number[]): void {
     const C = this.axis === undefined ? 1 : dims[this.axis];
     if (!this.mins) {
