@@ -32,14 +32,14 @@ import { addFloatInitializer, constFloat } from '../ir/constants.ts';
 import { attrFloat, attrInt, attrInts, attrString, GraphView, modelForOutputs } from '../ir/graph.ts';
 import { seededRandom } from '../math.ts';
 import { makeTensor } from '../onnx/tensor-codec.ts';
-import type { QuantParams, TensorQuantConfig } from '../quant/config.ts';
-import { fakeQuant } from '../quant/numerics.ts';
+import type { QuantParams } from '../quant/config.ts';
+import { channelOf, fakeQuant } from '../quant/numerics.ts';
 import type { PlannedTensor } from '../quant/plan.ts';
 import { realiseQdq } from '../realise/qdq.ts';
 import { createSession } from '../runtime/session.ts';
 import { outputError, type OptimiseContext, type OptimisePass, type QuantState } from './context.ts';
 import { createGram, type Gram } from './gram.ts';
-import { cholesky, inverseFromCholesky } from './linalg.ts';
+import { cholesky, inverseFromCholesky, matVec } from './linalg.ts';
 
 export interface WeightRoundingOptions {
   /** Output positions sampled per layer over all fitting batches (receptive fields for Conv, rows for MatMul). */
@@ -90,10 +90,8 @@ function findLayers(state: QuantState, qdq: ModelProto): Layer[] {
     const w = constFloat(fv, t.tensor);
     if (!n || !qn || !w || use.input !== 1 || fv.uses(t.tensor).length !== 1) continue;
     const hasBias = !!n.input[2];
-    if (hasBias) {
-      const b = constFloat(fv, n.input[2]);
-      if (!b || fv.uses(n.input[2]).length !== 1) continue;
-    }
+    const biasLength = hasBias ? constFloat(fv, n.input[2])?.data.length : 0;
+    if (biasLength === undefined || (hasBias && fv.uses(n.input[2]).length !== 1)) continue;
     const base = { node: n.name, x: n.input[0], xq: qn.input[0], weight: t, wDims: w.dims, hasBias };
     if (n.opType === 'Conv' && (w.dims.length === 4 || w.dims.length === 3)) {
       const group = attrInt(n, 'group', 1);
@@ -119,7 +117,7 @@ function findLayers(state: QuantState, qdq: ModelProto): Layer[] {
     } else if (n.opType === 'Gemm' && w.dims.length === 2 && !attrInt(n, 'transA', 0) && attrFloat(n, 'alpha', 1) === 1) {
       const transB = attrInt(n, 'transB', 0);
       const [K, N] = transB ? [w.dims[1], w.dims[0]] : w.dims;
-      if (hasBias && constFloat(fv, n.input[2])!.data.length !== N && constFloat(fv, n.input[2])!.data.length !== 1) continue;
+      if (hasBias && biasLength !== N && biasLength !== 1) continue;
       layers.push({ ...base, op: 'Gemm', groups: 1, rowsPerGroup: N, k: K, index: transB ? (o, j) => o * K + j : (o, j) => j * N + o });
     } else if (n.opType === 'MatMul' && w.dims.length === 2) {
       const [K, N] = w.dims;
@@ -257,11 +255,10 @@ async function accumulate(layer: Layer, m: Moments, x: { dims: readonly number[]
 
 /** Fake-quantizes weight element `idx` with the rule's numerics and the calibrated parameters. */
 function weightQuantizer(t: PlannedTensor, p: QuantParams, dims: readonly number[]): (idx: number, v: number) => number {
-  const C = p.axis === undefined ? 1 : dims[p.axis];
-  const inner = p.axis === undefined ? 1 : dims.slice(p.axis + 1).reduce((a, b) => a * b, 1);
+  const channel = channelOf(dims, p.axis);
   return (idx, v) => {
-    const c = C === 1 ? 0 : Math.floor(idx / inner) % C;
-    return fakeQuant(v, t.config as TensorQuantConfig, p.scale[c], p.zeroPoint[c]);
+    const c = channel(idx);
+    return fakeQuant(v, t.config, p.scale[c], p.zeroPoint[c]);
   };
 }
 
@@ -319,15 +316,6 @@ function solveGroup(
   if (!Linv) return undefined;
   // U = Lᵀ of H⁻¹'s Cholesky factor: Hinv = UᵀU, U upper; U[i][j] = Linv[j][i].
   const U = (i: number, j: number) => Linv[j * kA + i];
-  const matVec = (M: Float64Array, x: Float64Array) => {
-    const y = new Float64Array(kA);
-    for (let a = 0; a < kA; a++) {
-      let s = 0;
-      for (let b = 0; b < kA; b++) s += M[a * kA + b] * x[b];
-      y[a] = s;
-    }
-    return y;
-  };
   const rows: Float64Array[] = [];
   let gain = 0;
   for (let r = 0; r < layer.rowsPerGroup; r++) {
@@ -352,15 +340,15 @@ function solveGroup(
       // Target w·x: ŵ* = wₐ + H⁻¹·(G − H)·wₐ, equal to H⁻¹·G·wₐ without damping and exactly wₐ when x̂ = x.
       // Written as a correction of wₐ so that the damping only shrinks the correction (a damped H⁻¹·G·wₐ would
       // shrink the weights themselves).
-      const gw = matVec(Gp, wa);
-      const hw = matVec(Hp, wa);
-      const corr = matVec(Hinv, gw.map((v, a) => v - hw[a]));
+      const gw = matVec(Gp, wa, kA);
+      const hw = matVec(Hp, wa, kA);
+      const corr = matVec(Hinv, gw.map((v, a) => v - hw[a]), kA);
       candidates.push(sweep(wa.map((v, a) => v + corr[a])));
     }
     // Judge the candidates on held-out positions: Σ(wₐ·x − ŵ·x̂)² = ŵHŵᵀ − 2ŵ·(Gwₐ) + const.
-    const gwv = matVec(Gv, wa);
+    const gwv = matVec(Gv, wa, kA);
     const objective = (x: Float64Array) => {
-      const hx = matVec(Hv, x);
+      const hx = matVec(Hv, x, kA);
       let s = 0;
       for (let a = 0; a < kA; a++) s += x[a] * hx[a] - 2 * x[a] * gwv[a];
       return s;

@@ -47,6 +47,14 @@ export function fakeQuantFp8(x: number, scale: number, kind: Float8Kind = 'e4m3f
   return Math.fround(float8ToFloat32(quantizeFp8(x, scale, kind, ties), kind) * scale);
 }
 
+/** For a tensor of `dims` quantized per channel along `axis` (or per tensor): the channel of flat element i. */
+export function channelOf(dims: readonly number[], axis: number | undefined): (i: number) => number {
+  if (axis === undefined) return () => 0;
+  const C = dims[axis];
+  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+  return (i) => Math.floor(i / inner) % C;
+}
+
 /** x̂ for any format: the integer or FP8 (ties to even, as realised) fake-quantization of x. */
 export function fakeQuant(x: number, cfg: Pick<TensorQuantConfig, 'format' | 'qmin' | 'qmax'>, scale: number, zeroPoint: number): number {
   return cfg.format === 'int' ? fakeQuantInt(x, scale, zeroPoint, cfg.qmin, cfg.qmax) : fakeQuantFp8(x, scale, fp8Kind(cfg.format));

@@ -11,7 +11,7 @@ import { float32ToFloat8, float8ToFloat32 } from '../onnx/float-formats.ts';
 import { makeTensor, tensorDims, tensorToFloat32 } from '../onnx/tensor-codec.ts';
 import { GraphView, makeNode, topologicalSort } from '../ir/graph.ts';
 import type { QuantParams, TensorQuantConfig } from '../quant/config.ts';
-import { dequantizeInt, fp8Kind, quantizeInt } from '../quant/numerics.ts';
+import { channelOf, dequantizeInt, fp8Kind, quantizeInt } from '../quant/numerics.ts';
 import type { PlannedTensor, QuantPlan } from '../quant/plan.ts';
 
 export interface RealiseOptions {
@@ -49,21 +49,19 @@ function paramTensors(view: GraphView, base: string, cfg: TensorQuantConfig, p: 
 
 /** Quantize weight values with the reference numerics: integer values or float8 codes, per channel when planned. */
 export function quantizeWeightValues(values: Float32Array, dims: readonly number[], cfg: TensorQuantConfig, p: QuantParams): Int32Array | Uint8Array {
-  const axis = p.axis;
-  const inner = axis === undefined ? values.length : dims.slice(axis + 1).reduce((a, b) => a * b, 1);
-  const C = axis === undefined ? 1 : dims[axis];
+  const channel = channelOf(dims, p.axis);
   if (cfg.format !== 'int') {
     const kind = fp8Kind(cfg.format);
     const out = new Uint8Array(values.length);
     for (let i = 0; i < values.length; i++) {
-      const c = C === 1 ? 0 : Math.floor(i / inner) % C;
+      const c = channel(i);
       out[i] = float32ToFloat8(Math.fround(values[i] / p.scale[c]), kind, true, 'even');
     }
     return out;
   }
   const out = new Int32Array(values.length);
   for (let i = 0; i < values.length; i++) {
-    const c = C === 1 ? 0 : Math.floor(i / inner) % C;
+    const c = channel(i);
     out[i] = quantizeInt(values[i], p.scale[c], p.zeroPoint[c], cfg.qmin, cfg.qmax);
   }
   return out;
@@ -118,11 +116,10 @@ function insertWeight(view: GraphView, t: PlannedTensor, p: QuantParams, fold: b
     // Store the dequantized values (float32((q − z)·s), exactly what the DequantizeLinear would output) as a float
     // constant: the simulated numerics are unchanged, and onnxruntime cannot fuse the layer into an integer kernel
     // that misreads the axis. The weight is then not stored as int8 (the model is larger).
-    const C = p.axis === undefined ? 1 : dims[p.axis];
-    const inner = p.axis === undefined ? q.length : dims.slice(p.axis + 1).reduce((a, b) => a * b, 1);
+    const channel = channelOf(dims, p.axis);
     const deq = new Float32Array(q.length);
     for (let i = 0; i < q.length; i++) {
-      const c = Math.floor(i / inner) % C;
+      const c = channel(i);
       deq[i] = t.config.format === 'int' ? dequantizeInt(q[i], p.scale[c], p.zeroPoint[c]) : Math.fround(float8ToFloat32(q[i], fp8Kind(t.config.format)) * p.scale[c]);
     }
     const name = view.freshName(`${t.tensor}_fakequant`);

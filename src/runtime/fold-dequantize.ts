@@ -11,6 +11,7 @@ import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto } from 'o
 import { attrInt, GraphView } from '../ir/graph.ts';
 import { dtypeInfo } from '../onnx/dtype.ts';
 import { makeTensor, tensorDims, tensorToFloat32 } from '../onnx/tensor-codec.ts';
+import { channelOf } from '../quant/numerics.ts';
 
 export function foldConstantDequantize(input: ModelProto, keep: ReadonlySet<string> = new Set()): { model: ModelProto; folded: number } {
   const view0 = new GraphView(input.graph!);
@@ -34,12 +35,10 @@ export function foldConstantDequantize(input: ModelProto, keep: ReadonlySet<stri
     const float8 = !!dtypeInfo(xt.dataType).float8;
     if (float8 && zp.some((v) => v !== 0)) continue; // not produced by onnxquant; left to onnxruntime
     const rank = dims.length;
-    const axis = s.length > 1 ? (attrInt(n, 'axis', 1) + rank) % rank : 0;
-    const C = s.length > 1 ? dims[axis] : 1;
-    const inner = s.length > 1 ? dims.slice(axis + 1).reduce((a, b) => a * b, 1) : 1;
+    const channel = channelOf(dims, s.length > 1 ? (attrInt(n, 'axis', 1) + rank) % rank : undefined);
     const y = new Float32Array(x.length);
     for (let i = 0; i < x.length; i++) {
-      const c = C === 1 ? 0 : Math.floor(i / inner) % C;
+      const c = channel(i);
       y[i] = Math.fround((x[i] - zp[c]) * s[c]);
     }
     view.addInitializer(makeTensor(n.output[0], DT.FLOAT, dims, y));
