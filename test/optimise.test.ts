@@ -19,7 +19,7 @@ import { biasCorrection } from '../src/optimise/bias-correction.ts';
 import { fallbackPass, withoutLayers } from '../src/optimise/fallback.ts';
 import { rangeSearch } from '../src/optimise/range-search.ts';
 import { outputError, type OptimiseContext, type QuantState } from '../src/optimise/context.ts';
-import { runRecipe } from '../src/optimise/optimise.ts';
+import { runRecipe, splitCalibration } from '../src/optimise/optimise.ts';
 import { RECIPES } from '../src/optimise/recipes.ts';
 import { realiseQdq } from '../src/realise/qdq.ts';
 import { prepareModel } from '../src/quantize.ts';
@@ -297,4 +297,24 @@ test('outlier migration keeps the float function and moves an outlier channel fr
   const ctx = { ...ctxFor(model, rule, data), outputs: ['y'] };
   const [e0, e1] = [await outputError(s0, ctx), await outputError(s1, ctx)];
   assert.ok(e1 < e0 / 2, `output error ${e0} → ${e1}`);
+});
+
+test('recipes judge passes on ≥ 16 samples when the set allows, and fit to other batches', () => {
+  const batches = (n: number, size: number): Feeds[] => Array.from({ length: n }, (_, i) => ({ x: { dims: [size, 3], data: new Float32Array(size * 3).fill(i) } }));
+  const ids = (fs: Feeds[]) => fs.map((f) => (f.x.data as Float32Array)[0]);
+  const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
+  // Batch 32 (CIFAR, OCR): 4 batches measure, the next 8 fit.
+  let s = splitCalibration(batches(32, 32));
+  assert.deepEqual([ids(s.measure), ids(s.fit)], [range(0, 4), range(4, 12)]);
+  // Batch 1 (SR, corpus): 16 measure, then 32 fit (as many as there are).
+  s = splitCalibration(batches(48, 1));
+  assert.deepEqual([ids(s.measure), ids(s.fit)], [range(0, 16), range(16, 48)]);
+  s = splitCalibration(batches(32, 1));
+  assert.deepEqual([ids(s.measure), ids(s.fit)], [range(0, 16), range(16, 32)]);
+  // 12 batches of 1: half measure, the rest fit.
+  s = splitCalibration(batches(12, 1));
+  assert.deepEqual([ids(s.measure), ids(s.fit)], [range(0, 6), range(6, 12)]);
+  // Too few to keep apart (6 batches of 8: 2 measure… only 4 left): both start at 0.
+  s = splitCalibration(batches(6, 8));
+  assert.deepEqual([ids(s.measure), ids(s.fit)], [range(0, 4), range(0, 6)]);
 });

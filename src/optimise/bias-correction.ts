@@ -12,7 +12,7 @@ import { addFloatInitializer, constFloat } from '../ir/constants.ts';
 import { attrInt, GraphView } from '../ir/graph.ts';
 import { realiseQdq } from '../realise/qdq.ts';
 import { createSession } from '../runtime/session.ts';
-import type { OptimisePass, QuantState } from './context.ts';
+import { fittingBatches, type OptimisePass, type QuantState } from './context.ts';
 
 interface Target {
   node: string;
@@ -61,7 +61,8 @@ export const biasCorrection: OptimisePass = {
     const s = await createSession(qdq, { mode: 'simulate', extraOutputs: fetch });
     const sums = new Map<string, { sum: Float64Array; count: number }>();
     const wHatValues = new Map<string, Float32Array>();
-    for (const b of ctx.batches) {
+    // Means from the fitting batches, so the recipe judges the correction on data it was not estimated from.
+    for (const b of fittingBatches(ctx)) {
       const r = await s.run(b, fetch);
       for (const t of targets)
         for (const name of [t.x, t.xHat]) {

@@ -32,6 +32,11 @@ export interface OptimiseContext {
   log: (line: string) => void;
 }
 
+/** The batches a pass fits to: `fitBatches` when the recipe has them, else the measuring batches. */
+export function fittingBatches(ctx: OptimiseContext): Feeds[] {
+  return ctx.fitBatches?.length ? ctx.fitBatches : ctx.batches;
+}
+
 export interface PassReport {
   pass: string;
   before: number;

@@ -15,7 +15,7 @@ export interface OptimiseOptions {
   filter?: Filter;
   /** Calibration batches, held in memory (recipes calibrate more than once). */
   calibration: Feeds[];
-  /** How many of them the passes use to measure error (default 4). */
+  /** How many of them the passes use to measure error (default: 4, or 16 samples when batches are small). */
   measureBatches?: number;
   statsOn?: 'quantized-weights' | 'float';
   log?: (line: string) => void;
@@ -31,18 +31,32 @@ async function calibrated(model: ModelProto, o: OptimiseOptions): Promise<QuantS
 }
 
 /**
+ * Which calibration batches a recipe judges passes by (`measure`) and which they fit to (`fit`). Passes are judged
+ * on 4 batches, or on at least 16 samples when batches are small and the set allows (4 batches of 1 — SR models,
+ * detectors, the corpus's batch-1 models — made the keep/roll-back decision a coin toss on held-out data), and fit
+ * to the next batches: at least 8, or 32 samples. With too few batches to keep them apart, both start at batch 0.
+ */
+export function splitCalibration(calibration: readonly Feeds[], measureBatches?: number): { measure: Feeds[]; fit: Feeds[] } {
+  const n = calibration.length;
+  const perBatch = Math.max(1, Object.values(calibration[0] ?? {})[0]?.dims[0] ?? 1);
+  const m = measureBatches ?? Math.max(Math.min(4, n), Math.min(Math.ceil(16 / perBatch), Math.floor(n / 2)));
+  const f = Math.max(8, Math.ceil(32 / perBatch));
+  return { measure: calibration.slice(0, m), fit: n >= m + 4 ? calibration.slice(m, m + f) : calibration.slice(0, f) };
+}
+
+/**
  * `reference` is the float model the final plan refers to: the prepared model after the kept 'pre' passes, which
  * keep the float function (equalization, outlier migration) but rescale channels, so layer-by-layer error analysis
  * must compare against it rather than against the unmodified model. 'post' passes change weights or biases toward
  * their quantized values and are never part of it.
  */
 export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[], o: OptimiseOptions): Promise<{ state: QuantState; reports: PassReport[]; reference: ModelProto }> {
-  const measure = o.measureBatches ?? 4;
+  const { measure, fit } = splitCalibration(o.calibration, o.measureBatches);
   const ctx: OptimiseContext = {
     rule: o.rule,
     reference: prepared,
-    batches: o.calibration.slice(0, measure),
-    fitBatches: o.calibration.length >= measure + 4 ? o.calibration.slice(measure, measure + 8) : o.calibration.slice(0, 8),
+    batches: measure,
+    fitBatches: fit,
     outputs: prepared.graph!.output.map((v) => v.name),
     log: o.log ?? (() => {}),
   };

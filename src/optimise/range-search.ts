@@ -14,7 +14,7 @@ import { GraphView } from '../ir/graph.ts';
 import { realiseQdq } from '../realise/qdq.ts';
 import { createSession } from '../runtime/session.ts';
 import type { PlannedTensor } from '../quant/plan.ts';
-import { cloneParams, floatOutputs, outputError, type OptimisePass, type QuantState } from './context.ts';
+import { cloneParams, fittingBatches, floatOutputs, outputError, type OptimisePass, type QuantState } from './context.ts';
 
 function candidates(t: PlannedTensor, scale: number): number[] {
   if (t.config.format !== 'int') return [...FP8_SCALE_CANDIDATES];
@@ -73,7 +73,8 @@ export const rangeSearch: OptimisePass = {
     const before = await outputError(state, ctx);
     const params = cloneParams(state.params);
     const qdq = realiseQdq(state.model, state.plan, state.params);
-    const batches = ctx.batches.slice(0, 2);
+    // Fitted on other batches than the ones the recipe judges the pass by.
+    const batches = fittingBatches(ctx).slice(0, 2);
     const sub = { ...ctx, batches };
     const graphInputs = new Set(state.model.graph!.input.map((v) => v.name));
     // Activations as the quantized network produces them, and the float network's layer outputs.

@@ -27,7 +27,6 @@
  */
 import { clone } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto } from 'onnx-buf';
-import type { Feeds } from '../calibrate/calibrate.ts';
 import { addFloatInitializer, constFloat } from '../ir/constants.ts';
 import { attrFloat, attrInt, attrInts, attrString, GraphView, modelForOutputs } from '../ir/graph.ts';
 import { seededRandom } from '../math.ts';
@@ -37,7 +36,7 @@ import { channelOf, fakeQuant } from '../quant/numerics.ts';
 import type { PlannedTensor } from '../quant/plan.ts';
 import { realiseQdq } from '../realise/qdq.ts';
 import { createSession } from '../runtime/session.ts';
-import { outputError, type OptimiseContext, type OptimisePass, type QuantState } from './context.ts';
+import { fittingBatches, outputError, type OptimiseContext, type OptimisePass, type QuantState } from './context.ts';
 import { createGram, type Gram } from './gram.ts';
 import { cholesky, inverseFromCholesky, matVec } from './linalg.ts';
 
@@ -372,7 +371,7 @@ function replaceInitializer(view: GraphView, name: string, dims: readonly number
 
 /** One sequential refit of every layer toward `target`; returns the model with the new weights and biases. */
 async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingOptions, target: 'float-input' | 'quantized-input'): Promise<{ model: ModelProto; detail: string } | undefined> {
-  const fit: Feeds[] = ctx.fitBatches?.length ? ctx.fitBatches : ctx.batches;
+  const fit = fittingBatches(ctx);
   const work = clone(ModelProtoSchema, state.model);
   const wv = new GraphView(work.graph!);
   const all = findLayers(state, realiseQdq(state.model, state.plan, state.params));
