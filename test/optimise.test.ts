@@ -260,6 +260,23 @@ test('weight rounding keeps every weight on the rule grid and lowers the output 
   }
 });
 
+test('weight rounding leaves a layer with fewer fitting positions than 2 × fan-in at round-to-nearest', async () => {
+  const rule = 'onnxquant-int8-perchannel';
+  const model = prepareModel(cnn(), getRule(rule)).model;
+  const data = batches(6, 21);
+  const s0 = await state(model, rule, data);
+  // One fitting batch of 4 samples: the Gemm sees 4 rows for 4 + 1 features (< 10), conv2 sees 4·64 = 256 positions
+  // for 8·9 + 1 = 73 features (≥ 146).
+  const ctx = { ...ctxFor(model, rule, data.slice(0, 5)), fitBatches: data.slice(5) };
+  const { state: s1, detail } = await weightRounding({ target: 'quantized-input' }).run(s0, ctx);
+  assert.match(detail ?? '', /1 left rounded to nearest/);
+  const gemm = s0.plan.layers.find((l) => l.node === 'fc');
+  assert.ok(gemm, 'the Gemm is planned');
+  const [v0, v1] = [new GraphView(s0.model.graph!), new GraphView(s1.model.graph!)];
+  const w4 = s1.model.graph!.node.find((n) => n.name === 'fc')!.input[1];
+  assert.deepEqual([...constFloat(v1, w4)!.data], [...constFloat(v0, w4)!.data], 'Gemm weights untouched');
+});
+
 test('outlier migration keeps the float function and moves an outlier channel from a LayerNorm output into the MatMul weight', async () => {
   // x[2,6,8] → LayerNormalization (γ: channel 3 is 40× the others) → MatMul W[8,5] (and a second MatMul reading
   // the same activation) → Add → y. The per-tensor activation scale is set by channel 3: the others lose precision.
