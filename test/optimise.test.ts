@@ -18,7 +18,7 @@ import { equalize } from '../src/optimise/equalization.ts';
 import { biasCorrection } from '../src/optimise/bias-correction.ts';
 import { fallbackPass, withoutLayers } from '../src/optimise/fallback.ts';
 import { rangeSearch } from '../src/optimise/range-search.ts';
-import { outputError, type OptimiseContext, type QuantState } from '../src/optimise/context.ts';
+import { outputError, significantlyLower, type OptimiseContext, type QuantState } from '../src/optimise/context.ts';
 import { runRecipe, splitCalibration } from '../src/optimise/optimise.ts';
 import { RECIPES } from '../src/optimise/recipes.ts';
 import { realiseQdq } from '../src/realise/qdq.ts';
@@ -334,4 +334,18 @@ test('recipes judge passes on ≥ 16 samples when the set allows, and fit to oth
   // Too few to keep apart (6 batches of 8: 2 measure… only 4 left): both start at 0.
   s = splitCalibration(batches(6, 8));
   assert.deepEqual([ids(s.measure), ids(s.fit)], [range(0, 4), range(0, 6)]);
+});
+
+test('a pass is kept only when its paired per-sample improvement exceeds two standard errors', () => {
+  // d = [0.5, 0.5, 0.5, 0.5]: no spread, kept.
+  assert.deepEqual(significantlyLower([1, 2, 3, 4], [0.5, 1.5, 2.5, 3.5]), { lower: true, se: 0 });
+  // d = [1, −0.9]: mean 0.05, sd = √((0.95² + 0.95²)/1) = 1.3435, se = sd/√2 = 0.95 > mean/2: rolled back.
+  const r = significantlyLower([1, 1], [0, 1.9]);
+  assert.equal(r.lower, false);
+  assert.ok(Math.abs(r.se - 0.95) < 1e-12, `se ${r.se}`);
+  // d = [0.3, 0.1, 0.2]: mean 0.2, sd 0.1, se 0.1/√3 = 0.0577; 0.2 > 2·0.0577: kept. Worse on average: never kept.
+  assert.equal(significantlyLower([1, 1, 1], [0.7, 0.9, 0.8]).lower, true);
+  assert.equal(significantlyLower([1, 1, 1], [1.2, 1.1, 1.3]).lower, false);
+  // One sample: any improvement.
+  assert.equal(significantlyLower([1], [0.99]).lower, true);
 });

@@ -9,6 +9,25 @@ import type { ErrorMeasures } from './schema.ts';
 
 export const PPQ_POWER_EPS = 1e-7;
 
+/** PPQ's per-sample power ratio Σ(A−B)² / (ΣB² + 1e-7) of each of the `samples` equal leading slices (the same
+ * formula as `ErrorAccumulator.powerRatio`, kept per sample for paired comparisons). */
+export function perSamplePowerRatio(a: Float32Array, b: Float32Array, samples: number): Float64Array {
+  if (a.length !== b.length) throw new Error(`error measures: shapes differ (${a.length} vs ${b.length} elements)`);
+  const per = a.length / samples;
+  const out = new Float64Array(samples);
+  for (let s = 0; s < samples; s++) {
+    let noise = 0;
+    let signal = 0;
+    for (let i = s * per, end = i + per; i < end; i++) {
+      const d = a[i] - b[i];
+      noise += d * d;
+      signal += b[i] * b[i];
+    }
+    out[s] = noise / (signal + PPQ_POWER_EPS);
+  }
+  return out;
+}
+
 export class ErrorAccumulator {
   private samples = 0;
   private powerRatioSum = 0;

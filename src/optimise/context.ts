@@ -10,7 +10,7 @@ import type { QuantPlan } from '../quant/plan.ts';
 import type { QuantRule } from '../quant/rules.ts';
 import { realiseQdq } from '../realise/qdq.ts';
 import { createSession, type ModelSession } from '../runtime/session.ts';
-import { ErrorAccumulator } from '../analyse/error-measures.ts';
+import { perSamplePowerRatio } from '../analyse/error-measures.ts';
 
 export interface QuantState {
   model: ModelProto;
@@ -42,6 +42,8 @@ export interface PassReport {
   before: number;
   after: number;
   kept: boolean;
+  /** Standard error of the mean paired per-sample improvement (see `significantlyLower`). */
+  se?: number;
   ms: number;
   detail?: string;
 }
@@ -75,20 +77,56 @@ export async function floatOutputs(model: ModelProto, ctx: Pick<OptimiseContext,
   return new Map(names.map((n) => [n, cache!.get(n)!]));
 }
 
-/** Mean PPQ power ratio over the monitored outputs, quantized network vs float network, on the context batches. */
-export async function outputError(state: QuantState, ctx: OptimiseContext): Promise<number> {
+/**
+ * Per calibration sample (of the context batches), the PPQ power ratio of the quantized network against the float
+ * network, averaged over the monitored outputs. Kept per sample so that a recipe can tell a real improvement from
+ * noise (paired differences, see `significantlyLower`).
+ */
+export async function sampleErrors(state: QuantState, ctx: OptimiseContext): Promise<Float64Array> {
   const ref = await floatOutputs(ctx.reference, ctx, ctx.outputs);
   const q = realiseQdq(state.model, state.plan, state.params);
   const s: ModelSession = await createSession(q, { mode: 'simulate', extraOutputs: ctx.outputs });
-  const acc = ctx.outputs.map(() => new ErrorAccumulator());
+  const perSample: number[] = [];
   for (let i = 0; i < ctx.batches.length; i++) {
     const r = await s.run(ctx.batches[i], ctx.outputs);
     const n = Object.values(ctx.batches[i])[0].dims[0] ?? 1;
-    ctx.outputs.forEach((o, k) => acc[k].add(r[o].data as Float32Array, ref.get(o)![i], n));
+    const sum = new Float64Array(n);
+    for (const o of ctx.outputs) perSamplePowerRatio(r[o].data as Float32Array, ref.get(o)![i], n).forEach((v, k) => (sum[k] += v / ctx.outputs.length));
+    perSample.push(...sum);
   }
   await s.release();
-  const errs = acc.map((a) => a.result().powerRatio);
-  return errs.reduce((a, b) => a + b, 0) / errs.length;
+  return Float64Array.from(perSample);
+}
+
+export function mean(xs: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < xs.length; i++) s += xs[i];
+  return xs.length ? s / xs.length : NaN;
+}
+
+/** Mean PPQ power ratio over the monitored outputs and the samples of the context batches. */
+export async function outputError(state: QuantState, ctx: OptimiseContext): Promise<number> {
+  return mean(await sampleErrors(state, ctx));
+}
+
+/** Standard errors the mean improvement must exceed for a change to be kept (one-sided, ≈ 2.3% false keeps). */
+export const KEEP_Z = 2;
+
+/**
+ * Is `after` lower than `before` beyond sampling noise? Paired per-sample differences d = before − after: the mean
+ * must be positive and exceed KEEP_Z standard errors of the mean (with one sample: just positive). Returns the
+ * decision and the standard error. Without this, a pass judged on a handful of samples (batch-1 models) was kept
+ * for noise and raised the error on held-out data.
+ */
+export function significantlyLower(before: ArrayLike<number>, after: ArrayLike<number>): { lower: boolean; se: number } {
+  const n = before.length;
+  const d = Array.from({ length: n }, (_, i) => before[i] - after[i]);
+  const m = mean(d);
+  if (n < 2) return { lower: m > 0, se: 0 };
+  let v = 0;
+  for (const x of d) v += (x - m) ** 2;
+  const se = Math.sqrt(v / (n - 1) / n);
+  return { lower: m > 0 && m > KEEP_Z * se, se };
 }
 
 export function cloneParams(params: ReadonlyMap<string, QuantParams>): Map<string, QuantParams> {

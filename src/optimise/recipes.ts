@@ -17,7 +17,8 @@ export type PassSpec =
   | { pass: 'equalization' }
   | { pass: 'range-search' }
   | { pass: 'bias-correction' }
-  | { pass: 'weight-rounding'; options?: Partial<WeightRoundingOptions> }
+  /** `alsoFromStart`: also round from the plain rule, dropping the passes before it, and keep the lower end point. */
+  | { pass: 'weight-rounding'; options?: Partial<WeightRoundingOptions>; alsoFromStart?: boolean }
   | { pass: 'outlier-migration'; alpha?: number }
   | { pass: 'fallback'; budget: number };
 
@@ -29,7 +30,15 @@ export const RECIPES: Record<string, PassSpec[]> = {
   'weight-rounding': [{ pass: 'weight-rounding' }],
   'outlier-migration': [{ pass: 'outlier-migration' }],
   fallback: [{ pass: 'fallback', budget: 0.01 }],
-  best: [{ pass: 'equalization' }, { pass: 'outlier-migration' }, { pass: 'range-search' }, { pass: 'weight-rounding' }, { pass: 'bias-correction' }],
+  best: [
+    { pass: 'equalization' },
+    { pass: 'outlier-migration' },
+    { pass: 'range-search' },
+    { pass: 'weight-rounding', alsoFromStart: true },
+    // Again after rounding: the rounded weights change which activation ranges serve the layer outputs best.
+    { pass: 'range-search' },
+    { pass: 'bias-correction' },
+  ],
 };
 
 export function passFor(spec: PassSpec): OptimisePass {
