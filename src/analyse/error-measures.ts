@@ -12,19 +12,8 @@ export const PPQ_POWER_EPS = 1e-7;
 /** PPQ's per-sample power ratio Σ(A−B)² / (ΣB² + 1e-7) of each of the `samples` equal leading slices (the same
  * formula as `ErrorAccumulator.powerRatio`, kept per sample for paired comparisons). */
 export function perSamplePowerRatio(a: Float32Array, b: Float32Array, samples: number): Float64Array {
-  if (a.length !== b.length) throw new Error(`error measures: shapes differ (${a.length} vs ${b.length} elements)`);
-  const per = a.length / samples;
   const out = new Float64Array(samples);
-  for (let s = 0; s < samples; s++) {
-    let noise = 0;
-    let signal = 0;
-    for (let i = s * per, end = i + per; i < end; i++) {
-      const d = a[i] - b[i];
-      noise += d * d;
-      signal += b[i] * b[i];
-    }
-    out[s] = noise / (signal + PPQ_POWER_EPS);
-  }
+  new ErrorAccumulator().add(a, b, samples, out);
   return out;
 }
 
@@ -37,8 +26,9 @@ export class ErrorAccumulator {
   private dot = 0;
   private maxAbs = 0;
 
-  /** A and B with the same shape; `samplesInBatch` splits them into equal per-sample slices. */
-  add(a: Float32Array, b: Float32Array, samplesInBatch: number): void {
+  /** A and B with the same shape; `samplesInBatch` splits them into equal per-sample slices; `perSample`, when
+   * given, receives each slice's power ratio. */
+  add(a: Float32Array, b: Float32Array, samplesInBatch: number, perSample?: Float64Array): void {
     if (a.length !== b.length) throw new Error(`error measures: shapes differ (${a.length} vs ${b.length} elements)`);
     const per = a.length / samplesInBatch;
     for (let s = 0; s < samplesInBatch; s++) {
@@ -53,7 +43,9 @@ export class ErrorAccumulator {
         const ad = Math.abs(d);
         if (ad > this.maxAbs) this.maxAbs = ad;
       }
-      this.powerRatioSum += noise / (signal + PPQ_POWER_EPS);
+      const ratio = noise / (signal + PPQ_POWER_EPS);
+      if (perSample) perSample[s] = ratio;
+      this.powerRatioSum += ratio;
       this.noise += noise;
       this.signal += signal;
       this.samples++;
