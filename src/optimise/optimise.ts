@@ -69,11 +69,9 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
   for (const spec of recipe) {
     const pass = passFor(spec);
     const t0 = performance.now();
-    let next: QuantState;
-    let detail: string | undefined;
     const r = await pass.run(state, ctx);
-    detail = r.detail;
-    next = pass.stage === 'pre' ? await calibrated(r.state.model, o) : r.state;
+    let detail = r.detail;
+    let next = pass.stage === 'pre' ? await calibrated(r.state.model, o) : r.state;
     let nextErrors = next === state ? errors : await sampleErrors(next, ctx);
     let restart = false;
     if (spec.pass === 'weight-rounding' && spec.alsoFromStart && state !== initial) {
@@ -92,16 +90,15 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
       } else detail = `${detail}; after the earlier passes (from the plain rule: ${pct(mean(altErrors))})`;
     }
     // Judged against the current state, whichever start the pass took.
-    const before = errors;
-    const { lower, se } = significantlyLower(before, nextErrors);
+    const { lower, se } = significantlyLower(errors, nextErrors);
     const kept = spec.pass === 'fallback' ? next !== state : lower;
     if (kept && restart) {
       for (const rep of reports) if (rep.kept) Object.assign(rep, { kept: false, detail: `${rep.detail ?? ''} (superseded: weight rounding started from the plain rule)` });
       reference = prepared;
       ctx.reference = prepared;
     }
-    reports.push({ pass: pass.name, before: mean(before), after: mean(nextErrors), kept, se, ms: performance.now() - t0, detail });
-    ctx.log(`${pass.name}: output error ${pct(mean(before))} → ${pct(mean(nextErrors))} ± ${pct(se)} (${kept ? 'kept' : 'rolled back'})`);
+    reports.push({ pass: pass.name, before: mean(errors), after: mean(nextErrors), kept, se, ms: performance.now() - t0, detail });
+    ctx.log(`${pass.name}: output error ${pct(mean(errors))} → ${pct(mean(nextErrors))} ± ${pct(se)} (${kept ? 'kept' : 'rolled back'})`);
     if (kept) {
       state = next;
       errors = nextErrors;
