@@ -73,12 +73,15 @@ export interface AnalysisReport {
   layers: LayerAnalysis[];
   outputs: OutputAnalysis[];
   /** AQE = mean, MQE = max over layers' cumulative error; OQE = max over monitored outputs. */
-  summary: {
-    aqe: number;
-    mqe: number;
-    oqe: number;
-    aqeNorm: number;
-    mqeNorm: number;
-    oqeNorm: number;
-  };
+  summary: ErrorSummary;
+}
+
+/** AQE/MQE/OQE as power ratios, and the same as norm ratios. */
+export interface ErrorSummary {
+  aqe: number;
+  mqe: number;
+  oqe: number;
+  aqeNorm: number;
+  mqeNorm: number;
+  oqeNorm: number;
 }

@@ -9,25 +9,20 @@
  *  - 💔 on an error value: AQE > 10%, OQE > 10%, or MQE > 50% (power ratios; 10% ⇔ an SNR below 10 dB; the worst
  *    layer is naturally several times the mean, hence MQE's looser limit). A row is "poor" when AQE or OQE is.
  */
+import type { ErrorSummary } from '../analyse/schema.ts';
 import type { PassReport } from '../optimise/context.ts';
 import Table from 'cli-table3';
 import { escapeHtml } from '../report/html.ts';
 import type { PublishedRow, TaskKind } from './registry.ts';
 import type { MetricInfo } from './tasks/types.ts';
 
+export type { ErrorSummary };
+
 export const CELL_SCHEMA = 'onnxquant.zoo-cell/1' as const;
 
 export const DROP_LIMIT = 1;
 export const POOR_LIMITS = { aqe: 0.1, mqe: 0.5, oqe: 0.1 } as const;
 
-export interface ErrorSummary {
-  aqe: number;
-  mqe: number;
-  oqe: number;
-  aqeNorm: number;
-  mqeNorm: number;
-  oqeNorm: number;
-}
 
 export interface Provenance {
   modelFile: string;
