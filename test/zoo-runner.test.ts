@@ -16,7 +16,7 @@ import { makeTensor } from '../src/onnx/tensor-codec.ts';
 import { RULE_NAMES } from '../src/quant/rules.ts';
 import { iteratorDataset } from '../src/zoo/data/iterator.ts';
 import type { ZooEntry } from '../src/zoo/registry.ts';
-import { cellFile, parseShard, planCells, runZoo, type ZooOptions } from '../src/zoo/runner.ts';
+import { cellFile, crossRecipes, parseShard, planCells, runZoo, type ZooOptions } from '../src/zoo/runner.ts';
 
 function vi(name: string, dims: (number | string)[]): ValueInfoProto {
   return create(ValueInfoProtoSchema, {
@@ -104,6 +104,12 @@ test('shards take every n-th cell', () => {
   assert.throws(() => parseShard('x'), /i\/n/);
   const cells = planCells(entries, RULE_NAMES, { index: 1, count: 2 });
   assert.deepEqual(cells.map((c) => `${c.entry.id}:${c.rule}`), ['tiny:onnxquant-int8-perchannel', 'tiny:onnxquant-fp8', 'tiny2:onnxquant-int8-pot']);
+});
+
+test('--recipes crosses the rules without a recipe of their own; none is the plain rule', () => {
+  assert.deepEqual(crossRecipes(['a', 'b+best'], ['none', 'best', 'range-search']), ['a', 'a+best', 'a+range-search', 'b+best']);
+  assert.deepEqual(crossRecipes(['a', 'a+best'], ['best']), ['a+best']);
+  assert.deepEqual(crossRecipes(['a'], undefined), ['a']);
 });
 
 test('runs every cell, writes cell files and reports, and skips finished cells on a rerun', async () => {

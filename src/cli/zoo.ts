@@ -11,11 +11,10 @@ import { UserError } from '../errors.ts';
 import { writeFileAtomic } from '../onnx/model-io.ts';
 import { RULE_NAMES } from '../quant/rules.ts';
 import { RECIPES } from '../optimise/recipes.ts';
-import { splitRuleRecipe } from '../zoo/runner.ts';
 import { EMBEDDED_DEFAULTS, embeddedEntries } from '../zoo/embedded.ts';
 import { findEntries, REGISTRY } from '../zoo/registry.ts';
 import { renderCsv, renderHtmlIndex, renderJson, renderMarkdown, renderTerminal, type ZooRow } from '../zoo/results.ts';
-import { parseShard, runZoo } from '../zoo/runner.ts';
+import { crossRecipes, parseShard, runZoo, splitRuleRecipe } from '../zoo/runner.ts';
 
 const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
 const posInt = (name: string) => (v: string): number => {
@@ -39,6 +38,7 @@ export function registerZoo(program: Command): void {
     .option('--root <dir>', 'QuantZoo root with Model/ and Data/ (default: the embedded PP-OCRv4 mini zoo, no files needed)')
     .option('--models <a,b>', 'model ids (default: all)')
     .option('--rules <a,b>', `rules, each optionally with a recipe as rule+recipe, e.g. onnxquant-int8-pot+best (default: ${RULE_NAMES.join(',')})`)
+    .option('--recipes <a,b>', `cross every rule of --rules with these recipes ('none' = the plain rule), e.g. none,best (known: ${Object.keys(RECIPES).join(', ')})`)
     .option('--out <dir>', 'output folder: one folder per cell, results.{json,csv,md}, index.html', './zoo-results')
     .option('--shard <i/n>', 'run every n-th cell, starting with the i-th (1-based)')
     .option('--force', 'recompute cells that already have results')
@@ -51,7 +51,7 @@ export function registerZoo(program: Command): void {
     .action(async (o: Record<string, unknown>) => {
       const format = String(o.format);
       if (!['table', 'markdown', 'json', 'csv'].includes(format)) throw new UserError(`--format must be table, markdown, json or csv, got '${format}'`);
-      const rules = o.rules ? list(String(o.rules)) : RULE_NAMES;
+      const rules = crossRecipes(o.rules ? list(String(o.rules)) : RULE_NAMES, o.recipes ? list(String(o.recipes)) : undefined);
       for (const r of rules) {
         const { rule, recipe } = splitRuleRecipe(r);
         if (!RULE_NAMES.includes(rule)) throw new UserError(`unknown rule '${rule}' (known: ${RULE_NAMES.join(', ')})`);
