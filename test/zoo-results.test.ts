@@ -81,3 +81,24 @@ test('JSON: rows with their marks; terminal and HTML render every row', () => {
   assert.match(html, /<a href="good\/r\/report\.html">good<\/a>/);
   assert.ok(!html.includes("Zoo <1>"), "title escaped");
 });
+
+test('Markdown: rules × recipes, one table per base rule, a column per recipe, the passes each recipe kept', () => {
+  const pass = (name: string, before: number, after: number, kept: boolean) => ({ pass: name, before, after, kept, se: 0, ms: 1 });
+  const cells = [
+    row({ model: 'a', float: 80, quant: 70, timings: { quantizeMs: 2000, evaluateMs: 1, analyseMs: 1, floatEvaluateMs: 1 }, published: [{ source: 'PPQ', float: 80, quant: 60 }] }),
+    row({ model: 'a', rule: 'onnxquant-int8-perchannel+best', float: 80, quant: 79.5, timings: { quantizeMs: 60000, evaluateMs: 1, analyseMs: 1, floatEvaluateMs: 1 }, passes: [pass('equalization', 0.1, 0.2, false), pass('weight-rounding', 0.1, 0.02, true)] }),
+    row({ model: 'b', rule: 'onnxquant-int8-perchannel+range-search', float: 50, quant: 48.5 }),
+    row({ model: 'b', float: 50, quant: 48 }),
+    row({ model: 'a', rule: 'onnxquant-fp8+best', float: 80, quant: 75 }),
+  ];
+  const md = renderMarkdown(cells);
+  const pc = md.slice(md.indexOf('### onnxquant-int8-perchannel: rules × recipes'), md.indexOf('### onnxquant-fp8: rules × recipes'));
+  assert.match(pc, /\| Model \(metric\) \| Float \| plain \| best \| range-search \| PPQ published \|/);
+  assert.match(pc, /\| a \(top-1\) \| 80\.00% \| ❗70\.00% \(2\.0 s\) \| 79\.50% \(60\.0 s\) \| — \| 60\.00% \(PPQ\) \|/);
+  assert.match(pc, /\| b \(top-1\) \| 50\.00% \| ❗48\.00% \(1\.5 s\) \| — \| ❗48\.50% \(1\.5 s\) \| — \|/);
+  assert.match(pc, /- a best: output error on calibration 10\.00% → 2\.00%; kept: weight-rounding/);
+  // The FP8 table has no plain cell for 'a': a dash, not a number.
+  assert.match(md, /### onnxquant-fp8: rules × recipes[\s\S]*\| a \(top-1\) \| 80\.00% \| — \| ❗75\.00% \(1\.5 s\) \| — \|/);
+  // Plain-only sweeps get no recipe section.
+  assert.doesNotMatch(renderMarkdown(rows), /rules × recipes/);
+});

@@ -174,7 +174,55 @@ export function renderMarkdown(rows: readonly ZooRow[], opts: { title?: string }
     }
     out.push('');
   }
+  const recipes = renderRecipeTables(rows);
+  if (recipes) out.push(recipes);
   out.push(`Legend: ${LEGEND}`, '');
+  return out.join('\n');
+}
+
+// ---- rules × recipes ------------------------------------------------------------------------------------------
+
+/**
+ * The recipe comparison issue 8 asks for, one table per base rule: per model the float metric, the plain rule, each
+ * recipe that was run (columns in the order the cells come), and PPQ's published quantized figure; each cell is
+ * the quantized metric with the quantize time (recipe included), ❗ when it is more than DROP_LIMIT below float.
+ * Under the table, for each cell with a recipe, the passes it kept. Empty when no cell carries a recipe.
+ */
+export function renderRecipeTables(rows: readonly ZooRow[]): string {
+  const ok = rows.filter((r) => r.status === 'ok');
+  const split = (rule: string) => {
+    const plus = rule.indexOf('+');
+    return plus < 0 ? { base: rule, recipe: '' } : { base: rule.slice(0, plus), recipe: rule.slice(plus + 1) };
+  };
+  if (!ok.some((r) => split(r.rule).recipe)) return '';
+  const out: string[] = [];
+  for (const [base] of byRule(ok.map((r) => ({ ...r, rule: split(r.rule).base })))) {
+    const cells = ok.filter((r) => split(r.rule).base === base);
+    const recipes = [...new Set(cells.map((r) => split(r.rule).recipe).filter(Boolean))];
+    const models = [...new Set(cells.map((r) => r.model))];
+    out.push(`### ${base}: rules × recipes`, '');
+    out.push(`| Model (metric) | Float | plain | ${recipes.join(' | ')} | PPQ published |`);
+    out.push(`|---|---:|---:|${recipes.map(() => '---:|').join('')}---|`);
+    const kept: string[] = [];
+    for (const m of models) {
+      const at = (recipe: string) => cells.find((r) => r.model === m && split(r.rule).recipe === recipe);
+      const any = cells.find((r) => r.model === m)!;
+      const u = any.metric?.unit;
+      const cell = (r: ZooRow | undefined) =>
+        r ? `${accuracyDropped(r.float, r.quant) ? '❗' : ''}${formatMetric(r.quant, u)} (${formatSeconds(r.timings?.quantizeMs)})` : '—';
+      const published = (at('')?.published ?? any.published ?? []).map((p) => `${formatMetric(p.quant, u ?? (any.task === 'super-resolution' ? 'dB' : '%'))} (${p.source})`).join('; ') || '—';
+      out.push(`| ${m}${any.metric ? ` (${any.metric.name})` : ''} | ${formatMetric(any.float, u)} | ${cell(at(''))} | ${recipes.map((c) => cell(at(c))).join(' | ')} | ${published.replace(/\|/g, '\\|')} |`);
+      for (const c of recipes) {
+        const r = at(c);
+        if (!r?.passes?.length) continue;
+        const names = r.passes.filter((p) => p.kept).map((p) => p.pass);
+        const first = r.passes[0].before;
+        const last = [...r.passes].reverse().find((p) => p.kept)?.after ?? first;
+        kept.push(`- ${m} ${c}: output error on calibration ${formatRatio(first)} → ${formatRatio(last)}; kept: ${names.join(', ') || 'none'}`);
+      }
+    }
+    out.push('', ...kept, '');
+  }
   return out.join('\n');
 }
 
