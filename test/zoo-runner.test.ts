@@ -140,6 +140,11 @@ test('runs every cell, writes cell files and reports, and skips finished cells o
   assert.deepEqual(again.rows.map((r) => r.quant), run.rows.map((r) => r.quant));
 
   rmSync(cellFile(out, 'tiny2', 'onnxquant-fp8'));
+  // --reuse-only: the five cells on disk, the missing one left out and not computed.
+  const reused = await runZoo({ ...base(out), reuseOnly: true });
+  assert.deepEqual([reused.ran, reused.skipped, reused.notComputed, reused.rows.length], [0, 5, 1, 5]);
+  assert.ok(!existsSync(cellFile(out, 'tiny2', 'onnxquant-fp8')));
+  assert.ok(!reused.rows.some((r) => r.model === 'tiny2' && r.rule === 'onnxquant-fp8'));
   const partial = await runZoo(base(out));
   assert.deepEqual([partial.ran, partial.skipped], [1, 5]);
   const forced = await runZoo({ ...base(out), entries: [entries[0]], rules: ['onnxquant-int8-pot'], force: true });

@@ -42,6 +42,7 @@ export function registerZoo(program: Command): void {
     .option('--out <dir>', 'output folder: one folder per cell, results.{json,csv,md}, index.html', './zoo-results')
     .option('--shard <i/n>', 'run every n-th cell, starting with the i-th (1-based)')
     .option('--force', 'recompute cells that already have results')
+    .option('--reuse-only', 'compute nothing: tables from the cells already in --out (the others left out)')
     .option('--calib-batches <n>', 'calibration batches (default 32; embedded 4)', posInt('--calib-batches'))
     .option('--batch <n>', 'batch size (default 32; embedded 16)', posInt('--batch'))
     .option('--test-limit <n>', 'score at most n test samples per model, spread evenly over the test split', posInt('--test-limit'))
@@ -85,6 +86,7 @@ export function registerZoo(program: Command): void {
         out,
         ...(shard ? { shard } : {}),
         force: Boolean(o.force),
+        reuseOnly: Boolean(o.reuseOnly),
         calibBatches,
         batch,
         ...(o.testLimit !== undefined ? { testLimit: o.testLimit as number } : {}),
@@ -99,7 +101,7 @@ export function registerZoo(program: Command): void {
         format === 'markdown' ? renderMarkdown(run.rows, { title }) : format === 'json' ? renderJson(run.rows) : format === 'csv' ? renderCsv(run.rows) : renderTerminal(run.rows);
       process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
       process.stderr.write(
-        `zoo: ${run.ran} cell(s) run, ${run.skipped} reused, ${((performance.now() - t0) / 1000).toFixed(1)} s; wrote ${join(out, 'results.md')}, results.json, results.csv, index.html\n`,
+        `zoo: ${run.ran} cell(s) run, ${run.skipped} reused${run.notComputed ? `, ${run.notComputed} without a result left out (--reuse-only)` : ''}, ${((performance.now() - t0) / 1000).toFixed(1)} s; wrote ${join(out, 'results.md')}, results.json, results.csv, index.html\n`,
       );
     });
 }

@@ -74,12 +74,16 @@ export interface ZooOptions {
   provided?: ProvidedData;
   /** Seed recorded in provenance (data with randomness takes it from the registry entry). */
   seed?: number;
+  /** Compute nothing: report the cells already in `out` and leave the others out (rows, tables). */
+  reuseOnly?: boolean;
 }
 
 export interface ZooRun {
   rows: ZooRow[];
   ran: number;
   skipped: number;
+  /** Cells left out because they had no result and `reuseOnly` was set. */
+  notComputed: number;
   wallMs: number;
 }
 
@@ -178,7 +182,8 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
   let ran = 0;
   let skipped = 0;
   const runnable = new Map(o.entries.map((e) => [e, !e.skip && missingPaths(o.root, e).length === 0]));
-  const todoTotal = cells.filter((c) => runnable.get(c.entry) && (o.force || !readCell(cellFile(o.out, c.entry.id, c.rule)))).length;
+  const todoTotal = o.reuseOnly ? 0 : cells.filter((c) => runnable.get(c.entry) && (o.force || !readCell(cellFile(o.out, c.entry.id, c.rule)))).length;
+  let notComputed = 0;
   let todoDone = 0;
   const cellTimes: number[] = [];
   const eta = () => {
@@ -217,7 +222,8 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
         skipped++;
       } else todo.push(c);
     }
-    if (!todo.length) continue;
+    if (o.reuseOnly) notComputed += todo.length;
+    if (!todo.length || o.reuseOnly) continue;
 
     const tag = (rule: string, stage: string) => `[${todoDone + 1}/${todoTotal}] ${entry.id} · ${rule} · ${stage}`;
     let modelRows: ZooRow[];
@@ -235,7 +241,7 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
   // Keep registry order, then rule order as given.
   const order = new Map(o.entries.map((e, i) => [e.id, i]));
   rows.sort((a, b) => order.get(a.model)! - order.get(b.model)! || o.rules.indexOf(a.rule) - o.rules.indexOf(b.rule));
-  return { rows, ran, skipped, wallMs: performance.now() - t0 };
+  return { rows, ran, skipped, notComputed, wallMs: performance.now() - t0 };
 }
 
 interface RunCtx {
