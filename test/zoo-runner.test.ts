@@ -16,7 +16,8 @@ import { makeTensor } from '../src/onnx/tensor-codec.ts';
 import { RULE_NAMES } from '../src/quant/rules.ts';
 import { iteratorDataset } from '../src/zoo/data/iterator.ts';
 import type { ZooEntry } from '../src/zoo/registry.ts';
-import { cellFile, crossRecipes, parseShard, planCells, runZoo, type ZooOptions } from '../src/zoo/runner.ts';
+import { crossRecipes } from '../src/zoo/rule-recipe.ts';
+import { cellFile, parseShard, planCells, runZoo, type ZooOptions } from '../src/zoo/runner.ts';
 
 function vi(name: string, dims: (number | string)[]): ValueInfoProto {
   return create(ValueInfoProtoSchema, {

@@ -14,7 +14,8 @@ import { RECIPES } from '../optimise/recipes.ts';
 import { EMBEDDED_DEFAULTS, embeddedEntries } from '../zoo/embedded.ts';
 import { findEntries, REGISTRY } from '../zoo/registry.ts';
 import { renderCsv, renderHtmlIndex, renderJson, renderMarkdown, renderTerminal, type ZooRow } from '../zoo/results.ts';
-import { crossRecipes, parseShard, runZoo, splitRuleRecipe } from '../zoo/runner.ts';
+import { crossRecipes, splitRuleRecipe } from '../zoo/rule-recipe.ts';
+import { parseShard, runZoo } from '../zoo/runner.ts';
 
 const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
 const posInt = (name: string) => (v: string): number => {

@@ -14,6 +14,7 @@ import type { PassReport } from '../optimise/context.ts';
 import Table from 'cli-table3';
 import { escapeHtml } from '../report/html.ts';
 import type { PublishedRow, TaskKind } from './registry.ts';
+import { splitRuleRecipe } from './rule-recipe.ts';
 import type { MetricInfo } from './tasks/types.ts';
 
 export type { ErrorSummary };
@@ -190,9 +191,10 @@ export function renderMarkdown(rows: readonly ZooRow[], opts: { title?: string }
  */
 export function renderRecipeTables(rows: readonly ZooRow[]): string {
   const ok = rows.filter((r) => r.status === 'ok');
-  const split = (rule: string) => {
-    const plus = rule.indexOf('+');
-    return plus < 0 ? { base: rule, recipe: '' } : { base: rule.slice(0, plus), recipe: rule.slice(plus + 1) };
+  // The plain rule is recipe '' here: it has its own column, not one among the recipes.
+  const split = (name: string) => {
+    const { rule, recipe } = splitRuleRecipe(name);
+    return { base: rule, recipe: recipe === 'none' ? '' : recipe };
   };
   if (!ok.some((r) => split(r.rule).recipe)) return '';
   const out: string[] = [];
