@@ -17,13 +17,10 @@ import type { PublishedRow, TaskKind } from './registry.ts';
 import { splitRuleRecipe } from './rule-recipe.ts';
 import type { MetricInfo } from './tasks/types.ts';
 
-export type { ErrorSummary };
-
 export const CELL_SCHEMA = 'onnxquant.zoo-cell/1' as const;
 
 export const DROP_LIMIT = 1;
 export const POOR_LIMITS = { aqe: 0.1, mqe: 0.5, oqe: 0.1 } as const;
-
 
 export interface Provenance {
   modelFile: string;
@@ -117,13 +114,17 @@ function statusText(r: ZooRow): string {
 
 const RULE_ORDER = ['onnxquant-int8-perchannel', 'onnxquant-int8-pot', 'onnxquant-fp8'];
 
-function byRule(rows: readonly ZooRow[]): Map<string, ZooRow[]> {
-  const rules = [...new Set(rows.map((r) => r.rule))].sort((a, b) => {
+/** Rules in the OnnxQuant order (per-channel, power-of-2, FP8), then any others alphabetically. */
+function sortRules(rules: Iterable<string>): string[] {
+  return [...new Set(rules)].sort((a, b) => {
     const ia = RULE_ORDER.indexOf(a);
     const ib = RULE_ORDER.indexOf(b);
     return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || a.localeCompare(b);
   });
-  return new Map(rules.map((rule) => [rule, rows.filter((r) => r.rule === rule)]));
+}
+
+function byRule(rows: readonly ZooRow[]): Map<string, ZooRow[]> {
+  return new Map(sortRules(rows.map((r) => r.rule)).map((rule) => [rule, rows.filter((r) => r.rule === rule)]));
 }
 
 export const LEGEND =
@@ -190,29 +191,31 @@ export function renderMarkdown(rows: readonly ZooRow[], opts: { title?: string }
  * Under the table, for each cell with a recipe, the passes it kept. Empty when no cell carries a recipe.
  */
 export function renderRecipeTables(rows: readonly ZooRow[]): string {
-  const ok = rows.filter((r) => r.status === 'ok');
-  // The plain rule is recipe '' here: it has its own column, not one among the recipes.
-  const split = (name: string) => {
-    const { rule, recipe } = splitRuleRecipe(name);
-    return { base: rule, recipe: recipe === 'none' ? '' : recipe };
-  };
-  if (!ok.some((r) => split(r.rule).recipe)) return '';
+  // Each cell split once into its base rule and recipe; the plain rule is recipe '' (its own column).
+  const ok = rows
+    .filter((r) => r.status === 'ok')
+    .map((row) => {
+      const { rule, recipe } = splitRuleRecipe(row.rule);
+      return { row, base: rule, recipe: recipe === 'none' ? '' : recipe };
+    });
+  if (!ok.some((c) => c.recipe)) return '';
   const out: string[] = [];
-  for (const [base] of byRule(ok.map((r) => ({ ...r, rule: split(r.rule).base })))) {
-    const cells = ok.filter((r) => split(r.rule).base === base);
-    const recipes = [...new Set(cells.map((r) => split(r.rule).recipe).filter(Boolean))];
-    const models = [...new Set(cells.map((r) => r.model))];
+  for (const base of sortRules(ok.map((c) => c.base))) {
+    const cells = ok.filter((c) => c.base === base);
+    const recipes = [...new Set(cells.map((c) => c.recipe).filter(Boolean))];
+    const models = [...new Set(cells.map((c) => c.row.model))];
     out.push(`### ${base}: rules × recipes`, '');
     out.push(`| Model (metric) | Float | plain | ${recipes.join(' | ')} | PPQ published |`);
     out.push(`|---|---:|---:|${recipes.map(() => '---:|').join('')}---|`);
     const kept: string[] = [];
     for (const m of models) {
-      const at = (recipe: string) => cells.find((r) => r.model === m && split(r.rule).recipe === recipe);
-      const any = cells.find((r) => r.model === m)!;
+      const at = (recipe: string) => cells.find((c) => c.row.model === m && c.recipe === recipe)?.row;
+      const any = cells.find((c) => c.row.model === m)!.row;
       const u = any.metric?.unit;
       const cell = (r: ZooRow | undefined) =>
         r ? `${accuracyDropped(r.float, r.quant) ? '❗' : ''}${formatMetric(r.quant, u)} (${formatSeconds(r.timings?.quantizeMs)})` : '—';
-      const published = (at('')?.published ?? any.published ?? []).map((p) => `${formatMetric(p.quant, u ?? (any.task === 'super-resolution' ? 'dB' : '%'))} (${p.source})`).join('; ') || '—';
+      // Published PPQ rows belong to the plain rule's cell.
+      const published = (at('')?.published ?? []).map((p) => `${formatMetric(p.quant, u ?? (any.task === 'super-resolution' ? 'dB' : '%'))} (${p.source})`).join('; ') || '—';
       out.push(`| ${m}${any.metric ? ` (${any.metric.name})` : ''} | ${formatMetric(any.float, u)} | ${cell(at(''))} | ${recipes.map((c) => cell(at(c))).join(' | ')} | ${published.replace(/\|/g, '\\|')} |`);
       for (const c of recipes) {
         const r = at(c);

@@ -27,7 +27,8 @@ import { renderAnalysisHtml } from '../report/html.ts';
 import { createSession } from '../runtime/session.ts';
 import { type CachedSplit, cacheSplit, DEFAULT_CACHE_BYTES, missingPaths, modelPath, openSource, type ProvidedData, slice, spread } from './datasets.ts';
 import type { RuleName, ZooEntry } from './registry.ts';
-import { CELL_SCHEMA, type ErrorSummary, type Provenance, type ZooRow } from './results.ts';
+import type { ErrorSummary } from '../analyse/schema.ts';
+import { CELL_SCHEMA, type Provenance, type ZooRow } from './results.ts';
 import { evaluate, type EvaluateResult, makeEvaluator } from './tasks/index.ts';
 
 export interface ZooOptions {
