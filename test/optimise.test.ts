@@ -349,16 +349,3 @@ test('a pass is kept only when its paired per-sample improvement exceeds two sta
   // One sample: any improvement.
   assert.equal(significantlyLower([1], [0.99]).lower, true);
 });
-
-test('a consistent proportional improvement is kept even when one high-error sample dominates the spread', () => {
-  // d = [0.6, 0.005, 0.005, 0.005]: mean 0.15375, deviations [0.44625, −0.14875 ×3], sample variance
-  // (0.44625² + 3·0.14875²)/3 = 0.0885063, se = √(0.0885063/4) = 0.148750: 0.15375 < 2·se, d alone rolls it back.
-  // ln ratios [ln 2.5, ln 2 ×3] = [0.916291, 0.693147 ×3]: mean 0.748933, se 0.0557860: 0.7489 > 2·se, kept.
-  const r = significantlyLower([1, 0.01, 0.01, 0.01], [0.4, 0.005, 0.005, 0.005]);
-  assert.equal(r.lower, true);
-  assert.ok(Math.abs(r.se - 0.14875) < 1e-9, `se ${r.se}`);
-  // Same halving on the easy samples, but the hard one gets worse so the mean error rises: never kept.
-  assert.equal(significantlyLower([1, 0.01, 0.01, 0.01], [1.2, 0.005, 0.005, 0.005]).lower, false);
-  // Mean lower but ratios scattered around 1 (one sample 4× better, the others a little worse): rolled back.
-  assert.equal(significantlyLower([1, 0.01, 0.01, 0.01], [0.25, 0.012, 0.012, 0.012]).lower, false);
-});

@@ -109,42 +109,24 @@ export async function outputError(state: QuantState, ctx: OptimiseContext): Prom
   return mean(await sampleErrors(state, ctx));
 }
 
-/** Standard errors a mean improvement must exceed for a change to be kept (one-sided, ≈ 2.3% false keeps per test). */
+/** Standard errors the mean improvement must exceed for a change to be kept (one-sided, ≈ 2.3% false keeps). */
 export const KEEP_Z = 2;
 
-/** Mean and standard error of the mean of `xs` (sample variance, n − 1). */
-function meanAndSe(xs: readonly number[]): { m: number; se: number } {
-  const m = mean(xs);
-  let v = 0;
-  for (const x of xs) v += (x - m) ** 2;
-  return { m, se: Math.sqrt(v / (xs.length - 1) / xs.length) };
-}
-
 /**
- * Is `after` lower than `before` beyond sampling noise? The mean paired difference d = before − after (the
- * objective: mean error) must be positive, and it or the mean log ratio ln(before/after) must exceed KEEP_Z
- * standard errors of its mean (with one sample: d just positive). Returns the decision and the standard error of d.
- *
- * Why two tests: per-sample errors of one network span orders of magnitude (a textured image vs a flat one, a
- * hard word vs an easy one), and a pass lowers them roughly in proportion, so a few high-error samples dominate the
- * spread of d. srcnn per-channel, 16 measuring images: weight rounding lowered the mean 0.0645% → 0.0462% yet d's
- * standard error was 0.0197%, and the pass was rolled back (−0.2 dB on the test set). The log ratio weighs every
- * sample alike and sees such a consistent improvement; d alone still decides for changes that help the hard
- * samples a lot and the easy ones a little worse. Either test at KEEP_Z: at most ≈ 4.6% false keeps. Without a
- * test at all, passes judged on a handful of samples (batch-1 models) were kept for noise and raised the error on
- * held-out data.
+ * Is `after` lower than `before` beyond sampling noise? Paired per-sample differences d = before − after: the mean
+ * must be positive and exceed KEEP_Z standard errors of the mean (with one sample: just positive). Returns the
+ * decision and the standard error. Without this, a pass judged on a handful of samples (batch-1 models) was kept
+ * for noise and raised the error on held-out data.
  */
 export function significantlyLower(before: ArrayLike<number>, after: ArrayLike<number>): { lower: boolean; se: number } {
   const n = before.length;
   const d = Array.from({ length: n }, (_, i) => before[i] - after[i]);
-  if (n < 2) return { lower: mean(d) > 0, se: 0 };
-  const { m, se } = meanAndSe(d);
-  if (!(m > 0)) return { lower: false, se };
-  if (m > KEEP_Z * se) return { lower: true, se };
-  // Errors are power ratios ≥ 0; the floor keeps an exact zero (a sample the change makes perfect) finite.
-  const tiny = 1e-30;
-  const r = meanAndSe(Array.from({ length: n }, (_, i) => Math.log((before[i] + tiny) / (after[i] + tiny))));
-  return { lower: r.m > KEEP_Z * r.se, se };
+  const m = mean(d);
+  if (n < 2) return { lower: m > 0, se: 0 };
+  let v = 0;
+  for (const x of d) v += (x - m) ** 2;
+  const se = Math.sqrt(v / (n - 1) / n);
+  return { lower: m > 0 && m > KEEP_Z * se, se };
 }
 
 export function cloneParams(params: ReadonlyMap<string, QuantParams>): Map<string, QuantParams> {
