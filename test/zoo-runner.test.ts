@@ -17,7 +17,7 @@ import { RULE_NAMES } from '../src/quant/rules.ts';
 import { iteratorDataset } from '../src/zoo/data/iterator.ts';
 import type { ZooEntry } from '../src/zoo/registry.ts';
 import { crossRecipes } from '../src/zoo/rule-recipe.ts';
-import { cellFile, parseShard, planCells, runZoo, type ZooOptions } from '../src/zoo/runner.ts';
+import { cellFile, parseShard, planCells, runZoo, type ZooOptions, type ZooRun } from '../src/zoo/runner.ts';
 
 function vi(name: string, dims: (number | string)[]): ValueInfoProto {
   return create(ValueInfoProtoSchema, {
@@ -150,6 +150,19 @@ test('runs every cell, writes cell files and reports, and skips finished cells o
   assert.deepEqual([partial.ran, partial.skipped], [1, 5]);
   const forced = await runZoo({ ...base(out), entries: [entries[0]], rules: ['onnxquant-int8-pot'], force: true });
   assert.deepEqual([forced.ran, forced.skipped], [1, 0]);
+});
+
+test('PPQ published rows sit on the plain cell only, whether a cell is computed or read back', async () => {
+  const out = join(root, 'out-published');
+  const o = { ...base(out), entries: [entries[0]], rules: ['onnxquant-int8-perchannel', 'onnxquant-int8-perchannel+bias-correction'] };
+  const pub = (rows: ZooRun['rows']) => rows.map((r) => [r.rule, r.published?.length ?? 0]);
+  const expected = [['onnxquant-int8-perchannel', 1], ['onnxquant-int8-perchannel+bias-correction', 0]];
+  const first = await runZoo(o);
+  assert.equal(first.ran, 2);
+  assert.deepEqual(pub(first.rows), expected);
+  const again = await runZoo(o);
+  assert.equal(again.skipped, 2);
+  assert.deepEqual(pub(again.rows), expected);
 });
 
 test('two shards cover all cells once; a final unsharded run only collects', async () => {

@@ -84,6 +84,16 @@ interface Cell {
   index: number;
 }
 
+/**
+ * PPQ's published rows for a cell: only on the plain rule's cell (a recipe cell is compared with them through the
+ * plain one, see renderRecipeTables), the same whether the cell was computed now or read back from --out.
+ */
+function publishedFor(entry: ZooEntry, cellRule: string): Pick<ZooRow, 'published'> {
+  const { rule, recipe } = splitRuleRecipe(cellRule);
+  const rows = recipe === 'none' ? entry.published?.[rule as RuleName] : undefined;
+  return rows ? { published: rows } : {};
+}
+
 export function cellDir(out: string, model: string, rule: string): string {
   return join(out, safeName(model), rule);
 }
@@ -186,7 +196,7 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
       task: entry.task.kind,
       rule,
       status: 'ok',
-      ...(entry.published?.[splitRuleRecipe(rule).rule as RuleName] ? { published: entry.published[rule as RuleName] } : {}),
+      ...publishedFor(entry, rule),
     });
     if (entry.skip) {
       for (const c of mcells) rows.push({ ...base(c.rule), status: 'skipped', reason: entry.skip });
@@ -201,7 +211,7 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
     for (const c of mcells) {
       const done = o.force ? undefined : readCell(cellFile(o.out, entry.id, c.rule));
       if (done) {
-        rows.push({ ...done, ...(entry.published?.[splitRuleRecipe(c.rule).rule as RuleName] ? { published: entry.published[c.rule as RuleName] } : {}) });
+        rows.push({ ...done, ...publishedFor(entry, c.rule) });
         skipped++;
       } else todo.push(c);
     }
@@ -295,7 +305,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
         reason: msg.slice(0, 300),
         metric: evaluator.metric,
         float: float.value,
-        ...(entry.published?.[splitRuleRecipe(c.rule).rule as RuleName] ? { published: entry.published[c.rule as RuleName] } : {}),
+        ...publishedFor(entry, c.rule),
       });
       ctx.onCellDone(0);
     }
@@ -404,13 +414,12 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
       provenance,
     };
     writeFileAtomic(join(cdir, 'cell.json'), JSON.stringify(row, null, 1));
-    const pub = entry.published?.[splitRuleRecipe(c.rule).rule as RuleName];
     const ms = performance.now() - tc;
     ctx.onCellDone(ms);
     log(
       `${entry.id} · ${c.rule}: ${evaluator.metric.name} ${float.value.toFixed(2)} → ${r.value.toFixed(2)}, AQE ${(errors.aqe * 100).toFixed(2)}% MQE ${(errors.mqe * 100).toFixed(2)}% OQE ${(errors.oqe * 100).toFixed(2)}% ` +
         `(quantize ${(quantizeMs / 1000).toFixed(1)} s, evaluate ${(evaluateMs / 1000).toFixed(1)} s, analyse ${(analyseMs / 1000).toFixed(1)} s)`,
     );
-    return { ...row, ...(pub ? { published: pub } : {}) };
+    return { ...row, ...publishedFor(entry, c.rule) };
   }
 }
