@@ -94,6 +94,11 @@ function publishedFor(entry: ZooEntry, cellRule: string): Pick<ZooRow, 'publishe
   return rows ? { published: rows } : {};
 }
 
+/** The fields every row of a cell has, whatever became of it (run, reused, skipped, missing, failed). */
+function baseRow(entry: ZooEntry, rule: string): ZooRow {
+  return { schema: CELL_SCHEMA, model: entry.id, suite: entry.suite, task: entry.task.kind, rule, status: 'ok', ...publishedFor(entry, rule) };
+}
+
 export function cellDir(out: string, model: string, rule: string): string {
   return join(out, safeName(model), rule);
 }
@@ -189,22 +194,13 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
   for (const c of cells) byModel.set(c.entry, [...(byModel.get(c.entry) ?? []), c]);
 
   for (const [entry, mcells] of byModel) {
-    const base = (rule: string): ZooRow => ({
-      schema: CELL_SCHEMA,
-      model: entry.id,
-      suite: entry.suite,
-      task: entry.task.kind,
-      rule,
-      status: 'ok',
-      ...publishedFor(entry, rule),
-    });
     if (entry.skip) {
-      for (const c of mcells) rows.push({ ...base(c.rule), status: 'skipped', reason: entry.skip });
+      for (const c of mcells) rows.push({ ...baseRow(entry, c.rule), status: 'skipped', reason: entry.skip });
       continue;
     }
     const missing = missingPaths(o.root, entry);
     if (missing.length) {
-      for (const c of mcells) rows.push({ ...base(c.rule), status: 'missing', reason: `missing ${missing[0]}${missing.length > 1 ? ` (+${missing.length - 1})` : ''}` });
+      for (const c of mcells) rows.push({ ...baseRow(entry, c.rule), status: 'missing', reason: `missing ${missing[0]}${missing.length > 1 ? ` (+${missing.length - 1})` : ''}` });
       continue;
     }
     const todo: Cell[] = [];
@@ -226,7 +222,7 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
     } catch (e) {
       const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
       log(`${entry.id}: failed: ${msg}`);
-      modelRows = todo.map((c) => ({ ...base(c.rule), status: 'error' as const, reason: msg.slice(0, 300) }));
+      modelRows = todo.map((c) => ({ ...baseRow(entry, c.rule), status: 'error' as const, reason: msg.slice(0, 300) }));
       todoDone += todo.length;
     }
     rows.push(...modelRows);
@@ -296,11 +292,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
       const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
       log(`${entry.id} · ${c.rule}: failed: ${msg}`);
       rows.push({
-        schema: CELL_SCHEMA,
-        model: entry.id,
-        suite: entry.suite,
-        task: entry.task.kind,
-        rule: c.rule,
+        ...baseRow(entry, c.rule),
         status: 'error',
         reason: msg.slice(0, 300),
         metric: evaluator.metric,
