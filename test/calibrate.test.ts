@@ -1,6 +1,6 @@
 /**
  * Percentile statistics computed by TopK inside onnxruntime equal the JS observer's selection exactly, on a graph
- * built here and on a real model; and the streaming observers keep no per-batch state (memory does not grow).
+ * built here and on a real model, and against a sort on layouts built to break the row-maxima shortcut; and the streaming observers keep no per-batch state (memory does not grow).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +16,8 @@ import { calibrate, type Feeds } from '../src/calibrate/calibrate.ts';
 import { prepareModel } from '../src/quantize.ts';
 import { seededRandom } from '../src/math.ts';
 import { graphInputs } from '../src/runtime/inputs.ts';
+import { appendPercentileStats } from '../src/calibrate/in-graph-stats.ts';
+import { createSession } from '../src/runtime/session.ts';
 
 function tiny(): ModelProto {
   const r = seededRandom(11);
@@ -60,6 +62,48 @@ async function compare(model: ModelProto, feeds: Feeds[]) {
 
 test('in-graph TopK percentiles and ReduceMin/ReduceMax ranges equal the JS observers exactly (small graph, odd sizes, heavy tails)', async () => {
   await compare(tiny(), data([3, 3, 17, 13], 3, 5));
+});
+
+/** PPQ's order statistics by sorting the whole tensor: the reference for the in-graph selection. */
+function sortedPercentiles(x: Float32Array, p: number): [number, number] {
+  const n = x.length;
+  const v = Float64Array.from(x).sort();
+  const kMin = Math.max(0, Math.floor(n * (1 - p))) + 1;
+  const kMax = n - Math.min(Math.floor(n * p), n - 1);
+  return [v[kMin - 1], v[n - kMax]];
+}
+
+test('in-graph percentiles equal a full sort where the k extremes crowd into few rows, tie, or rows have one element', async () => {
+  const r = seededRandom(21);
+  const cases: { name: string; dims: number[]; p: number; fill: (i: number, dims: number[]) => number }[] = [
+    // 32000 values, k = 32: the 40 outliers (positive and negative) fill 5 whole rows of 8, so k exceeds the rows
+    // they occupy and most top rows contribute several of the k values.
+    { name: 'outliers packed in 5 rows', dims: [4, 1000, 8], p: 0.999, fill: (i) => (i < 40 ? 100 + (i % 7) : i >= 31960 ? -100 - (i % 5) : r() * 2 - 1) },
+    // Every row has the same maximum 5 and minimum −5 (ties across rows at the selected row extreme), ReLU-like zeros.
+    { name: 'tied row extremes', dims: [300, 10], p: 0.99, fill: (i) => (i % 10 === 0 ? 5 : i % 10 === 1 ? -5 : r() < 0.5 ? 0 : r()) },
+    { name: 'rows of one element', dims: [500, 1], p: 0.99, fill: () => r() * 4 - 2 },
+    { name: 'rank 1', dims: [37], p: 0.9, fill: () => Math.round(r() * 6) },
+    { name: 'NCHW, k > rows', dims: [2, 3, 5, 7], p: 0.6, fill: () => r() - 0.5 },
+  ];
+  for (const opset of [13, 18]) {
+    for (const c of cases) {
+      const size = c.dims.reduce((a, b) => a * b, 1);
+      const data = Float32Array.from({ length: size }, (_, i) => c.fill(i, c.dims));
+      const model = create(ModelProtoSchema, {
+        irVersion: 8n,
+        opsetImport: [{ domain: '', version: BigInt(opset) }],
+        graph: { name: 'g', node: [makeNode('Identity', ['x'], ['y'], 'id')], input: [{ name: 'x', type: { value: { case: 'tensorType', value: { elemType: DT.FLOAT } } } }], output: [{ name: 'y' }] },
+      });
+      const { model: stats, outputs } = appendPercentileStats(model, [{ tensor: 'y', percentile: c.p }]);
+      const o = outputs.get('y')!;
+      const s = await createSession(stats, { mode: 'float' });
+      const out = await s.run({ x: { dims: c.dims, data } }, [o.lo, o.hi]);
+      await s.release();
+      const lo = out[o.lo].data as Float32Array;
+      const hi = out[o.hi].data as Float32Array;
+      assert.deepEqual([lo[lo.length - 1], hi[hi.length - 1]], sortedPercentiles(data, c.p), `${c.name}, opset ${opset}`);
+    }
+  }
 });
 
 const sq = '../shared/quantzoo/Model/cifar10/squeezenet_cifar10.onnx';
