@@ -25,52 +25,53 @@ export function appendPercentileStats(input: ModelProto, tensors: readonly { ten
   const g = model.graph!;
   const c = (name: string, dt: number, dims: number[], v: number[]) => g.initializer.push(makeTensor(name, dt, dims, v));
   c('__st_m1', DT.INT64, [1], [-1]);
-  c('__st_one', DT.INT64, [], [1]);
-  c('__st_zero', DT.INT64, [], [0]);
   c('__st_i1', DT.INT64, [1], [1]);
-  c('__st_big', DT.INT64, [1], [2 ** 31 - 1]);
+  c('__st_neg_a', DT.INT64, [2], [-1, 1]);
+  c('__st_ones', DT.INT64, [2], [1, 1]);
+  c('__st_rows', DT.INT64, [2], [0, 0]);
   const opset = opsetVersion(model);
   const outputs = new Map<string, OrderStatOutputs>();
+  // Every node here runs once per batch and costs session creation time (~0.25 ms per node on en_number), so the
+  // index arithmetic works on [kMin, kMax] pairs: 25 nodes per tensor.
   tensors.forEach(({ tensor: x, percentile: p }, i) => {
+    // p ≤ 1 makes floor(n·(1−p)) ≥ 0, so PPQ's max(0, ·) is the identity and kMin = floor(n·(1−p)) + 1;
+    // kMax = n − min(floor(n·p), n − 1) = max(n − floor(n·p), 1).
+    if (!(p > 0 && p <= 1)) throw new Error(`percentile must be in (0, 1], got ${p} for '${x}'`);
     const s = (k: string) => `__st${i}_${k}`;
-    const add = (op: string, ins: string[], out: string, attrs = {}) => g.node.push(makeNode(op, ins, [out], s(`n_${out}`), attrs));
-    c(s('p'), DT.DOUBLE, [], [p]);
-    c(s('1mp'), DT.DOUBLE, [], [1 - p]);
-    add('Size', [x], s('n'));
-    add('Cast', [s('n')], s('nd'), { to: DT.DOUBLE });
-    add('Mul', [s('nd'), s('1mp')], s('a'));
-    add('Floor', [s('a')], s('af'));
-    add('Cast', [s('af')], s('ai'), { to: DT.INT64 });
-    add('Max', [s('ai'), '__st_zero'], s('minIdx'));
-    add('Add', [s('minIdx'), '__st_one'], s('kmin0'));
-    add('Reshape', [s('kmin0'), '__st_m1'], s('kmin'));
-    add('Mul', [s('nd'), s('p')], s('b'));
-    add('Floor', [s('b')], s('bf'));
-    add('Cast', [s('bf')], s('bi'), { to: DT.INT64 });
-    add('Sub', [s('n'), '__st_one'], s('nm1'));
-    add('Min', [s('bi'), s('nm1')], s('maxIdx'));
-    add('Sub', [s('n'), s('maxIdx')], s('kmax0'));
-    add('Reshape', [s('kmax0'), '__st_m1'], s('kmax'));
+    const add = (op: string, ins: string[], outs: string | string[], attrs = {}) => {
+      const o = typeof outs === 'string' ? [s(outs)] : outs.map(s);
+      g.node.push(makeNode(op, ins, o, s(`n_${o[0]}`), attrs));
+    };
+    c(s('q'), DT.DOUBLE, [2], [1 - p, p]);
+    // Rows of the last dimension (Flatten with a negative axis: opset 11+; rank 1 gives one row).
+    add('Flatten', [x], 'rows', { axis: -1 });
+    add('Shape', [s('rows')], 'shape');
+    add('ReduceProd', [s('shape')], 'n', { keepdims: 1 });
+    add('Cast', [s('n')], 'nd', { to: DT.DOUBLE });
+    add('Mul', [s('nd'), s('q')], 'nq');
+    add('Floor', [s('nq')], 'nqf');
+    add('Cast', [s('nqf')], 'ab', { to: DT.INT64 }); // [floor(n·(1−p)), floor(n·p)] = [a, b]
+    add('Mul', [s('ab'), '__st_neg_a'], 'mab'); // [−a, b]
+    add('Concat', ['__st_i1', s('n')], 'onen', { axis: 0 }); // [1, n]
+    add('Sub', [s('onen'), s('mab')], 'k0'); // [a + 1, n − b]
+    add('Max', [s('k0'), '__st_ones'], 'k'); // [kMin, kMax]
+    add('Gather', [s('shape'), '__st_rows'], 'rr'); // [rows, rows]
+    add('Min', [s('k'), s('rr')], 'kr'); // k capped at the row count, for the TopK over row extremes
+    add('Split', [s('k'), '__st_ones'], ['kmin', 'kmax'], { axis: 0 }); // split sizes as an input: opset 13+
+    add('Split', [s('kr'), '__st_ones'], ['kminr', 'kmaxr'], { axis: 0 });
     // Exact selection without sorting the whole tensor (TopK over every element was ~3/4 of calibration's extra
-    // time on en_number). View x as rows of its last dimension and take each row's extreme with one ReduceMax
-    // (ReduceMin) pass. Let m be the k-th largest row maximum (k capped at the row count): k rows each hold an
-    // element ≥ m, so the k-th largest element v ≥ m, and every element > m lies in a row whose maximum is > m —
-    // one of the k rows TopK picks. Hence the k-th largest element of those k rows is v (ties at m included), and
-    // only k whole rows go to the final TopK.
-    add('Shape', [x], s('shape'));
-    add('Slice', [s('shape'), '__st_m1', '__st_big'], s('last'));
-    g.node.push(makeNode('Concat', ['__st_m1', s('last')], [s('rshape')], s('n_rshape'), { axis: 0 }));
-    add('Reshape', [x, s('rshape')], s('rows'));
+    // time on en_number). Take each row's extreme with one ReduceMax (ReduceMin) pass. Let m be the k-th largest
+    // row maximum (k capped at the row count): k rows each hold an element ≥ m, so the k-th largest element v ≥ m,
+    // and every element > m lies in a row whose maximum is > m — one of the k rows TopK picks. Hence the k-th
+    // largest element of those k rows is v (ties at m included), and only k whole rows go to the final TopK.
     for (const [side, k, largest, reduce] of [['lo', 'kmin', 0, 'ReduceMin'], ['hi', 'kmax', 1, 'ReduceMax']] as const) {
       // ReduceMin/ReduceMax take `axes` as an attribute up to opset 17 and as an input from 18.
-      if (opset >= 18) g.node.push(makeNode(reduce, [s('rows'), '__st_i1'], [s(`${side}b`)], s(`n_${side}b`), { keepdims: 0 }));
-      else add(reduce, [s('rows')], s(`${side}b`), { axes: [1], keepdims: 0 });
-      add('Shape', [s(`${side}b`)], s(`${side}nb`));
-      add('Min', [s(k), s(`${side}nb`)], s(`${k}b`));
-      g.node.push(makeNode('TopK', [s(`${side}b`), s(`${k}b`)], [s(`${side}bv`), s(`${side}bi`)], s(`topk_${side}_rows`), { largest, sorted: 0 }));
-      g.node.push(makeNode('Gather', [s('rows'), s(`${side}bi`)], [s(`${side}g`)], s(`n_${side}g`), { axis: 0 }));
-      add('Reshape', [s(`${side}g`), '__st_m1'], s(`${side}c`));
-      g.node.push(makeNode('TopK', [s(`${side}c`), s(k)], [s(side), s(`${side}i`)], s(`topk_${side}`), { largest, sorted: 1 }));
+      if (opset >= 18) add(reduce, [s('rows'), '__st_i1'], `${side}b`, { keepdims: 0 });
+      else add(reduce, [s('rows')], `${side}b`, { axes: [1], keepdims: 0 });
+      add('TopK', [s(`${side}b`), s(`${k}r`)], [`${side}bv`, `${side}bi`], { largest, sorted: 0 });
+      add('Gather', [s('rows'), s(`${side}bi`)], `${side}g`, { axis: 0 });
+      add('Reshape', [s(`${side}g`), '__st_m1'], `${side}c`);
+      add('TopK', [s(`${side}c`), s(k)], [side, `${side}i`], { largest, sorted: 1 });
     }
     for (const o of [s('lo'), s('hi')]) g.output.push(create(ValueInfoProtoSchema, { name: o }));
     outputs.set(x, { lo: s('lo'), hi: s('hi') });
