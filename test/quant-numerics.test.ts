@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { float32ToFloat8, float8ToFloat32 } from '../src/onnx/float-formats.ts';
+import { float32ToFloat8, float8ToFloat32, roundToE4m3fn } from '../src/onnx/float-formats.ts';
 import {
   dequantizeInt,
   fakeQuantFp8,
@@ -222,6 +222,30 @@ test('FP8 E4M3: normal-range ties', () => {
   // 3.75 (0x47, odd) and 4 (0x48, even) → 4.
   assert.equal(e4m3(3.875), 4);
   assert.equal(e4m3(3.875, 'towardZero'), 3.75);
+});
+
+test('roundToE4m3fn (the fast path of fakeQuantFp8) equals encode-then-decode on every tie, its neighbours and a dense float32 sweep', () => {
+  const generic = (x: number) => float8ToFloat32(float32ToFloat8(x, 'e4m3fn'), 'e4m3fn');
+  const f32 = new Float32Array(1);
+  const u32 = new Uint32Array(f32.buffer);
+  const near = (x: number) => {
+    f32[0] = x;
+    const u = u32[0];
+    return [-1, 0, 1].map((d) => ((u32[0] = u + d), f32[0]));
+  };
+  const points: number[] = [0, -0, NaN, Infinity, -Infinity, 448, 464, 480, 2 ** -6, 2 ** -9, 2 ** -10];
+  // Every midpoint between neighbouring E4M3 magnitudes (the ties), and one float32 ulp either side.
+  const mags = Array.from({ length: 0x7f }, (_, c) => float8ToFloat32(c, 'e4m3fn'));
+  for (let i = 0; i + 1 < mags.length; i++) points.push(...near((mags[i] + mags[i + 1]) / 2), ...near(mags[i]));
+  // Dense sweep of float32 bit patterns from 0 to beyond 2^10 (odd stride: every mantissa residue gets hit).
+  for (let u = 1; u < 0x44800000; u += 997) points.push(((u32[0] = u), f32[0]));
+  let bad = 0;
+  for (const x of points)
+    for (const v of [x, -x]) {
+      const [a, b] = [roundToE4m3fn(v), generic(v)];
+      if (!Object.is(a, b) && !(Number.isNaN(a) && Number.isNaN(b))) assert.fail(`x=${v}: fast ${a}, generic ${b} (${++bad})`);
+    }
+  assert.ok(points.length > 1_000_000);
 });
 
 test('quantizeFp8 / fakeQuantFp8 divide by the scale in float32, round to E4M3, multiply back', () => {

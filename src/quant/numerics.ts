@@ -11,7 +11,7 @@
  * - FP8: x/s in float32, then round to E4M3 (ties to even, as onnxruntime; PPQ's CUDA kernel rounds ties toward
  *   zero — `ties: 'towardZero'` reproduces it), saturating at ±448.
  */
-import { float32ToFloat8, float8ToFloat32, type Float8Kind, type Float8Ties } from '../onnx/float-formats.ts';
+import { float32ToFloat8, float8ToFloat32, roundToE4m3fn, type Float8Kind, type Float8Ties } from '../onnx/float-formats.ts';
 import type { TensorQuantConfig } from './config.ts';
 import { roundHalfEven } from '../math.ts';
 
@@ -44,6 +44,7 @@ export function quantizeFp8(x: number, scale: number, kind: Float8Kind = 'e4m3fn
 }
 
 export function fakeQuantFp8(x: number, scale: number, kind: Float8Kind = 'e4m3fn', ties: Float8Ties = 'even'): number {
+  if (kind === 'e4m3fn' && ties === 'even') return Math.fround(roundToE4m3fn(Math.fround(x / scale)) * scale);
   return Math.fround(float8ToFloat32(quantizeFp8(x, scale, kind, ties), kind) * scale);
 }
 
