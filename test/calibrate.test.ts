@@ -45,7 +45,7 @@ function data(dims: number[], n: number, seed: number): Feeds[] {
 }
 
 async function compare(model: ModelProto, feeds: Feeds[]) {
-  for (const ruleName of ['onnxquant-int8-perchannel', 'onnxquant-int8-pot', 'minmax']) {
+  for (const ruleName of ['onnxquant-int8-perchannel', 'onnxquant-int8-pot', 'onnxquant-fp8', 'minmax']) {
     // 'minmax': the per-channel rule with min/max activations (in-graph ReduceMin/ReduceMax vs the JS observer).
     const rule = ruleName === 'minmax' ? buildRule({ name: 'int8-perchannel-minmax', activationObserver: 'minmax' }) : getRule(ruleName);
     const prepared = prepareModel(model, rule).model;

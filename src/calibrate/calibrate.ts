@@ -5,7 +5,6 @@
  * each batch's tensors are dropped after their observers have seen them, so memory does not grow with batches.
  */
 import type { ModelProto } from 'onnx-buf';
-import type * as ort from 'onnxruntime-node';
 import { GraphView } from '../ir/graph.ts';
 import { tensorDims, tensorToFloat32 } from '../onnx/tensor-codec.ts';
 import type { QuantParams } from '../quant/config.ts';
@@ -13,8 +12,9 @@ import type { QuantPlan } from '../quant/plan.ts';
 import { realiseQdq } from '../realise/qdq.ts';
 import { createSession } from '../runtime/session.ts';
 import type { FloatTensor } from '../tensor.ts';
-import { makeObserver, MinMaxObserver, PercentileObserver, type Observer } from './observers.ts';
-import { appendMinMaxStats, appendPercentileStats, type OrderStatOutputs } from './in-graph-stats.ts';
+import * as ort from 'onnxruntime-node';
+import { Fp8MseObserver, makeObserver, MinMaxObserver, PercentileObserver, type Observer } from './observers.ts';
+import { appendMinMaxStats, appendPercentileStats, appendSamples, type OrderStatOutputs } from './in-graph-stats.ts';
 
 /** Model inputs for one batch: float tensors, or onnxruntime tensors for other dtypes (e.g. an int64 sample rate). */
 export type Feeds = Record<string, FloatTensor | ort.Tensor>;
@@ -25,7 +25,8 @@ export interface CalibrateOptions {
   steps?: number;
   onBatch?: (done: number) => void;
   intraOpThreads?: number;
-  /** Compute percentile statistics with TopK inside onnxruntime (default) instead of fetching whole tensors. */
+  /** Compute percentile and min/max statistics and FP8 samples inside onnxruntime (default) instead of fetching
+   * whole tensors into JS (same results: tested). */
   percentileInGraph?: boolean;
 }
 
@@ -64,19 +65,34 @@ export async function calibrate(
   const withPct = pctTensors.length ? appendPercentileStats(base, pctTensors) : { model: base, outputs: new Map<string, OrderStatOutputs>() };
   const mmTensors = [...new Set(minmax.map((t) => t.tensor))];
   const withMm = mmTensors.length ? appendMinMaxStats(withPct.model, mmTensors) : { model: withPct.model, outputs: new Map<string, OrderStatOutputs>() };
-  const statsModel = withMm.model;
+  // FP8 observers get their per-batch samples gathered in the graph (indices from uniforms fed per batch).
+  const graphInputs = new Set(model.graph!.input.map((v) => v.name));
+  const sampled = inGraph ? activations.filter((t) => observers.get(t.key) instanceof Fp8MseObserver && !graphInputs.has(t.tensor)) : [];
+  const withSamples = sampled.length ? appendSamples(withMm.model, sampled.map((t) => ({ tensor: t.tensor, count: (observers.get(t.key) as Fp8MseObserver).uniforms().length }))) : { model: withMm.model, outputs: [] };
+  const statsModel = withSamples.model;
   const stats = withPct.outputs;
   const mmStats = withMm.outputs;
-  const whole = activations.filter((t) => !percentile.includes(t) && !minmax.includes(t));
-  const graphInputs = new Set(model.graph!.input.map((v) => v.name));
+  const whole = activations.filter((t) => !percentile.includes(t) && !minmax.includes(t) && !sampled.includes(t));
   const fetchNames = [...new Set(whole.map((t) => t.tensor).filter((n) => !graphInputs.has(n)))];
-  const statNames = [...stats.values(), ...mmStats.values()].flatMap((o) => [o.lo, o.hi]);
+  const statNames = [...[...stats.values(), ...mmStats.values()].flatMap((o) => [o.lo, o.hi]), ...withSamples.outputs.flatMap((o) => [o.sample, o.head, o.size])];
   const session = await createSession(statsModel, { mode: 'float', extraOutputs: fetchNames, intraOpThreads: opts.intraOpThreads });
   let done = 0;
   try {
     for await (const feeds of batches) {
       if (opts.steps !== undefined && done >= opts.steps) break;
-      const result = fetchNames.length + statNames.length ? await session.run(feeds, [...fetchNames, ...statNames]) : {};
+      const runFeeds: Feeds = { ...feeds };
+      sampled.forEach((t, i) => {
+        const u = (observers.get(t.key) as Fp8MseObserver).uniforms();
+        runFeeds[withSamples.outputs[i].uniforms] = new ort.Tensor('float64', u, [u.length]);
+      });
+      const result = fetchNames.length + statNames.length ? await session.run(runFeeds, [...fetchNames, ...statNames]) : {};
+      sampled.forEach((t, i) => {
+        const o = withSamples.outputs[i];
+        const obs = observers.get(t.key) as Fp8MseObserver;
+        const n = Number((result[o.size].data as BigInt64Array)[0]);
+        if (obs.samples(n)) obs.observeSample(result[o.sample].data as Float32Array);
+        else obs.observe(result[o.head].data as Float32Array);
+      });
       for (const t of percentile) {
         const o = stats.get(t.tensor)!;
         const lo = result[o.lo].data as Float32Array;

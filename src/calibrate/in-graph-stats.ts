@@ -98,3 +98,41 @@ export function appendMinMaxStats(input: ModelProto, tensors: readonly string[])
   });
   return { model, outputs };
 }
+
+export interface SampleOutputs {
+  /** Graph input (double [count]) to feed with the observer's uniforms u for this batch. */
+  uniforms: string;
+  /** x.flat[floor(u[j]·n)] for each j (the index arithmetic in double, as the JS observer does it). */
+  sample: string;
+  /** The first min(n, count) values in order: the whole tensor when it has no more than `count` values. */
+  head: string;
+  /** n, the tensor's element count (scalar int64). */
+  size: string;
+}
+
+/**
+ * Random samples of activations gathered inside onnxruntime (the FP8 observer's 4096 per batch), so a few thousand
+ * values leave the runtime instead of whole tensors. One entry per observer, in order; entries may share a tensor.
+ */
+export function appendSamples(input: ModelProto, entries: readonly { tensor: string; count: number }[]): { model: ModelProto; outputs: SampleOutputs[] } {
+  const model = clone(ModelProtoSchema, input);
+  const g = model.graph!;
+  g.initializer.push(makeTensor('__sm_m1', DT.INT64, [1], [-1]), makeTensor('__sm_zero', DT.INT64, [1], [0]));
+  const outputs = entries.map(({ tensor: x, count }, i) => {
+    const s = (k: string) => `__sm${i}_${k}`;
+    const add = (op: string, ins: string[], out: string, attrs = {}) => g.node.push(makeNode(op, ins, [s(out)], s(`n_${out}`), attrs));
+    g.initializer.push(makeTensor(s('count'), DT.INT64, [1], [count]));
+    g.input.push(create(ValueInfoProtoSchema, { name: s('u'), type: { value: { case: 'tensorType', value: { elemType: DT.DOUBLE, shape: { dim: [{ value: { case: 'dimValue', value: BigInt(count) } }] } } } } }));
+    add('Reshape', [x, '__sm_m1'], 'flat');
+    add('Size', [x], 'n');
+    add('Cast', [s('n')], 'nd', { to: DT.DOUBLE });
+    add('Mul', [s('u'), s('nd')], 'un');
+    add('Floor', [s('un')], 'unf');
+    add('Cast', [s('unf')], 'idx', { to: DT.INT64 });
+    add('Gather', [s('flat'), s('idx')], 'sample', { axis: 0 });
+    add('Slice', [s('flat'), '__sm_zero', s('count')], 'head');
+    for (const o of ['sample', 'head', 'n']) g.output.push(create(ValueInfoProtoSchema, { name: s(o) }));
+    return { uniforms: s('u'), sample: s('sample'), head: s('head'), size: s('n') };
+  });
+  return { model, outputs };
+}

@@ -197,11 +197,34 @@ export class Fp8MseObserver implements Observer {
     private readonly sampleAll = false,
     private readonly samplesPerBatch = 4096,
   ) {}
+  /** The uniforms the next sampled batch will use (drawn once, kept until a batch consumes them). */
+  private pending: Float64Array | null = null;
   observe(data: Float32Array): void {
+    if (!this.samples(data.length)) return this.accumulate(data);
+    const u = this.uniforms();
+    this.observeSample(Float32Array.from(u, (r) => data[Math.floor(r * data.length)]));
+  }
+  /** Whether a batch tensor of n values is sampled (else every value is used, in order, and no uniform drawn). */
+  samples(n: number): boolean {
+    return !this.sampleAll && n > this.samplesPerBatch;
+  }
+  /**
+   * The next batch's uniforms in [0, 1): sample j is element floor(u[j]·n) — computed the same way (in double)
+   * inside onnxruntime by in-graph-stats.ts, so only the samples leave the runtime.
+   */
+  uniforms(): Float64Array {
+    if (!this.pending) this.pending = Float64Array.from({ length: this.samplesPerBatch }, () => this.rand());
+    return this.pending;
+  }
+  /** A batch's samples, drawn with `uniforms()`; the next batch draws new ones. */
+  observeSample(sample: Float32Array): void {
+    this.pending = null;
+    this.accumulate(sample);
+  }
+  private accumulate(values: Float32Array): void {
     const kind = fp8Kind(this.cfg.format);
-    const take = this.sampleAll || data.length <= this.samplesPerBatch ? data.length : this.samplesPerBatch;
-    for (let s = 0; s < take; s++) {
-      const v = take === data.length ? data[s] : data[Math.floor(this.rand() * data.length)];
+    for (let s = 0; s < values.length; s++) {
+      const v = values[s];
       if (v < this.min) this.min = v;
       if (v > this.max) this.max = v;
       for (let c = 0; c < FP8_SCALE_CANDIDATES.length; c++) {
@@ -209,7 +232,7 @@ export class Fp8MseObserver implements Observer {
         this.sse[c] += d * d;
       }
     }
-    this.count += take;
+    this.count += values.length;
   }
   params(): QuantParams {
     if (!this.count) throw new Error('fp8 observer saw no data');
