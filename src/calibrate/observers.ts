@@ -213,7 +213,12 @@ export class Fp8MseObserver implements Observer {
    * inside onnxruntime by in-graph-stats.ts, so only the samples leave the runtime.
    */
   uniforms(): Float64Array {
-    if (!this.pending) this.pending = Float64Array.from({ length: this.samplesPerBatch }, () => this.rand());
+    if (!this.pending) {
+      // A fresh array each batch: the previous one may still be wrapped by an onnxruntime tensor.
+      const u = new Float64Array(this.samplesPerBatch);
+      for (let j = 0; j < u.length; j++) u[j] = this.rand();
+      this.pending = u;
+    }
     return this.pending;
   }
   /** A batch's samples, drawn with `uniforms()`; the next batch draws new ones. */
