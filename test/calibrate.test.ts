@@ -50,7 +50,7 @@ async function compare(model: ModelProto, feeds: Feeds[]) {
     const rule = ruleName === 'minmax' ? buildRule({ name: 'int8-perchannel-minmax', activationObserver: 'minmax' }) : getRule(ruleName);
     const prepared = prepareModel(model, rule).model;
     const plan = planModel(prepared, rule);
-    const run = async (percentileInGraph: boolean) => (await calibrate(prepared, plan, (async function* () { yield* feeds; })(), { percentileInGraph })).params;
+    const run = async (statsInGraph: boolean) => (await calibrate(prepared, plan, (async function* () { yield* feeds; })(), { statsInGraph })).params;
     const [a, b] = [await run(true), await run(false)];
     assert.equal(a.size, b.size);
     for (const [k, p] of b) {

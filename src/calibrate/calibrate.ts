@@ -1,10 +1,12 @@
 /**
  * Calibration, PPQ's order: weights first (their observers see the whole initializer), then activation statistics
  * streamed batch by batch from a model whose weights are already fake-quantized (`statsOn: 'quantized-weights'`,
- * the default) or from the float model (`statsOn: 'float'`). Only the planned activation tensors are fetched;
+ * the default) or from the float model (`statsOn: 'float'`). Statistics are computed inside onnxruntime where an
+ * exact graph exists for them (in-graph-stats.ts); otherwise only the planned activation tensors are fetched, and
  * each batch's tensors are dropped after their observers have seen them, so memory does not grow with batches.
  */
 import type { ModelProto } from 'onnx-buf';
+import * as ort from 'onnxruntime-node';
 import { GraphView } from '../ir/graph.ts';
 import { tensorDims, tensorToFloat32 } from '../onnx/tensor-codec.ts';
 import type { QuantParams } from '../quant/config.ts';
@@ -12,7 +14,6 @@ import type { QuantPlan } from '../quant/plan.ts';
 import { realiseQdq } from '../realise/qdq.ts';
 import { createSession } from '../runtime/session.ts';
 import type { FloatTensor } from '../tensor.ts';
-import * as ort from 'onnxruntime-node';
 import { Fp8MseObserver, makeObserver, MinMaxObserver, PercentileObserver, type Observer } from './observers.ts';
 import { appendMinMaxStats, appendPercentileStats, appendSamples, type OrderStatOutputs } from './in-graph-stats.ts';
 
@@ -27,7 +28,7 @@ export interface CalibrateOptions {
   intraOpThreads?: number;
   /** Compute percentile and min/max statistics and FP8 samples inside onnxruntime (default) instead of fetching
    * whole tensors into JS (same results: tested). */
-  percentileInGraph?: boolean;
+  statsInGraph?: boolean;
 }
 
 export function calibrateWeights(model: ModelProto, plan: QuantPlan): Map<string, QuantParams> {
@@ -54,12 +55,11 @@ export async function calibrate(
   const activations = plan.tensors.filter((t) => t.role === 'activation');
   if (activations.length === 0) return { params, batches: 0 };
   const base = opts.statsOn === 'float' ? model : realiseQdq(model, plan, params, { keys: new Set(params.keys()), foldWeights: true });
-  // Percentile observers get their two order statistics from TopK nodes inside onnxruntime; only the other
-  // observers need whole tensors fetched into JS.
+  // Percentile and per-tensor min/max observers get their statistics, FP8 observers their samples, from nodes
+  // added inside onnxruntime; only the other observers (histograms: KL, MSE) need whole tensors fetched into JS.
   const observers = new Map<string, Observer>(activations.map((t) => [t.key, makeObserver(t.config, 'activation')]));
-  const inGraph = opts.percentileInGraph ?? true;
+  const inGraph = opts.statsInGraph ?? true;
   const percentile = inGraph ? activations.filter((t) => observers.get(t.key) instanceof PercentileObserver) : [];
-  // Per-tensor min/max observers likewise get ReduceMin/ReduceMax scalars from the graph.
   const minmax = inGraph ? activations.filter((t) => observers.get(t.key) instanceof MinMaxObserver) : [];
   const pctTensors = [...new Map(percentile.map((t) => [t.tensor, { tensor: t.tensor, percentile: t.config.percentile ?? 0.9999 }])).values()];
   const withPct = pctTensors.length ? appendPercentileStats(base, pctTensors) : { model: base, outputs: new Map<string, OrderStatOutputs>() };
