@@ -68,7 +68,8 @@ export async function calibrate(
   // FP8 observers get their per-batch samples gathered in the graph (indices from uniforms fed per batch).
   const graphInputs = new Set(model.graph!.input.map((v) => v.name));
   const sampled = inGraph ? activations.filter((t) => observers.get(t.key) instanceof Fp8MseObserver && !graphInputs.has(t.tensor)) : [];
-  const withSamples = sampled.length ? appendSamples(withMm.model, sampled.map((t) => ({ tensor: t.tensor, count: (observers.get(t.key) as Fp8MseObserver).uniforms().length }))) : { model: withMm.model, outputs: [] };
+  const fp8Observers = sampled.map((t) => observers.get(t.key) as Fp8MseObserver);
+  const withSamples = sampled.length ? appendSamples(withMm.model, sampled.map((t, i) => ({ tensor: t.tensor, count: fp8Observers[i].uniforms().length }))) : { model: withMm.model, outputs: [] };
   const statsModel = withSamples.model;
   const stats = withPct.outputs;
   const mmStats = withMm.outputs;
@@ -81,14 +82,13 @@ export async function calibrate(
     for await (const feeds of batches) {
       if (opts.steps !== undefined && done >= opts.steps) break;
       const runFeeds: Feeds = { ...feeds };
-      sampled.forEach((t, i) => {
-        const u = (observers.get(t.key) as Fp8MseObserver).uniforms();
+      fp8Observers.forEach((obs, i) => {
+        const u = obs.uniforms();
         runFeeds[withSamples.outputs[i].uniforms] = new ort.Tensor('float64', u, [u.length]);
       });
       const result = fetchNames.length + statNames.length ? await session.run(runFeeds, [...fetchNames, ...statNames]) : {};
-      sampled.forEach((t, i) => {
+      fp8Observers.forEach((obs, i) => {
         const o = withSamples.outputs[i];
-        const obs = observers.get(t.key) as Fp8MseObserver;
         const n = Number((result[o.size].data as BigInt64Array)[0]);
         if (obs.samples(n)) obs.observeSample(result[o.sample].data as Float32Array);
         else obs.observe(result[o.head].data as Float32Array);

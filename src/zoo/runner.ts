@@ -297,7 +297,6 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
         reason: msg.slice(0, 300),
         metric: evaluator.metric,
         float: float.value,
-        ...publishedFor(entry, c.rule),
       });
       ctx.onCellDone(0);
     }
