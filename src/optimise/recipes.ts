@@ -28,6 +28,7 @@ export const RECIPES: Record<string, PassSpec[]> = {
   'range-search': [{ pass: 'range-search' }],
   'bias-correction': [{ pass: 'bias-correction' }],
   'weight-rounding': [{ pass: 'weight-rounding' }],
+  'weight-rounding-act': [{ pass: 'weight-rounding', options: { activation: 'aware' } }],
   'outlier-migration': [{ pass: 'outlier-migration' }],
   fallback: [{ pass: 'fallback', budget: 0.01 }],
   best: [

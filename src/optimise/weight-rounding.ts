@@ -39,6 +39,7 @@ import { createSession } from '../runtime/session.ts';
 import { fittingBatches, outputError, type OptimiseContext, type OptimisePass, type QuantState } from './context.ts';
 import { createGram, type Gram } from './gram.ts';
 import { cholesky, inverseFromCholesky, matVec } from './linalg.ts';
+import { activationSlope, type Activation } from './activation-slope.ts';
 
 export interface WeightRoundingOptions {
   /** Output positions sampled per layer over all fitting batches (receptive fields for Conv, rows for MatMul). */
@@ -53,9 +54,32 @@ export interface WeightRoundingOptions {
    * (or plain rounding) has the lowest error on held-out positions.
    */
   target: 'float-input' | 'quantized-input' | 'auto';
+  /**
+   * 'aware': a layer whose output feeds an elementwise activation (Relu, Clip, hard swish, … see activation-slope.ts)
+   * weighs each output position p of channel o by max(σ'(z)², σ'(ẑ)²) at the float and the quantized pre-activation,
+   * so errors the activation removes (a ReLU's inactive positions) are not fitted; each channel then has its own H.
+   * 'ignore': every position counts alike (one H per group).
+   */
+  activation: 'aware' | 'ignore';
+  /** Per-channel H costs (output channels) × (fan-in + 1)² doubles, twice: layers above this stay 'ignore'. */
+  activationBudget: number;
+  /**
+   * The least weight of a position (relative to an active one). Zero would leave positions that both networks have
+   * inactive unconstrained, and the sweep free to switch them on (a channel active at 1% of its positions fitted
+   * on those alone: 40× the round-to-nearest error on held-out data); a small floor keeps them near their value.
+   */
+  activationFloor: number;
 }
 
-export const WEIGHT_ROUNDING_DEFAULTS: WeightRoundingOptions = { positions: 8192, chunks: Infinity, damp: 0.01, target: 'auto' };
+export const WEIGHT_ROUNDING_DEFAULTS: WeightRoundingOptions = {
+  positions: 8192,
+  chunks: Infinity,
+  damp: 0.01,
+  target: 'auto',
+  activation: 'ignore',
+  activationBudget: 1 << 24,
+  activationFloor: 0.1,
+};
 
 /** One quantized layer's geometry: output channels in groups, each output reading `k` features. */
 interface Layer {
@@ -64,6 +88,11 @@ interface Layer {
   /** Activation input name in the float model and in the quantized model. */
   x: string;
   xq: string;
+  /** Output (pre-activation) name in the float model and in the quantized model. */
+  z: string;
+  zq: string;
+  /** The activation the output feeds, when positions are weighted by its slope ('aware'), and the weight floor. */
+  activation?: Activation & { floor: number };
   weight: PlannedTensor;
   wDims: number[];
   groups: number;
@@ -91,7 +120,7 @@ function findLayers(state: QuantState, qdq: ModelProto): Layer[] {
     const hasBias = !!n.input[2];
     const biasLength = hasBias ? constFloat(fv, n.input[2])?.data.length : 0;
     if (biasLength === undefined || (hasBias && fv.uses(n.input[2]).length !== 1)) continue;
-    const base = { node: n.name, x: n.input[0], xq: qn.input[0], weight: t, wDims: w.dims, hasBias };
+    const base = { node: n.name, x: n.input[0], xq: qn.input[0], z: n.output[0], zq: qn.output[0], weight: t, wDims: w.dims, hasBias };
     if (n.opType === 'Conv' && (w.dims.length === 4 || w.dims.length === 3)) {
       const group = attrInt(n, 'group', 1);
       const kernel = w.dims.slice(2);
@@ -126,11 +155,23 @@ function findLayers(state: QuantState, qdq: ModelProto): Layer[] {
   return layers;
 }
 
-/** Per-group accumulators of H = Σ x̂ₐx̂ₐᵀ and G = Σ x̂ₐxₐᵀ (size k+1 with the bias feature). */
+/**
+ * Per-group accumulators of H = Σ x̂ₐx̂ₐᵀ and G = Σ x̂ₐxₐᵀ (size k+1 with the bias feature); for a layer with an
+ * activation slope instead per output channel o, H_o = Σ m_o x̂ₐx̂ₐᵀ and gz_o = Σ m_o z_o x̂ₐ (m_o: the position's
+ * weight, z_o = wₐ·xₐ the float pre-activation, so gz_o is G·wₐ of the weighted objective).
+ */
 interface Moments {
   h: Float64Array[];
   g: Float64Array[];
+  /** `weight`: Σ m, the channel's effective number of positions. */
+  rows?: { h: Float64Array; gz: Float64Array; weight: number }[];
   samples: number;
+}
+
+/** Pre-activations at the sampled positions, for the weights of a layer with an activation slope. */
+interface PreActivation {
+  float: Float32Array;
+  quant: Float32Array;
 }
 
 /** Conv geometry for an input of spatial size `inSize`: per spatial axis, begin pad and output size. */
@@ -160,11 +201,24 @@ function convGeometry(c: NonNullable<Layer['conv']>, inSize: number[]): { begin:
 
 /**
  * Gathers the features of sampled output positions for every group, column-major per group (feature j of sample p
- * at [j·P + p]), for the float and the quantized input at the same positions, then adds them to the moments.
+ * at [j·P + p]), for the float and the quantized input at the same positions, then adds them to the moments
+ * (weighted per output channel by the activation's slope when `pre` is given).
  */
-async function accumulate(layer: Layer, m: Moments, x: { dims: readonly number[]; data: Float32Array }, xq: Float32Array, count: number, rnd: () => number, gram: Gram): Promise<void> {
+async function accumulate(
+  layer: Layer,
+  m: Moments,
+  x: { dims: readonly number[]; data: Float32Array },
+  xq: Float32Array,
+  count: number,
+  rnd: () => number,
+  gram: Gram,
+  pre?: PreActivation,
+): Promise<void> {
   const kA = layer.k + 1;
   let P: number;
+  // Output element of channel o at position p: ((p div S)·O + o)·S + p mod S (S: output positions per image for
+  // a Conv, 1 for the rows of a Gemm/MatMul).
+  let S = 1;
   let fill: (p: number, pos: number, g: number, f: Float32Array, dst: Float32Array, dq: Float32Array, stride: number) => void;
   if (layer.op === 'Conv') {
     const c = layer.conv!;
@@ -178,6 +232,7 @@ async function accumulate(layer: Layer, m: Moments, x: { dims: readonly number[]
     const [kh, kw] = kernel;
     const cinG = C / layer.groups;
     P = N * Ho * Wo;
+    S = Ho * Wo;
     fill = (p, pos, g, f, dst, dq, stride) => {
       const n = Math.floor(pos / (Ho * Wo));
       const oy = Math.floor(pos / Wo) % Ho;
@@ -206,6 +261,7 @@ async function accumulate(layer: Layer, m: Moments, x: { dims: readonly number[]
       }
     };
   }
+  const O = layer.groups * layer.rowsPerGroup;
   const take = Math.min(count, P);
   // Jittered strided sampling: even coverage of positions, reproducible (seeded).
   const picks = Array.from({ length: take }, (_, i) => Math.min(P - 1, Math.floor(((i + rnd()) * P) / take)));
@@ -218,6 +274,10 @@ async function accumulate(layer: Layer, m: Moments, x: { dims: readonly number[]
     // The bias feature is 1 on both sides.
     fx.fill(1, layer.k * take, kA * take);
     fq.fill(1, layer.k * take, kA * take);
+    if (m.rows && pre) {
+      await accumulateWeighted(layer, m.rows, g, fq, kA, take, (p, o) => (Math.floor(picks[p] / S) * O + o) * S + (picks[p] % S), pre, gram);
+      continue;
+    }
     const h = m.h[g];
     const gg = m.g[g];
     if (kA >= 32) {
@@ -252,6 +312,67 @@ async function accumulate(layer: Layer, m: Moments, x: { dims: readonly number[]
   m.samples += take;
 }
 
+/**
+ * One group's weighted moments: per output channel o, the position weights m = max(σ'(z)², σ'(ẑ)²) (float and
+ * quantized pre-activation, so a position that either network has active counts), H_o += Σ m x̂ₐx̂ₐᵀ and
+ * gz_o += Σ m·z·x̂ₐ. Large fan-ins stack the weighted copies of x̂ for a block of channels into one sgemm.
+ */
+async function accumulateWeighted(
+  layer: Layer,
+  rows: NonNullable<Moments['rows']>,
+  g: number,
+  fq: Float32Array,
+  kA: number,
+  take: number,
+  zIndex: (p: number, o: number) => number,
+  pre: PreActivation,
+  gram: Gram,
+): Promise<void> {
+  const { slope, floor } = layer.activation!;
+  const R = layer.rowsPerGroup;
+  const block = Math.max(1, Math.min(R, Math.floor((1 << 24) / (kA * take))));
+  const wts = new Float32Array(block * take);
+  const stacked = kA >= 32 ? new Float32Array(block * kA * take) : undefined;
+  for (let r0 = 0; r0 < R; r0 += block) {
+    const nb = Math.min(block, R - r0);
+    for (let r = 0; r < nb; r++) {
+      const o = g * R + r0 + r;
+      const tz = new Float64Array(take);
+      for (let p = 0; p < take; p++) {
+        const i = zIndex(p, o);
+        const wt = Math.max(slope(pre.float[i]) ** 2, slope(pre.quant[i]) ** 2, floor);
+        wts[r * take + p] = wt;
+        tz[p] = wt * pre.float[i];
+        rows[o].weight += wt;
+      }
+      const gz = rows[o].gz;
+      for (let a = 0; a < kA; a++) {
+        let acc = 0;
+        for (let p = 0; p < take; p++) acc += tz[p] * fq[a * take + p];
+        gz[a] += acc;
+      }
+      if (stacked) {
+        for (let a = 0; a < kA; a++) for (let p = 0; p < take; p++) stacked[(r * kA + a) * take + p] = fq[a * take + p] * wts[r * take + p];
+        continue;
+      }
+      const h = rows[o].h;
+      for (let a = 0; a < kA; a++)
+        for (let b = a; b < kA; b++) {
+          let acc = 0;
+          for (let p = 0; p < take; p++) acc += wts[r * take + p] * fq[a * take + p] * fq[b * take + p];
+          h[a * kA + b] += acc;
+          if (b !== a) h[b * kA + a] += acc;
+        }
+    }
+    if (!stacked) continue;
+    const c = await gram.multiply(stacked.subarray(0, nb * kA * take), nb * kA, fq, kA, take);
+    for (let r = 0; r < nb; r++) {
+      const h = rows[g * R + r0 + r].h;
+      for (let e = 0; e < kA * kA; e++) h[e] += c[r * kA * kA + e];
+    }
+  }
+}
+
 /** Fake-quantizes weight element `idx` with the rule's numerics and the calibrated parameters. */
 function weightQuantizer(t: PlannedTensor, p: QuantParams, dims: readonly number[]): (idx: number, v: number) => number {
   const channel = channelOf(dims, p.axis);
@@ -261,9 +382,108 @@ function weightQuantizer(t: PlannedTensor, p: QuantParams, dims: readonly number
   };
 }
 
+/** H in act order (features by descending diagonal, the bias last), damped and factorised for GPTQ's sweep. */
+interface Factor {
+  order: number[];
+  Hp: Float64Array;
+  Hinv: Float64Array;
+  /** U = Lᵀ of H⁻¹'s Cholesky factor: H⁻¹ = UᵀU, U upper. */
+  U: (i: number, j: number) => number;
+}
+
+/** The top-left kA×kA block of a (k+1)² matrix: without a bias the bias feature is dropped. */
+function leading(src: Float64Array, k: number, kA: number): Float64Array {
+  const full = k + 1;
+  const out = new Float64Array(kA * kA);
+  for (let a = 0; a < kA; a++) for (let b = 0; b < kA; b++) out[a * kA + b] = src[a * full + b];
+  return out;
+}
+
+function permuted(src: Float64Array, order: readonly number[]): Float64Array {
+  const kA = order.length;
+  const out = new Float64Array(kA * kA);
+  for (let a = 0; a < kA; a++) for (let b = 0; b < kA; b++) out[a * kA + b] = src[order[a] * kA + order[b]];
+  return out;
+}
+
+function factorise(H: Float64Array, k: number, kA: number, hasBias: boolean, damp: number): Factor | undefined {
+  const order = Array.from({ length: k }, (_, j) => j).sort((a, b) => H[b * kA + b] - H[a * kA + a]);
+  if (hasBias) order.push(k);
+  let meanDiag = 0;
+  for (let j = 0; j < kA; j++) meanDiag += H[j * kA + j];
+  meanDiag /= kA;
+  if (!(meanDiag > 0)) return undefined;
+  const Hp = permuted(H, order);
+  let L: Float64Array | undefined;
+  const Hd = new Float64Array(kA * kA);
+  for (let d = damp; !L && d < 1e4; d *= 10) {
+    Hd.set(Hp);
+    for (let j = 0; j < kA; j++) Hd[j * kA + j] += d * meanDiag + (Hp[j * kA + j] === 0 ? 1 : 0);
+    L = cholesky(Hd, kA);
+  }
+  if (!L) return undefined;
+  const Hinv = inverseFromCholesky(L, kA);
+  const Linv = cholesky(Hinv, kA);
+  if (!Linv) return undefined;
+  return { order, Hp, Hinv, U: (i, j) => Linv[j * kA + i] };
+}
+
+/**
+ * GPTQ on one output channel, in act order: `wa` its weights and bias, `gw` = G·wₐ for the float-input target
+ * (undefined: classic GPTQ toward w·x̂), `Hv`/`gwv` the held-out moments that judge the sweep against round-to-
+ * nearest. Returns the winner in the original feature order (bias at k) and its held-out gain over rounding.
+ */
+function roundRow(
+  f: Factor,
+  k: number,
+  wa: Float64Array,
+  gw: Float64Array | undefined,
+  Hv: Float64Array,
+  gwv: Float64Array,
+  quantAt: (j: number, v: number) => number,
+): { row: Float64Array; gain: number } {
+  const { order, U } = f;
+  const kA = order.length;
+  /** GPTQ's sweep from a target: quantize feature i, spread its error over the later ones through U. */
+  const sweep = (start: Float64Array) => {
+    const cur = start.slice();
+    for (let i = 0; i < kA; i++) {
+      const v = cur[i];
+      const q = order[i] === k ? v : quantAt(order[i], v);
+      const err = (v - q) / U(i, i);
+      cur[i] = q;
+      for (let j = i + 1; j < kA; j++) cur[j] -= err * U(i, j);
+    }
+    return cur;
+  };
+  const candidates: Float64Array[] = [wa.map((v, a) => (order[a] === k ? v : quantAt(order[a], v)))]; // round to nearest
+  if (!gw) candidates.push(sweep(wa)); // classic GPTQ: target w·x̂
+  else {
+    // Target w·x: ŵ* = wₐ + H⁻¹·(G·wₐ − H·wₐ), equal to H⁻¹·G·wₐ without damping and exactly wₐ when x̂ = x.
+    // Written as a correction of wₐ so that the damping only shrinks the correction (a damped H⁻¹·G·wₐ would
+    // shrink the weights themselves).
+    const hw = matVec(f.Hp, wa, kA);
+    const corr = matVec(f.Hinv, gw.map((v, a) => v - hw[a]), kA);
+    candidates.push(sweep(wa.map((v, a) => v + corr[a])));
+  }
+  // Judge the candidates on held-out positions: Σ(wₐ·x − ŵ·x̂)² = ŵHŵᵀ − 2ŵ·(Gwₐ) + const.
+  const objective = (x: Float64Array) => {
+    const hx = matVec(Hv, x, kA);
+    let s = 0;
+    for (let a = 0; a < kA; a++) s += x[a] * hx[a] - 2 * x[a] * gwv[a];
+    return s;
+  };
+  const scores = candidates.map(objective);
+  const best = scores.indexOf(Math.min(...scores));
+  // Back to the original feature order (bias at k).
+  const row = new Float64Array(k + 1);
+  for (let a = 0; a < kA; a++) row[order[a]] = candidates[best][a];
+  return { row, gain: scores[0] - scores[best] };
+}
+
 /**
  * GPTQ on one group: returns the new weights (rows × k, on the grid) and biases, or undefined when round-to-
- * nearest is at least as good on the fitting data.
+ * nearest is at least as good on the fitting data. One H for the group, or one per channel (weighted moments).
  */
 function solveGroup(
   layer: Layer,
@@ -278,87 +498,34 @@ function solveGroup(
 ): { rows: Float64Array[]; gain: number } | undefined {
   const k = layer.k;
   const kA = layer.hasBias ? k + 1 : k;
-  // Without a bias the bias feature is dropped: the top-left k×k block.
-  const full = k + 1;
-  const block = (src: Float64Array) => {
-    const out = new Float64Array(kA * kA);
-    for (let a = 0; a < kA; a++) for (let b = 0; b < kA; b++) out[a * kA + b] = src[a * full + b];
-    return out;
-  };
-  const H = block(m.h[g]);
-  // Act order: weight features by descending H diagonal, the bias last.
-  const order = Array.from({ length: k }, (_, j) => j).sort((a, b) => H[b * kA + b] - H[a * kA + a]);
-  if (layer.hasBias) order.push(k);
-  let meanDiag = 0;
-  for (let j = 0; j < kA; j++) meanDiag += H[j * kA + j];
-  meanDiag /= kA;
-  if (!(meanDiag > 0)) return undefined;
-  const permute = (src: Float64Array) => {
-    const out = new Float64Array(kA * kA);
-    for (let a = 0; a < kA; a++) for (let b = 0; b < kA; b++) out[a * kA + b] = src[order[a] * kA + order[b]];
-    return out;
-  };
-  const Hp = permute(H);
-  const Gp = permute(block(m.g[g]));
-  const Hv = permute(block(val.h[g]));
-  const Gv = permute(block(val.g[g]));
-  let L: Float64Array | undefined;
-  const Hd = new Float64Array(kA * kA);
-  for (let d = damp; !L && d < 1e4; d *= 10) {
-    Hd.set(Hp);
-    for (let j = 0; j < kA; j++) Hd[j * kA + j] += d * meanDiag + (Hp[j * kA + j] === 0 ? 1 : 0);
-    L = cholesky(Hd, kA);
-  }
-  if (!L) return undefined;
-  const Hinv = inverseFromCholesky(L, kA);
-  const Linv = cholesky(Hinv, kA);
-  if (!Linv) return undefined;
-  // U = Lᵀ of H⁻¹'s Cholesky factor: Hinv = UᵀU, U upper; U[i][j] = Linv[j][i].
-  const U = (i: number, j: number) => Linv[j * kA + i];
+  const shared = m.rows ? undefined : factorise(leading(m.h[g], k, kA), k, kA, layer.hasBias, damp);
+  if (!m.rows && !shared) return undefined;
+  const Gp = shared && permuted(leading(m.g[g], k, kA), shared.order);
+  const Hv = shared && permuted(leading(val.h[g], k, kA), shared.order);
+  const Gv = shared && permuted(leading(val.g[g], k, kA), shared.order);
   const rows: Float64Array[] = [];
   let gain = 0;
   for (let r = 0; r < layer.rowsPerGroup; r++) {
     const o = g * layer.rowsPerGroup + r;
-    const wa = new Float64Array(kA);
-    for (let a = 0; a < kA; a++) wa[a] = order[a] === k ? (bias ? bias[bias.length === 1 ? 0 : o] : 0) : w[layer.index(o, order[a])];
-    /** GPTQ's sweep from a target: quantize feature i, spread its error over the later ones through U. */
-    const sweep = (start: Float64Array) => {
-      const cur = start.slice();
-      for (let i = 0; i < kA; i++) {
-        const v = cur[i];
-        const q = order[i] === k ? v : quant(layer.index(o, order[i]), v);
-        const err = (v - q) / U(i, i);
-        cur[i] = q;
-        for (let j = i + 1; j < kA; j++) cur[j] -= err * U(i, j);
+    const original = (j: number) => (j === k ? (bias ? bias[bias.length === 1 ? 0 : o] : 0) : w[layer.index(o, j)]);
+    const quantAt = (j: number, v: number) => quant(layer.index(o, j), v);
+    let res: { row: Float64Array; gain: number } | undefined;
+    if (shared) {
+      const wa = Float64Array.from(shared.order, original);
+      res = roundRow(shared, k, wa, target === 'float-input' ? matVec(Gp!, wa, kA) : undefined, Hv!, matVec(Gv!, wa, kA), quantAt);
+    } else {
+      // As for whole layers: a channel with fewer effective positions than twice its fan-in keeps its weights.
+      const f = m.rows![o].weight >= 2 * kA ? factorise(leading(m.rows![o].h, k, kA), k, kA, layer.hasBias, damp) : undefined;
+      if (f) {
+        const pick = (v: Float64Array) => Float64Array.from(f.order, (j) => v[j]);
+        const wa = Float64Array.from(f.order, original);
+        const hv = permuted(leading(val.rows![o].h, k, kA), f.order);
+        res = roundRow(f, k, wa, target === 'float-input' ? pick(m.rows![o].gz) : undefined, hv, pick(val.rows![o].gz), quantAt);
       }
-      return cur;
-    };
-    const candidates: Float64Array[] = [wa.map((v, a) => (order[a] === k ? v : quant(layer.index(o, order[a]), v)))]; // round to nearest
-    if (target === 'quantized-input') candidates.push(sweep(wa)); // classic GPTQ: target w·x̂
-    else {
-      // Target w·x: ŵ* = wₐ + H⁻¹·(G − H)·wₐ, equal to H⁻¹·G·wₐ without damping and exactly wₐ when x̂ = x.
-      // Written as a correction of wₐ so that the damping only shrinks the correction (a damped H⁻¹·G·wₐ would
-      // shrink the weights themselves).
-      const gw = matVec(Gp, wa, kA);
-      const hw = matVec(Hp, wa, kA);
-      const corr = matVec(Hinv, gw.map((v, a) => v - hw[a]), kA);
-      candidates.push(sweep(wa.map((v, a) => v + corr[a])));
     }
-    // Judge the candidates on held-out positions: Σ(wₐ·x − ŵ·x̂)² = ŵHŵᵀ − 2ŵ·(Gwₐ) + const.
-    const gwv = matVec(Gv, wa, kA);
-    const objective = (x: Float64Array) => {
-      const hx = matVec(Hv, x, kA);
-      let s = 0;
-      for (let a = 0; a < kA; a++) s += x[a] * hx[a] - 2 * x[a] * gwv[a];
-      return s;
-    };
-    const scores = candidates.map(objective);
-    const best = scores.indexOf(Math.min(...scores));
-    gain += scores[0] - scores[best];
-    // Back to the original feature order (bias at k).
-    const out = new Float64Array(k + 1);
-    for (let a = 0; a < kA; a++) out[order[a]] = candidates[best][a];
-    rows.push(out);
+    // A channel that cannot be solved keeps its float weights (rounded to nearest when realised).
+    rows.push(res?.row ?? Float64Array.from({ length: k + 1 }, (_, j) => original(j)));
+    gain += res?.gain ?? 0;
   }
   return gain > 0 ? { rows, gain } : undefined;
 }
@@ -378,6 +545,17 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
   if (!all.length) return undefined;
   const order = new Map(state.plan.layers.map((l, i) => [l.node, i]));
   all.sort((a, b) => (order.get(a.node) ?? 0) - (order.get(b.node) ?? 0));
+  let weighted = 0;
+  if (o.activation === 'aware') {
+    const fv = new GraphView(state.model.graph!);
+    for (const l of all) {
+      const act = activationSlope(fv, l.z);
+      if (act && l.groups * l.rowsPerGroup * (l.k + 1) ** 2 <= o.activationBudget) {
+        l.activation = { ...act, floor: o.activationFloor };
+        weighted++;
+      }
+    }
+  }
   const graphInputs = new Set(state.model.graph!.input.map((v) => v.name));
   const perBatch = Math.ceil(o.positions / fit.length);
   const gram = await createGram();
@@ -388,13 +566,17 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
   for (let c0 = 0; c0 < all.length; c0 += chunkSize) {
     const chunk = all.slice(c0, c0 + chunkSize);
     const qdq = realiseQdq(work, state.plan, state.params);
-    const qFetch = [...new Set(chunk.map((l) => l.xq).filter((n) => !graphInputs.has(n)))];
-    const fFetch = [...new Set(chunk.map((l) => l.x).filter((n) => !graphInputs.has(n)))];
+    const qFetch = [...new Set(chunk.flatMap((l) => (l.activation ? [l.xq, l.zq] : [l.xq])).filter((n) => !graphInputs.has(n)))];
+    const fFetch = [...new Set(chunk.flatMap((l) => (l.activation ? [l.x, l.z] : [l.x])).filter((n) => !graphInputs.has(n)))];
     // Each chunk runs only the part of each network that computes its layers' inputs.
     const qs = qFetch.length ? await createSession(modelForOutputs(qdq, qFetch), { mode: 'simulate' }) : undefined;
     const fs = fFetch.length ? await createSession(modelForOutputs(state.model, fFetch), { mode: 'float' }) : undefined;
     const newMoments = (l: Layer): Moments => {
       const kA = l.k + 1;
+      if (l.activation) {
+        const rows = Array.from({ length: l.groups * l.rowsPerGroup }, () => ({ h: new Float64Array(kA * kA), gz: new Float64Array(kA), weight: 0 }));
+        return { h: [], g: [], rows, samples: 0 };
+      }
       return { h: Array.from({ length: l.groups }, () => new Float64Array(kA * kA)), g: Array.from({ length: l.groups }, () => new Float64Array(kA * kA)), samples: 0 };
     };
     const moments = chunk.map(newMoments);
@@ -406,9 +588,10 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
         const xf = graphInputs.has(l.x) ? fit[b][l.x] : fr[l.x];
         const xq = graphInputs.has(l.xq) ? fit[b][l.xq] : qr[l.xq];
         const xv = { dims: xf.dims, data: xf.data as Float32Array };
-        await accumulate(l, moments[i], xv, xq.data as Float32Array, perBatch, seededRandom(7919 * (b + 1) + c0 + i), gram);
+        const pre = l.activation ? { float: fr[l.z].data as Float32Array, quant: qr[l.zq].data as Float32Array } : undefined;
+        await accumulate(l, moments[i], xv, xq.data as Float32Array, perBatch, seededRandom(7919 * (b + 1) + c0 + i), gram, pre);
         // Held-out positions (another draw, a quarter as many) to choose between candidate roundings.
-        await accumulate(l, validation[i], xv, xq.data as Float32Array, Math.ceil(perBatch / 4), seededRandom(104729 * (b + 1) + c0 + i), gram);
+        await accumulate(l, validation[i], xv, xq.data as Float32Array, Math.ceil(perBatch / 4), seededRandom(104729 * (b + 1) + c0 + i), gram, pre);
       }
     }
     await qs?.release();
@@ -448,7 +631,7 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
   }
   await gram.release();
   wv.pruneInitializers();
-  return { model: work, detail: `${improved} of ${all.length} layers re-rounded toward ${target === 'float-input' ? 'w·x' : 'w·x̂'} (${Math.round(samples / all.length)} positions each${underdetermined ? `; ${underdetermined} left rounded to nearest: fewer positions than 2 × fan-in` : ''})` };
+  return { model: work, detail: `${improved} of ${all.length} layers re-rounded toward ${target === 'float-input' ? 'w·x' : 'w·x̂'} (${Math.round(samples / all.length)} positions each${weighted ? `; ${weighted} weighted by their activation's slope` : ''}${underdetermined ? `; ${underdetermined} left rounded to nearest: fewer positions than 2 × fan-in` : ''})` };
 }
 
 export function weightRounding(opts: Partial<WeightRoundingOptions> = {}): OptimisePass {
