@@ -17,7 +17,7 @@ import { seededRandom } from '../src/runtime/inputs.ts';
 import { equalize } from '../src/optimise/equalization.ts';
 import { biasCorrection } from '../src/optimise/bias-correction.ts';
 import { fallbackPass, withoutLayers } from '../src/optimise/fallback.ts';
-import { rangeSearch } from '../src/optimise/range-search.ts';
+import { rangeSearch, searchBatches } from '../src/optimise/range-search.ts';
 import { outputError, significantlyLower, type OptimiseContext, type QuantState } from '../src/optimise/context.ts';
 import { runRecipe, splitCalibration } from '../src/optimise/optimise.ts';
 import { RECIPES } from '../src/optimise/recipes.ts';
@@ -316,7 +316,7 @@ test('outlier migration keeps the float function and moves an outlier channel fr
   assert.ok(e1 < e0 / 2, `output error ${e0} → ${e1}`);
 });
 
-test('recipes judge passes on ≥ 16 samples when the set allows, and fit to other batches', () => {
+test('recipes judge passes on ≥ 16 samples when the set allows, fit to other batches, and range search scores ≥ 8 of them', () => {
   const batches = (n: number, size: number): Feeds[] => Array.from({ length: n }, (_, i) => ({ x: { dims: [size, 3], data: new Float32Array(size * 3).fill(i) } }));
   const ids = (fs: Feeds[]) => fs.map((f) => (f.x.data as Float32Array)[0]);
   const range = (a: number, b: number) => Array.from({ length: b - a }, (_, i) => a + i);
@@ -334,6 +334,11 @@ test('recipes judge passes on ≥ 16 samples when the set allows, and fit to oth
   // Too few to keep apart (6 batches of 8: 2 measure… only 4 left): both start at 0.
   s = splitCalibration(batches(6, 8));
   assert.deepEqual([ids(s.measure), ids(s.fit)], [range(0, 4), range(0, 6)]);
+  // Range search scores its candidates on the first 2 fitting batches, or on as many as make 8 samples.
+  assert.deepEqual(ids(searchBatches(batches(8, 32))), [0, 1]);
+  assert.deepEqual(ids(searchBatches(batches(32, 1))), range(0, 8));
+  assert.deepEqual(ids(searchBatches(batches(5, 3))), [0, 1, 2]);
+  assert.deepEqual(ids(searchBatches(batches(5, 1))), range(0, 5));
 });
 
 test('a pass is kept only when its paired per-sample improvement exceeds two standard errors', () => {

@@ -15,7 +15,7 @@ import type { QuantParams } from '../quant/config.ts';
 import type { QuantPlan } from '../quant/plan.ts';
 import { realiseQdq } from '../realise/qdq.ts';
 import { createSession, type ModelSession } from '../runtime/session.ts';
-import type { Feeds } from '../calibrate/calibrate.ts';
+import { batchSize, type Feeds } from '../calibrate/calibrate.ts';
 import { ErrorAccumulator } from './error-measures.ts';
 import { recoverPlan } from './recover-plan.ts';
 import { ANALYSIS_SCHEMA, type AnalysisReport, type ErrorMeasures, type Histogram, type LayerAnalysis, type WeightStats } from './schema.ts';
@@ -63,7 +63,7 @@ async function errorPass(
     // onnxruntime-node runs synchronously on this thread: the two runs are sequential either way.
     const f = await floatSession.run(feeds, floatNames);
     const q = quantFetch.length ? await quantSession.run(feeds, quantFetch) : {};
-    const n = Object.values(feeds)[0]?.dims[0] ?? 1;
+    const n = batchSize(feeds);
     pairs.forEach((p, i) => acc[i].add(q[p.quantName].data as Float32Array, f[p.floatName].data as Float32Array, n));
     extra?.onQuant(feeds, q);
     samples += n;

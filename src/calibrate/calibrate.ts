@@ -20,6 +20,11 @@ import { appendMinMaxStats, appendPercentileStats, appendSamples, type OrderStat
 /** Model inputs for one batch: float tensors, or onnxruntime tensors for other dtypes (e.g. an int64 sample rate). */
 export type Feeds = Record<string, FloatTensor | ort.Tensor>;
 
+/** Samples in a batch: the leading dimension of its first input (1 for an empty or scalar feed). */
+export function batchSize(feeds: Feeds | undefined): number {
+  return Object.values(feeds ?? {})[0]?.dims[0] ?? 1;
+}
+
 export interface CalibrateOptions {
   statsOn?: 'quantized-weights' | 'float';
   /** Stop after this many batches. */

@@ -4,7 +4,7 @@
  * function `(state, ctx) → state'` that keeps its change only if the measured error goes down.
  */
 import type { ModelProto } from 'onnx-buf';
-import type { Feeds } from '../calibrate/calibrate.ts';
+import { batchSize, type Feeds } from '../calibrate/calibrate.ts';
 import type { QuantParams } from '../quant/config.ts';
 import type { QuantPlan } from '../quant/plan.ts';
 import type { QuantRule } from '../quant/rules.ts';
@@ -89,7 +89,7 @@ export async function sampleErrors(state: QuantState, ctx: OptimiseContext): Pro
   const perSample: number[] = [];
   for (let i = 0; i < ctx.batches.length; i++) {
     const r = await s.run(ctx.batches[i], ctx.outputs);
-    const n = Object.values(ctx.batches[i])[0].dims[0] ?? 1;
+    const n = batchSize(ctx.batches[i]);
     const sum = new Float64Array(n);
     for (const o of ctx.outputs) perSamplePowerRatio(r[o].data as Float32Array, ref.get(o)![i], n).forEach((v, k) => (sum[k] += v / ctx.outputs.length));
     perSample.push(...sum);

@@ -4,7 +4,7 @@
  * calibrated state and roll themselves back. Returns the final state and a report per pass with its time.
  */
 import type { ModelProto } from 'onnx-buf';
-import { calibrate, type Feeds } from '../calibrate/calibrate.ts';
+import { batchSize, calibrate, type Feeds } from '../calibrate/calibrate.ts';
 import { planModel, type Filter } from '../quant/plan.ts';
 import type { QuantRule } from '../quant/rules.ts';
 import { mean, sampleErrors, significantlyLower, type OptimiseContext, type PassReport, type QuantState } from './context.ts';
@@ -38,7 +38,7 @@ async function calibrated(model: ModelProto, o: OptimiseOptions): Promise<QuantS
  */
 export function splitCalibration(calibration: readonly Feeds[], measureBatches?: number): { measure: Feeds[]; fit: Feeds[] } {
   const n = calibration.length;
-  const perBatch = Math.max(1, Object.values(calibration[0] ?? {})[0]?.dims[0] ?? 1);
+  const perBatch = Math.max(1, batchSize(calibration[0]));
   const m = measureBatches ?? Math.max(Math.min(4, n), Math.min(Math.ceil(16 / perBatch), Math.floor(n / 2)));
   const f = Math.max(8, Math.ceil(32 / perBatch));
   return { measure: calibration.slice(0, m), fit: n >= m + 4 ? calibration.slice(m, m + f) : calibration.slice(0, f) };
