@@ -120,6 +120,40 @@ test('equalization keeps the float function and equalises the channel ranges of 
   }
 });
 
+test('equalization through ReLU6: the Clip becomes Relu → Min with per-channel bounds 6/sᵢ and the float function is unchanged', async () => {
+  // cnn() with relu1 replaced by Clip(0, 6); channel 0 of conv1 is 30× larger, so the clip is active on the data.
+  const m = cnn();
+  const g = m.graph!;
+  const i = g.node.findIndex((n) => n.name === 'relu1');
+  g.node[i] = makeNode('Clip', ['c1', 'lo', 'hi'], ['r1'], 'relu6');
+  g.initializer.push(makeTensor('lo', DT.FLOAT, [], Float32Array.of(0)), makeTensor('hi', DT.FLOAT, [], Float32Array.of(6)));
+  const model = prepareModel(m, getRule('onnxquant-int8-pot')).model;
+  const data = batches(2, 3);
+  const c1 = (await run(model, data, ['c1'])).flatMap((a) => Array.from(a));
+  assert.ok(c1.some((v) => v > 6) && c1.some((v) => v > 0 && v < 6), 'the clip must be active on the test data for this test to mean anything');
+  const { model: eq, pairs } = equalize(model, 1);
+  assert.equal(pairs, 2, 'conv1→Clip→conv2 and conv2→relu→conv3');
+  const [a, b] = [await run(model, data, ['y']), await run(eq, data, ['y'])];
+  for (let k = 0; k < a.length; k++) for (let j = 0; j < a[k].length; j++) assert.ok(Math.abs(a[k][j] - b[k][j]) <= 1e-4 * (1 + Math.abs(a[k][j])), `${a[k][j]} vs ${b[k][j]}`);
+  const v0 = new GraphView(model.graph!);
+  const v1 = new GraphView(eq.graph!);
+  assert.ok(!v1.graph.node.some((n) => n.opType === 'Clip'), 'the Clip is rewritten');
+  const min = v1.producer.get('r1')!;
+  assert.equal(min.opType, 'Min', 'same output name, so the same tensor is quantized');
+  assert.equal(v1.producer.get(min.input[0])!.opType, 'Relu');
+  // One iteration by hand: sᵢ = √(r1ᵢ/r2ᵢ) from the original weights, bound 6/sᵢ, shape [8, 1, 1].
+  const hi = constFloat(v1, min.input[1])!;
+  assert.deepEqual(hi.dims, [8, 1, 1]);
+  const w1 = constFloat(v0, 'w1')!.data;
+  const w2 = constFloat(v0, 'w2')!.data;
+  for (let c = 0; c < 8; c++) {
+    const r1 = Math.max(...w1.subarray(c * 27, (c + 1) * 27).map(Math.abs));
+    const r2 = Math.max(...Array.from({ length: 8 * 9 }, (_, k) => Math.abs(w2[Math.floor(k / 9) * 72 + c * 9 + (k % 9)])));
+    const expected = 6 / Math.sqrt(r1 / r2);
+    assert.ok(Math.abs(hi.data[c] - expected) <= 1e-6 * expected, `channel ${c}: bound ${hi.data[c]} vs 6/s = ${expected}`);
+  }
+});
+
 test('bias correction removes the mean output shift of a single quantized layer (1×1 conv: the correction is exact)', async () => {
   // For a 1×1 convolution the mean output is W·E[x] exactly, so Ŵ·E[x̂] − W·E[x] is the whole shift; larger
   // kernels differ by border effects only.

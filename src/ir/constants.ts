@@ -1,7 +1,7 @@
 /** Reading and replacing float initializers, shared by passes that rewrite weights. */
-import { TensorProto_DataType as DT, type TensorProto } from 'onnx-buf';
+import { TensorProto_DataType as DT, type NodeProto, type TensorProto } from 'onnx-buf';
 import { makeTensor, tensorDims, tensorToFloat32 } from '../onnx/tensor-codec.ts';
-import type { GraphView } from './graph.ts';
+import { attrFloat, type GraphView } from './graph.ts';
 
 export interface ConstFloat {
   dims: number[];
@@ -25,4 +25,20 @@ export function addFloatInitializer(view: GraphView, base: string, dims: readonl
 
 export function isFloat32(t: TensorProto | undefined): boolean {
   return t?.dataType === DT.FLOAT;
+}
+
+/** A scalar constant input (an initializer with one element), or undefined. */
+export function scalar(view: GraphView, name: string | undefined): number | undefined {
+  const c = name ? constFloat(view, name) : undefined;
+  return c && c.data.length === 1 ? c.data[0] : undefined;
+}
+
+/** Clip's bounds: inputs 1 and 2 (opset ≥ 11; absent = unbounded) or the min/max attributes (older opsets). */
+export function clipBounds(view: GraphView, n: NodeProto): [number, number] | undefined {
+  if (n.input.length > 1) {
+    const lo = n.input[1] ? scalar(view, n.input[1]) : -Infinity;
+    const hi = n.input[2] ? scalar(view, n.input[2]) : Infinity;
+    return lo === undefined || hi === undefined ? undefined : [lo, hi];
+  }
+  return [attrFloat(n, 'min', -Infinity), attrFloat(n, 'max', Infinity)];
 }

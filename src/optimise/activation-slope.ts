@@ -11,7 +11,7 @@
  */
 import type { NodeProto } from 'onnx-buf';
 import { attrFloat, type GraphView } from '../ir/graph.ts';
-import { constFloat } from '../ir/constants.ts';
+import { clipBounds, scalar } from '../ir/constants.ts';
 
 export type Slope = (z: number) => number;
 
@@ -19,22 +19,6 @@ export interface Activation {
   /** What was recognised, for the pass's report. */
   name: string;
   slope: Slope;
-}
-
-/** A scalar constant input (an initializer with one element), or undefined. */
-function scalar(view: GraphView, name: string | undefined): number | undefined {
-  const c = name ? constFloat(view, name) : undefined;
-  return c && c.data.length === 1 ? c.data[0] : undefined;
-}
-
-/** Clip's bounds: inputs 1 and 2 (opset ≥ 11; absent = unbounded) or the min/max attributes (older opsets). */
-function clipBounds(view: GraphView, n: NodeProto): [number, number] | undefined {
-  if (n.input.length > 1) {
-    const lo = n.input[1] ? scalar(view, n.input[1]) : -Infinity;
-    const hi = n.input[2] ? scalar(view, n.input[2]) : Infinity;
-    return lo === undefined || hi === undefined ? undefined : [lo, hi];
-  }
-  return [attrFloat(n, 'min', -Infinity), attrFloat(n, 'max', Infinity)];
 }
 
 const sigmoid = (z: number) => 1 / (1 + Math.exp(-z));
