@@ -1,4 +1,4 @@
-/** Reading and replacing float initializers, shared by passes that rewrite weights. */
+/** Reading and replacing float initializers, and constant operands (scalars, Clip bounds), shared by passes that rewrite the graph. */
 import { TensorProto_DataType as DT, type NodeProto, type TensorProto } from 'onnx-buf';
 import { makeTensor, tensorDims, tensorToFloat32 } from '../onnx/tensor-codec.ts';
 import { attrFloat, type GraphView } from './graph.ts';
