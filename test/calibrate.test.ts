@@ -84,6 +84,10 @@ test('in-graph percentiles equal a full sort where the k extremes crowd into few
     { name: 'rows of one element', dims: [500, 1], p: 0.99, fill: () => r() * 4 - 2 },
     { name: 'rank 1', dims: [37], p: 0.9, fill: () => Math.round(r() * 6) },
     { name: 'NCHW, k > rows', dims: [2, 3, 5, 7], p: 0.6, fill: () => r() - 0.5 },
+    // The last two dims (3·4 = 12 ≤ the cap of 15 for p = 0.999) form the rows; k = 25 of 2000 rows, with the 30
+    // outliers on each side packed into the first and last 3 rows.
+    { name: 'last two dims merged into rows', dims: [40, 50, 3, 4], p: 0.999, fill: (i) => (i < 30 ? 100 + (i % 7) : i >= 23970 ? -100 - (i % 5) : r() * 2 - 1) },
+    { name: 'last two dims just above the cap', dims: [30, 50, 4, 4], p: 0.999, fill: (i) => (i % 97 === 0 ? 50 - (i % 3) : r() - 0.5) },
   ];
   for (const opset of [13, 18]) {
     for (const c of cases) {
