@@ -12,13 +12,13 @@
  * Writes bench-results/bench-<timestamp>.json (bench-results/ should be git-ignored).
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import Table from 'cli-table3';
 import type { ModelProto } from 'onnx-buf';
 import type { Feeds } from '../src/calibrate/calibrate.ts';
-import { loadModel } from '../src/onnx/model-io.ts';
+import { loadModel, writeFileAtomic } from '../src/onnx/model-io.ts';
 import { getRule } from '../src/quant/rules.ts';
 import { quantize } from '../src/quantize.ts';
 import { createSession, type RunMode } from '../src/runtime/session.ts';
@@ -245,5 +245,7 @@ console.log(`load average at end: ${endInfo.loadavg.join(' ')}`);
 
 mkdirSync(args.out!, { recursive: true });
 const file = join(args.out!, `bench-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(file, JSON.stringify({ machine: info, loadAtEnd: endInfo.loadavg, busyAtStart: busy, rule: rule.name, reps, quick, dataPreloaded: true, results, zoo }, null, 2));
-console.log(`wrote ${file}${existsSync(join(ROOT, '.gitignore')) ? ' (bench-results/ is not tracked: add it to .gitignore)' : ''}`);
+writeFileAtomic(file, JSON.stringify({ machine: info, loadAtEnd: endInfo.loadavg, busyAtStart: busy, rule: rule.name, reps, quick, dataPreloaded: true, results, zoo }, null, 2));
+// The hint only where the default folder would show up in `git status`.
+const ignored = existsSync(join(ROOT, '.gitignore')) && /^\/?bench-results\/?$/m.test(readFileSync(join(ROOT, '.gitignore'), 'utf8'));
+console.log(`wrote ${file}${ignored ? '' : ' (add bench-results/ to .gitignore: results are not for committing)'}`);
