@@ -18,7 +18,7 @@ import { equalize } from '../src/optimise/equalization.ts';
 import { biasCorrection } from '../src/optimise/bias-correction.ts';
 import { fallbackPass, withoutLayers } from '../src/optimise/fallback.ts';
 import { rangeSearch, searchBatches } from '../src/optimise/range-search.ts';
-import { outputError, significantlyLower, type OptimiseContext, type QuantState } from '../src/optimise/context.ts';
+import { keepDecision, meanOverOutputs, outputError, significantlyLower, type OptimiseContext, type QuantState } from '../src/optimise/context.ts';
 import { runRecipe, splitCalibration } from '../src/optimise/optimise.ts';
 import { RECIPES } from '../src/optimise/recipes.ts';
 import { realiseQdq } from '../src/realise/qdq.ts';
@@ -387,6 +387,23 @@ test('a pass is kept only when its paired per-sample improvement exceeds two sta
   assert.equal(significantlyLower([1, 1, 1], [1.2, 1.1, 1.3]).lower, false);
   // One sample: any improvement.
   assert.equal(significantlyLower([1], [0.99]).lower, true);
+});
+
+test('a pass that makes one output significantly worse is rolled back, even when the mean over outputs improves', () => {
+  const f = (...v: number[]) => Float64Array.from(v);
+  // One output: the same decision as significantlyLower.
+  assert.deepEqual(keepDecision([f(1, 1, 1)], [f(0.7, 0.9, 0.8)], ['y']), { kept: true, se: significantlyLower([1, 1, 1], [0.7, 0.9, 0.8]).se });
+  assert.equal(keepDecision([f(1, 1, 1)], [f(1.2, 1.1, 1.3)], ['y']).kept, false);
+  // Two outputs: 'a' drops by 0.4 ± 0.05, 'b' rises by 0.01 on every sample (se 0): the mean drops by 0.195, but 'b'
+  // is systematically worse — a trade between heads, vetoed and named.
+  const before = [f(1, 1, 1, 1), f(1, 1, 1, 1)];
+  const after = [f(0.55, 0.6, 0.65, 0.6), f(1.01, 1.01, 1.01, 1.01)];
+  assert.equal(significantlyLower(meanOverOutputs(before), meanOverOutputs(after)).lower, true);
+  assert.deepEqual({ ...keepDecision(before, after, ['a', 'b']), se: 0 }, { kept: false, se: 0, worse: 'b' });
+  // 'b' rises on average but within noise (+0.01, −0.01, +0.02, −0.01): kept.
+  assert.equal(keepDecision(before, [after[0], f(1.01, 0.99, 1.02, 0.99)], ['a', 'b']).kept, true);
+  // The per-sample mean over outputs: (a + b) / 2, sample by sample.
+  assert.deepEqual([...meanOverOutputs([f(1, 3), f(3, 5)])], [2, 4]);
 });
 
 test("activation-aware weight rounding fits what survives the ReLU: lower held-out error than weighing every position alike", async () => {

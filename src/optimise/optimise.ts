@@ -7,7 +7,7 @@ import type { ModelProto } from 'onnx-buf';
 import { batchSize, calibrate, type Feeds } from '../calibrate/calibrate.ts';
 import { planModel, type Filter } from '../quant/plan.ts';
 import type { QuantRule } from '../quant/rules.ts';
-import { mean, sampleErrors, significantlyLower, type OptimiseContext, type PassReport, type QuantState } from './context.ts';
+import { keepDecision, mean, meanOverOutputs, sampleErrorsByOutput, type OptimiseContext, type PassReport, type QuantState } from './context.ts';
 import { passFor, type PassSpec } from './recipes.ts';
 
 export interface OptimiseOptions {
@@ -63,7 +63,9 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
   const reports: PassReport[] = [];
   const initial = await calibrated(prepared, o);
   let state = initial;
-  let errors = await sampleErrors(state, ctx);
+  // Per monitored output, per measuring sample; `avg` is their mean over the outputs.
+  let errors = await sampleErrorsByOutput(state, ctx);
+  const avg = (e: readonly Float64Array[]) => mean(meanOverOutputs(e));
   let reference = prepared;
   const pct = (x: number) => `${(x * 100).toFixed(3)}%`;
   for (const spec of recipe) {
@@ -72,7 +74,7 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
     const r = await pass.run(state, ctx);
     let detail = r.detail;
     let next = pass.stage === 'pre' ? await calibrated(r.state.model, o) : r.state;
-    let nextErrors = next === state ? errors : await sampleErrors(next, ctx);
+    let nextErrors = next === state ? errors : await sampleErrorsByOutput(next, ctx);
     let restart = false;
     if (spec.pass === 'weight-rounding' && spec.alsoFromStart && state !== initial) {
       // The passes before it lower the error at their own step but can leave a worse starting point for weight
@@ -80,25 +82,27 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
       // rounding from the plain rule → 1.35%). Round from the plain rule too and keep the lower end point.
       const startCtx = { ...ctx, reference: prepared };
       const alt = await pass.run(initial, startCtx);
-      const altErrors = await sampleErrors(alt.state, startCtx);
-      const chained = mean(nextErrors);
-      if (mean(altErrors) < chained) {
+      const altErrors = await sampleErrorsByOutput(alt.state, startCtx);
+      const chained = avg(nextErrors);
+      if (avg(altErrors) < chained) {
         restart = true;
         next = alt.state;
         nextErrors = altErrors;
-        detail = `${alt.detail}; started from the plain rule, dropping the earlier passes (${pct(mean(altErrors))}; after them: ${pct(chained)})`;
-      } else detail = `${detail}; after the earlier passes (from the plain rule: ${pct(mean(altErrors))})`;
+        detail = `${alt.detail}; started from the plain rule, dropping the earlier passes (${pct(avg(altErrors))}; after them: ${pct(chained)})`;
+      } else detail = `${detail}; after the earlier passes (from the plain rule: ${pct(avg(altErrors))})`;
     }
     // Judged against the current state, whichever start the pass took.
-    const { lower, se } = significantlyLower(errors, nextErrors);
-    const kept = spec.pass === 'fallback' ? next !== state : lower;
+    const decision = keepDecision(errors, nextErrors, ctx.outputs);
+    const kept = spec.pass === 'fallback' ? next !== state : decision.kept;
+    const se = decision.se;
+    if (decision.worse && spec.pass !== 'fallback') detail = `${detail ? `${detail}; ` : ''}'${decision.worse}' got worse`;
     if (kept && restart) {
       for (const rep of reports) if (rep.kept) Object.assign(rep, { kept: false, detail: `${rep.detail ?? ''} (superseded: weight rounding started from the plain rule)` });
       reference = prepared;
       ctx.reference = prepared;
     }
-    reports.push({ pass: pass.name, before: mean(errors), after: mean(nextErrors), kept, se, ms: performance.now() - t0, detail });
-    ctx.log(`${pass.name}: output error ${pct(mean(errors))} → ${pct(mean(nextErrors))} ± ${pct(se)} (${kept ? 'kept' : 'rolled back'})`);
+    reports.push({ pass: pass.name, before: avg(errors), after: avg(nextErrors), kept, se, ms: performance.now() - t0, detail });
+    ctx.log(`${pass.name}: output error ${pct(avg(errors))} → ${pct(avg(nextErrors))} ± ${pct(se)} (${kept ? 'kept' : decision.worse ? `rolled back: '${decision.worse}' worse` : 'rolled back'})`);
     if (kept) {
       state = next;
       errors = nextErrors;
