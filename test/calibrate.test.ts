@@ -17,6 +17,7 @@ import { prepareModel } from '../src/quantize.ts';
 import { seededRandom } from '../src/math.ts';
 import { graphInputs } from '../src/runtime/inputs.ts';
 import { appendPercentileStats } from '../src/calibrate/in-graph-stats.ts';
+import { nonNegativeTensors } from '../src/ir/non-negative.ts';
 import { createSession } from '../src/runtime/session.ts';
 
 function tiny(): ModelProto {
@@ -50,13 +51,27 @@ async function compare(model: ModelProto, feeds: Feeds[]) {
     const rule = ruleName === 'minmax' ? buildRule({ name: 'int8-perchannel-minmax', activationObserver: 'minmax' }) : getRule(ruleName);
     const prepared = prepareModel(model, rule).model;
     const plan = planModel(prepared, rule);
-    const run = async (statsInGraph: boolean) => (await calibrate(prepared, plan, (async function* () { yield* feeds; })(), { statsInGraph })).params;
-    const [a, b] = [await run(true), await run(false)];
+    const run = async (statsInGraph: boolean, skipLowerOfNonNegative?: boolean) =>
+      (await calibrate(prepared, plan, (async function* () { yield* feeds; })(), { statsInGraph, skipLowerOfNonNegative })).params;
+    const [a, b, skipped] = [await run(true, false), await run(false), await run(true)];
     assert.equal(a.size, b.size);
+    const nonNegative = nonNegativeTensors(prepared.graph!);
+    let skips = 0;
     for (const [k, p] of b) {
       const q = a.get(k)!;
       assert.deepEqual([...q.min, ...q.max, ...q.scale], [...p.min, ...p.max, ...p.scale], `${ruleName} ${k}`);
+      // Skipping the lower statistic of a tensor ≥ 0 leaves every parameter as it was; only the recorded min is 0.
+      const t = plan.tensors.find((x) => x.key === k)!;
+      const s = skipped.get(k)!;
+      assert.deepEqual([...s.max, ...s.scale, ...s.zeroPoint], [...p.max, ...p.scale, ...p.zeroPoint], `${ruleName} ${k} (lower statistic skipped)`);
+      const lowerSkipped = t.role === 'activation' && nonNegative.has(t.tensor) && ruleName !== 'onnxquant-fp8';
+      if (lowerSkipped) {
+        skips++;
+        assert.ok(p.min[0] >= 0, `${k}: a tensor called non-negative has min ${p.min[0]}`);
+        assert.deepEqual([...s.min], [0]);
+      } else assert.deepEqual([...s.min], [...p.min], `${ruleName} ${k}`);
     }
+    if (ruleName !== 'onnxquant-fp8') assert.ok(skips > 0, `${ruleName}: no lower statistic was skipped`);
   }
 }
 
@@ -101,9 +116,9 @@ test('in-graph percentiles equal a full sort where the k extremes crowd into few
       const { model: stats, outputs } = appendPercentileStats(model, [{ tensor: 'y', percentile: c.p }]);
       const o = outputs.get('y')!;
       const s = await createSession(stats, { mode: 'float' });
-      const out = await s.run({ x: { dims: c.dims, data } }, [o.lo, o.hi]);
+      const out = await s.run({ x: { dims: c.dims, data } }, [o.lo!, o.hi]);
       await s.release();
-      const lo = out[o.lo].data as Float32Array;
+      const lo = out[o.lo!].data as Float32Array;
       const hi = out[o.hi].data as Float32Array;
       assert.deepEqual([lo[lo.length - 1], hi[hi.length - 1]], sortedPercentiles(data, c.p), `${c.name}, opset ${opset}`);
     }

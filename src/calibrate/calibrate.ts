@@ -15,6 +15,7 @@ import { realiseQdq } from '../realise/qdq.ts';
 import { createSession } from '../runtime/session.ts';
 import type { FloatTensor } from '../tensor.ts';
 import { Fp8MseObserver, makeObserver, MinMaxObserver, PercentileObserver, type Observer } from './observers.ts';
+import { nonNegativeTensors } from '../ir/non-negative.ts';
 import { appendMinMaxStats, appendPercentileStats, appendSamples, type OrderStatOutputs } from './in-graph-stats.ts';
 
 /** Model inputs for one batch: float tensors, or onnxruntime tensors for other dtypes (e.g. an int64 sample rate). */
@@ -34,6 +35,8 @@ export interface CalibrateOptions {
   /** Compute percentile and min/max statistics and FP8 samples inside onnxruntime (default) instead of fetching
    * whole tensors into JS (same results: tested). */
   statsInGraph?: boolean;
+  /** Skip the lower statistic of tensors known to be ≥ 0 (default true; the parameters are the same either way). */
+  skipLowerOfNonNegative?: boolean;
 }
 
 export function calibrateWeights(model: ModelProto, plan: QuantPlan): Map<string, QuantParams> {
@@ -66,9 +69,13 @@ export async function calibrate(
   const inGraph = opts.statsInGraph ?? true;
   const percentile = inGraph ? activations.filter((t) => observers.get(t.key) instanceof PercentileObserver) : [];
   const minmax = inGraph ? activations.filter((t) => observers.get(t.key) instanceof MinMaxObserver) : [];
-  const pctTensors = [...new Map(percentile.map((t) => [t.tensor, { tensor: t.tensor, percentile: t.config.percentile ?? 0.9999 }])).values()];
+  // Tensors ≥ 0 by construction (after a Relu, a ReLU6…) get no lower statistic: it would enter the scale only as
+  // min(lo, 0) = 0 (scaleFromRange), so skipping it is exact for the parameters and saves a reduction pass; their
+  // recorded min is then 0 rather than the observed one.
+  const nonNegative = opts.skipLowerOfNonNegative === false ? new Set<string>() : nonNegativeTensors(model.graph!);
+  const pctTensors = [...new Map(percentile.map((t) => [t.tensor, { tensor: t.tensor, percentile: t.config.percentile ?? 0.9999, lowerIsZero: nonNegative.has(t.tensor) }])).values()];
   const withPct = pctTensors.length ? appendPercentileStats(base, pctTensors) : { model: base, outputs: new Map<string, OrderStatOutputs>() };
-  const mmTensors = [...new Set(minmax.map((t) => t.tensor))];
+  const mmTensors = [...new Set(minmax.map((t) => t.tensor))].map((tensor) => ({ tensor, lowerIsZero: nonNegative.has(tensor) }));
   const withMm = mmTensors.length ? appendMinMaxStats(withPct.model, mmTensors) : { model: withPct.model, outputs: new Map<string, OrderStatOutputs>() };
   // FP8 observers get their per-batch samples gathered in the graph (indices from uniforms fed per batch).
   const graphInputs = new Set(model.graph!.input.map((v) => v.name));
@@ -80,7 +87,7 @@ export async function calibrate(
   const mmStats = withMm.outputs;
   const whole = activations.filter((t) => !percentile.includes(t) && !minmax.includes(t) && !sampled.includes(t));
   const fetchNames = [...new Set(whole.map((t) => t.tensor).filter((n) => !graphInputs.has(n)))];
-  const statNames = [...[...stats.values(), ...mmStats.values()].flatMap((o) => [o.lo, o.hi]), ...withSamples.outputs.flatMap((o) => [o.sample, o.head, o.size])];
+  const statNames = [...[...stats.values(), ...mmStats.values()].flatMap((o) => (o.lo ? [o.lo, o.hi] : [o.hi])), ...withSamples.outputs.flatMap((o) => [o.sample, o.head, o.size])];
   const session = await createSession(statsModel, { mode: 'float', extraOutputs: fetchNames, intraOpThreads: opts.intraOpThreads });
   let done = 0;
   try {
@@ -100,13 +107,13 @@ export async function calibrate(
       });
       for (const t of percentile) {
         const o = stats.get(t.tensor)!;
-        const lo = result[o.lo].data as Float32Array;
-        const hi = result[o.hi].data as Float32Array;
-        (observers.get(t.key) as PercentileObserver).observeOrderStatistics(lo[lo.length - 1], hi[hi.length - 1]);
+        const lo = o.lo ? (result[o.lo].data as Float32Array).at(-1)! : 0;
+        const hi = (result[o.hi].data as Float32Array).at(-1)!;
+        (observers.get(t.key) as PercentileObserver).observeOrderStatistics(lo, hi);
       }
       for (const t of minmax) {
         const o = mmStats.get(t.tensor)!;
-        (observers.get(t.key) as MinMaxObserver).observeRange((result[o.lo].data as Float32Array)[0], (result[o.hi].data as Float32Array)[0]);
+        (observers.get(t.key) as MinMaxObserver).observeRange(o.lo ? (result[o.lo].data as Float32Array)[0] : 0, (result[o.hi].data as Float32Array)[0]);
       }
       for (const t of whole) {
         const v = graphInputs.has(t.tensor) ? feeds[t.tensor] : result[t.tensor];
