@@ -29,7 +29,29 @@ function model(nodes: NodeProto[], inits: TensorProto[], opset = 14, outputs = [
   });
 }
 
+// Positions of the test tensor [1, N]: position i is channel i (the last axis, as for a Gemm output).
+const ZS = Array.from({ length: N }, (_, i) => -5.3 + (i * 10.6) / (N - 1));
+// Per-channel bounds placed 0.3–1 away from channel i's z (so no point sits on a kink): by i mod 3, z inside
+// (lo, hi), z below lo, z above hi.
+const perChannel = (f: (z: number, i: number) => number) => Float32Array.from(ZS, f);
+const LO = perChannel((z, i) => (i % 3 === 1 ? z + 0.3 : z - 1));
+const HI = perChannel((z, i) => (i % 3 === 2 ? z - 0.3 : z + 1));
+// For Relu → Min, the lower bound is 0: keep every z at least 0.3 from it by the choice of HI alone.
+const HI_RELU = perChannel((z, i) => (i % 2 ? Math.max(z, 0) + 0.5 : Math.abs(z) > 0.3 ? z - 0.3 : 1));
+
 const CASES: { name: string; nodes: NodeProto[]; inits?: TensorProto[]; opset?: number; kinks: number[] }[] = [
+  {
+    name: 'Relu → Min (per-channel bounds, as equalization leaves a ReLU6)',
+    nodes: [makeNode('Relu', ['z'], ['r'], 'a'), makeNode('Min', ['r', 'hi'], ['y'], 'b')],
+    inits: [makeTensor('hi', DT.FLOAT, [N], HI_RELU)],
+    kinks: [0],
+  },
+  {
+    name: 'Max → Min (per-channel bounds, [1, N])',
+    nodes: [makeNode('Max', ['lo', 'z'], ['r'], 'a'), makeNode('Min', ['r', 'hi'], ['y'], 'b')],
+    inits: [makeTensor('lo', DT.FLOAT, [1, N], LO), makeTensor('hi', DT.FLOAT, [N], HI)],
+    kinks: [],
+  },
   { name: 'Relu', nodes: [makeNode('Relu', ['z'], ['y'], 'a')], kinks: [0] },
   { name: 'LeakyRelu', nodes: [makeNode('LeakyRelu', ['z'], ['y'], 'a', { alpha: { float: 0.1 } })], kinks: [0] },
   { name: 'Clip (inputs)', nodes: [makeNode('Clip', ['z', 'lo', 'hi'], ['y'], 'a')], inits: [c('lo', 0), c('hi', 3.5)], kinks: [0, 3.5] },
@@ -60,7 +82,7 @@ const CASES: { name: string; nodes: NodeProto[]; inits?: TensorProto[]; opset?: 
 
 test('activation slopes equal central differences of the activation run in onnxruntime', async () => {
   const h = 1e-3;
-  const zs = Array.from({ length: N }, (_, i) => -5.3 + (i * 10.6) / (N - 1));
+  const zs = ZS;
   for (const k of CASES) {
     const m = model(k.nodes, k.inits ?? [], k.opset);
     const act = activationSlope(new GraphView(m.graph!), 'z');
@@ -74,7 +96,7 @@ test('activation slopes equal central differences of the activation run in onnxr
       if (k.kinks.some((q) => Math.abs(z - q) < 4 * h)) return;
       checked++;
       const fd = (up[i] - down[i]) / (2 * h);
-      assert.ok(Math.abs(act.slope(z) - fd) < 5e-3, `${k.name} at z = ${z}: slope ${act.slope(z)}, central difference ${fd}`);
+      assert.ok(Math.abs(act.slope(z, i) - fd) < 5e-3, `${k.name} at z = ${z} (channel ${i}): slope ${act.slope(z, i)}, central difference ${fd}`);
     });
     assert.ok(checked > N - 8, `${k.name}: ${checked} points checked`);
   }
@@ -87,5 +109,10 @@ test('activation slope: none for a graph output, a second reader, a non-constant
   assert.equal(slope([makeNode('Add', ['z', 'z'], ['y'], 'a')]), undefined, 'not an activation');
   assert.equal(slope([makeNode('Add', ['z', 'z'], ['a'], 'add'), makeNode('Clip', ['a'], ['cl'], 'clip'), makeNode('Mul', ['z', 'cl'], ['y'], 'mul')]), undefined, 'gate offset not a constant');
   const relu = slope([makeNode('Relu', ['z'], ['y'], 'a')]);
-  assert.deepEqual([relu?.slope(-1), relu?.slope(0), relu?.slope(2)], [0, 0, 1]);
+  assert.deepEqual([relu?.slope(-1, 0), relu?.slope(0, 0), relu?.slope(2, 0)], [0, 0, 1]);
+  // Bounds of shape [N] act on the last axis: per channel for a Gemm output, not for a Conv's [N, C, H, W] (two
+  // dims after the channel), where only the Relu is read.
+  const clipped = model([makeNode('Relu', ['z'], ['r'], 'a'), makeNode('Min', ['r', 'hi'], ['y'], 'b')], [makeTensor('hi', DT.FLOAT, [N], HI_RELU)]);
+  assert.equal(activationSlope(new GraphView(clipped.graph!), 'z', 0)?.name, 'Relu → Min');
+  assert.equal(activationSlope(new GraphView(clipped.graph!), 'z', 2)?.name, 'Relu');
 });

@@ -7,13 +7,16 @@
  * Recognised, on a tensor that is not a graph output: Relu, LeakyRelu, Clip with constant bounds (ReLU6), HardSigmoid,
  * HardSwish, Sigmoid, Tanh, and two decomposed forms with the tensor read twice — z·σ(z) (SiLU/swish: Sigmoid + Mul,
  * also with HardSigmoid) and Paddle's hard swish z·clip(z + a, lo, hi)/d (Add → Clip → Mul → Div or Mul). Anything
- * else (a residual Add, a second reader, a Conv) is linear to first order here and gets no slope.
+ * else (a residual Add, a second reader, a Conv) is linear to first order here and gets no slope. Also the
+ * per-channel clip that equalization leaves where a ReLU6 stood, Relu (or Max with a constant) → Min with constant
+ * per-channel bounds: its slope is 1 strictly between channel c's bounds, as for Clip.
  */
 import type { NodeProto } from 'onnx-buf';
 import { attrFloat, type GraphView } from '../ir/graph.ts';
-import { clipBounds, scalar } from '../ir/constants.ts';
+import { clipBounds, constFloat, scalar } from '../ir/constants.ts';
 
-export type Slope = (z: number) => number;
+/** σ'(z) at a position of output channel `channel` (only per-channel bounds, below, read it). */
+export type Slope = (z: number, channel: number) => number;
 
 export interface Activation {
   /** What was recognised, for the pass's report. */
@@ -96,9 +99,41 @@ function gatedSlope(view: GraphView, z: string, gateFrom: NodeProto, mul: NodePr
   return { name, slope: (x) => post * (g(x) + x * dg(x)) };
 }
 
-export function activationSlope(view: GraphView, z: string): Activation | undefined {
+/**
+ * A constant bound of a per-channel clip on a layer output with `spatialDims` dims after the channel axis: a scalar,
+ * or C values whose shape (leading 1s dropped) is [C, 1, …] with `spatialDims` trailing 1s, so that value c
+ * applies to channel c. Undefined otherwise.
+ */
+function channelBound(view: GraphView, name: string | undefined, spatialDims: number): ((c: number) => number) | undefined {
+  const b = name ? constFloat(view, name) : undefined;
+  if (!b) return undefined;
+  if (b.data.length === 1) return () => b.data[0];
+  const dims = b.dims.slice(b.dims.findIndex((d) => d !== 1));
+  if (dims.length !== spatialDims + 1 || dims.slice(1).some((d) => d !== 1)) return undefined;
+  return (c) => b.data[c];
+}
+
+/** Relu(z) or Max(z, lo) followed by Min(·, hi) as the only reader, with constant (per-channel) bounds. */
+function perChannelClip(view: GraphView, z: string, first: NodeProto, spatialDims: number): Activation | undefined {
+  const mid = first.output[0];
+  const min = view.uses(mid);
+  if (min.length !== 1 || view.graphOutputs.has(mid) || min[0].opType !== 'Min') return undefined;
+  const lo = first.opType === 'Relu' ? () => 0 : first.opType === 'Max' ? channelBound(view, other(first, z), spatialDims) : undefined;
+  const hi = channelBound(view, other(min[0], mid), spatialDims);
+  return lo && hi && { name: `${first.opType} → Min`, slope: (x, c) => (x > lo(c) && x < hi(c) ? 1 : 0) };
+}
+
+/**
+ * The activation reading `z`, a layer output with `spatialDims` dims after its channel axis (a Conv's kernel rank;
+ * 0 for Gemm/MatMul, whose channel is the last axis).
+ */
+export function activationSlope(view: GraphView, z: string, spatialDims = 0): Activation | undefined {
   if (view.graphOutputs.has(z)) return undefined;
   const uses = view.uses(z);
+  if (uses.length === 1 && (uses[0].opType === 'Relu' || uses[0].opType === 'Max')) {
+    const clip = perChannelClip(view, z, uses[0], spatialDims);
+    if (clip) return clip;
+  }
   if (uses.length === 1) return uses[0].input.length >= 1 && uses[0].input[0] === z ? unarySlope(view, uses[0]) : undefined;
   if (uses.length !== 2) return undefined;
   const mul = uses.find((n) => n.opType === 'Mul' && other(n, z) !== undefined);

@@ -340,7 +340,7 @@ async function accumulateWeighted(
       const tz = new Float64Array(take);
       for (let p = 0; p < take; p++) {
         const i = zIndex(p, o);
-        const wt = Math.max(slope(pre.float[i]) ** 2, slope(pre.quant[i]) ** 2, floor);
+        const wt = Math.max(slope(pre.float[i], o) ** 2, slope(pre.quant[i], o) ** 2, floor);
         wts[r * take + p] = wt;
         tz[p] = wt * pre.float[i];
         rows[o].weight += wt;
@@ -549,7 +549,7 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
   if (o.activation === 'aware') {
     const fv = new GraphView(state.model.graph!);
     for (const l of all) {
-      const act = activationSlope(fv, l.z);
+      const act = activationSlope(fv, l.z, l.conv?.kernel.length ?? 0);
       if (act && l.groups * l.rowsPerGroup * (l.k + 1) ** 2 <= o.activationBudget) {
         l.activation = { ...act, floor: o.activationFloor };
         weighted++;
