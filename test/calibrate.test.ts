@@ -122,6 +122,31 @@ test('in-graph percentiles equal a full sort where the k extremes crowd into few
       const hi = out[o.hi].data as Float32Array;
       assert.deepEqual([lo[lo.length - 1], hi[hi.length - 1]], sortedPercentiles(data, c.p), `${c.name}, opset ${opset}`);
     }
+    // All cases in one graph, each tensor with its own percentile, row layout and sides (every third without the
+    // lower statistic): no statistic may be taken from another tensor's nodes.
+    const datas = cases.map((c) => Float32Array.from({ length: c.dims.reduce((a, b) => a * b, 1) }, (_, i) => c.fill(i, c.dims)));
+    const model = create(ModelProtoSchema, {
+      irVersion: 8n,
+      opsetImport: [{ domain: '', version: BigInt(opset) }],
+      graph: {
+        name: 'g',
+        node: cases.map((_, j) => makeNode('Identity', [`x${j}`], [`y${j}`], `id${j}`)),
+        input: cases.map((_, j) => ({ name: `x${j}`, type: { value: { case: 'tensorType' as const, value: { elemType: DT.FLOAT } } } })),
+        output: cases.map((_, j) => ({ name: `y${j}` })),
+      },
+    });
+    const { model: stats, outputs } = appendPercentileStats(model, cases.map((c, j) => ({ tensor: `y${j}`, percentile: c.p, lowerIsZero: j % 3 === 2 })));
+    const s = await createSession(stats, { mode: 'float' });
+    const names = cases.flatMap((_, j) => { const o = outputs.get(`y${j}`)!; return o.lo ? [o.lo, o.hi] : [o.hi]; });
+    const out = await s.run(Object.fromEntries(cases.map((c, j) => [`x${j}`, { dims: c.dims, data: datas[j] }])), names);
+    await s.release();
+    cases.forEach((c, j) => {
+      const o = outputs.get(`y${j}`)!;
+      const [lo, hi] = sortedPercentiles(datas[j], c.p);
+      assert.equal((out[o.hi].data as Float32Array).at(-1), hi, `${c.name} (one graph), opset ${opset}`);
+      if (j % 3 === 2) assert.equal(o.lo, undefined);
+      else assert.equal((out[o.lo!].data as Float32Array).at(-1), lo, `${c.name} (one graph), opset ${opset}`);
+    });
   }
 });
 
