@@ -7,6 +7,7 @@ import { formatModel } from '../ir/format.ts';
 import { opsetVersion } from '../ir/graph.ts';
 import { upgradeOpset } from '../ir/opset-upgrade.ts';
 import { loadModel, writeFileAtomic } from '../onnx/model-io.ts';
+import { ensureOutputDir } from './output-paths.ts';
 import type { QuantParams } from '../quant/config.ts';
 import type { QuantPlan } from '../quant/plan.ts';
 import { renderAnalysisHtml } from '../report/html.ts';
@@ -47,6 +48,7 @@ export async function writeAnalysis(
   dir: string,
   o: WriteAnalysisOptions,
 ): Promise<AnalysisReport> {
+  ensureOutputDir(dir);
   const progress = makeProgress(o.quiet);
   let stage = '';
   const report = await analyse(floatModel, quantModel, () => feedBatches(ds, input, batch, o.steps), {

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { UserError } from '../errors.ts';
-import { loadModel, saveModel, serializeModel, writeFileAtomic } from '../onnx/model-io.ts';
+import { loadModel, modelBytes, writeFilesAtomic } from '../onnx/model-io.ts';
 import { validateModel } from '../onnx/validate.ts';
 import { buildRule, getRule, ONNXQUANT_RULES, type QuantRule, type RuleSpec } from '../quant/rules.ts';
 import { quantize } from '../quantize.ts';
@@ -10,6 +10,7 @@ import { graphInputs } from '../runtime/inputs.ts';
 import { feedBatches, openDataset, resolvePreprocess } from './data-source.ts';
 import { makeProgress } from './progress.ts';
 import { writeAnalysis } from './analyse.ts';
+import { checkOutputFile } from './output-paths.ts';
 import { getRecipe, RECIPES } from '../optimise/recipes.ts';
 import { getTarget, isTarget, TARGETS } from '../quant/targets.ts';
 import { quantizeForTarget } from '../quant/plan-target.ts';
@@ -89,12 +90,13 @@ export function registerQuantize(program: Command): void {
       validateModel(model, file);
       const rule = resolveRule(String(o.rule));
       const input = singleInput(model, file, o.input as string | undefined);
+      const out = (o.output as string | undefined) ?? join(dirname(file), `${basename(file, '.onnx')}.${rule.name}.onnx`);
+      checkOutputFile(out);
       const spec = resolvePreprocess(o.preprocess as string);
       const ds = openDataset(String(o.calib), spec);
       const batch = o.batch as number;
       const steps = o.calibSteps as number;
       if (!(batch > 0) || !(steps > 0)) throw new UserError('--batch and --calib-steps must be positive integers');
-      const out = (o.output as string | undefined) ?? join(dirname(file), `${basename(file, '.onnx')}.${rule.name}.onnx`);
       const progress = makeProgress(Boolean(o.quiet));
       const total = Math.min(steps, Math.ceil(ds.size / batch));
       progress.stage(`calibrate ${rule.name}`, total);
@@ -126,16 +128,16 @@ export function registerQuantize(program: Command): void {
       progress.stop();
       for (const p of ('passes' in result ? result.passes : undefined) ?? [])
         process.stdout.write(`${p.pass}: calibration output error ${(p.before * 100).toFixed(3)}% → ${(p.after * 100).toFixed(3)}% ${p.kept ? 'kept' : 'rolled back'} (${(p.ms / 1000).toFixed(1)} s)${p.detail ? `; ${p.detail}` : ''}\n`);
-      saveModel(result.model, out);
       const sidecar = out.replace(/\.onnx$/, '') + '.qparams.json';
-      writeFileAtomic(sidecar, JSON.stringify(result.sidecar, null, 1));
+      const bytes = modelBytes(result.model, out);
+      writeFilesAtomic([{ path: out, data: bytes }, { path: sidecar, data: JSON.stringify(result.sidecar, null, 1) }]);
       const weights = result.plan.tensors.filter((t) => t.role === 'weight').length;
       const secs = ((performance.now() - t0) / 1000).toFixed(1);
       const rss = (process.resourceUsage().maxRSS / 1024).toFixed(0);
       process.stdout.write(
         `quantized ${result.plan.layers.length} layers (${weights} weights, ${result.plan.tensors.length - weights} activation tensors) ` +
           `under ${rule.name} with ${result.batches} batches of ${batch} in ${secs} s, peak RSS ${rss} MiB\n` +
-          `wrote ${out} (${(serializeModel(result.model).length / 1e6).toFixed(2)} MB) and ${sidecar}\n`,
+          `wrote ${out} (${(bytes.length / 1e6).toFixed(2)} MB) and ${sidecar}\n`,
       );
       for (const s of result.plan.skipped) process.stderr.write(`warning: left float: ${s.node} (${s.reason})\n`);
       if (o.analyse) {

@@ -5,10 +5,10 @@
  * --out; prints the table (--format) on stdout and progress on stderr.
  */
 import type { Command } from 'commander';
-import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { writeFileAtomic } from '../onnx/model-io.ts';
+import { ensureOutputDir } from './output-paths.ts';
 import { RULE_NAMES } from '../quant/rules.ts';
 import { RECIPES } from '../optimise/recipes.ts';
 import { EMBEDDED_DEFAULTS, embeddedEntries } from '../zoo/embedded.ts';
@@ -25,7 +25,7 @@ const posInt = (name: string) => (v: string): number => {
 };
 
 export function writeZooOutputs(out: string, rows: readonly ZooRow[], title: string): void {
-  mkdirSync(out, { recursive: true });
+  ensureOutputDir(out);
   writeFileAtomic(join(out, 'results.json'), renderJson(rows));
   writeFileAtomic(join(out, 'results.csv'), renderCsv(rows));
   writeFileAtomic(join(out, 'results.md'), renderMarkdown(rows, { title }));
@@ -78,6 +78,7 @@ export function registerZoo(program: Command): void {
         throw new UserError((e as Error).message);
       }
       const out = resolve(String(o.out));
+      ensureOutputDir(out);
       const root = embedded ? '' : resolve(String(o.root));
       const t0 = performance.now();
       const run = await runZoo({

@@ -110,18 +110,40 @@ export function serializeModel(model: ModelProto): Uint8Array {
 
 /** Write atomically: temp file beside the target, then rename. */
 export function writeFileAtomic(path: string, data: Uint8Array | string): void {
-  const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
+  writeFilesAtomic([{ path, data }]);
+}
+
+/**
+ * Write files that belong together (a model and its sidecar): every temp file first, renamed only once all are
+ * written, so a failure (disk full, no permission) leaves none of them behind — and is a UserError naming the file.
+ */
+export function writeFilesAtomic(files: readonly { path: string; data: Uint8Array | string }[]): void {
+  const stamp = `${process.pid}-${Date.now()}`;
+  const tmps = files.map((f) => `${f.path}.tmp-${stamp}`);
+  let current = files[0]?.path;
   try {
-    writeFileSync(tmp, data);
-    renameSync(tmp, path);
+    files.forEach((f, i) => {
+      current = f.path;
+      writeFileSync(tmps[i], f.data);
+    });
+    files.forEach((f, i) => {
+      current = f.path;
+      renameSync(tmps[i], f.path);
+    });
   } catch (e) {
-    rmSync(tmp, { force: true });
-    throw e;
+    for (const t of tmps) rmSync(t, { force: true });
+    const code = (e as NodeJS.ErrnoException).code;
+    throw code ? new UserError(`cannot write: ${code === 'ENOSPC' ? 'no space left on the device' : code === 'EACCES' ? 'permission denied' : code}`, current) : e;
   }
 }
 
-export function saveModel(model: ModelProto, path: string): void {
+/** A model's bytes, refusing what protobuf cannot hold. */
+export function modelBytes(model: ModelProto, path: string): Uint8Array {
   const bytes = serializeModel(model);
   if (bytes.length > 2 ** 31 - 1) throw new UserError('model exceeds the 2 GiB protobuf limit; external-data saving is not implemented', path);
-  writeFileAtomic(path, bytes);
+  return bytes;
+}
+
+export function saveModel(model: ModelProto, path: string): void {
+  writeFileAtomic(path, modelBytes(model, path));
 }

@@ -1,0 +1,71 @@
+/**
+ * Output paths, as users type them: `quantize -o` and `export -o` into a folder that does not exist fail at once
+ * (exit 2, one stderr line naming the path, nothing written), `analyse --out-dir` creates a missing folder (it used
+ * to fail with a stack trace when writing the report, after the whole analysis), an output folder that is really a
+ * file is refused before any work, and a successful quantize leaves its model and sidecar and no temp file.
+ * Model: the npm PP-OCRv4 recogniser; data: one generated image.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { NPM_MODEL } from './helpers/models.ts';
+
+const ROOT = new URL('..', import.meta.url).pathname;
+const BIN = join(ROOT, 'bin/onnxquant.js');
+
+function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
+    });
+  });
+}
+
+function oneLineError(r: { code: number; stdout: string; stderr: string }, path: string, problem: RegExp): void {
+  assert.equal(r.code, 2, `exit code (stderr: ${r.stderr})`);
+  const lines = r.stderr.split('\n').filter((l) => l);
+  assert.equal(lines.length, 1, `one stderr line, got:\n${r.stderr}`);
+  assert.ok(lines[0].startsWith(`onnxquant: ${path}: `), lines[0]);
+  assert.match(lines[0], problem);
+}
+
+const tmp = mkdtempSync(join(tmpdir(), 'onnxquant-outputs-'));
+process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
+const images = join(tmp, 'images');
+mkdirSync(images);
+await sharp({ create: { width: 192, height: 48, channels: 3, background: { r: 240, g: 230, b: 200 } } })
+  .composite([{ input: { create: { width: 60, height: 20, channels: 3, background: { r: 20, g: 20, b: 20 } } }, left: 30, top: 14 }])
+  .png()
+  .toFile(join(images, 'line.png'));
+const data = ['--calib', images, '--preprocess', 'ocr-48x320', '--batch', '1', '--calib-steps', '1', '--quiet'];
+
+test('quantize -o into a missing folder: one line naming the path, nothing written', async () => {
+  const out = join(tmp, 'missing', 'q.onnx');
+  oneLineError(await cli('quantize', NPM_MODEL, ...data, '-o', out), out, /folder .*missing does not exist/);
+  assert.equal(existsSync(join(tmp, 'missing')), false);
+});
+
+test('quantize writes the model and its sidecar and leaves no temp file; export -o into a missing folder fails at once', async () => {
+  const dir = join(tmp, 'q');
+  mkdirSync(dir);
+  const r = await cli('quantize', NPM_MODEL, ...data, '-o', join(dir, 'q.onnx'));
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(readdirSync(dir).sort(), ['q.onnx', 'q.qparams.json']);
+  const out = join(tmp, 'nope', 'model.cache');
+  oneLineError(await cli('export', join(dir, 'q.qparams.json'), '--format', 'trt-cache', '-o', out), out, /does not exist/);
+});
+
+test('analyse --out-dir: a missing folder is created; a file in its place is refused before the analysis', async () => {
+  const q = join(tmp, 'q2.onnx');
+  assert.equal((await cli('quantize', NPM_MODEL, ...data, '-o', q)).code, 0);
+  const analyse = (outDir: string) => cli('analyse', NPM_MODEL, q, '--data', images, '--preprocess', 'ocr-48x320', '--batch', '1', '--quiet', '--out-dir', outDir);
+  const nested = join(tmp, 'reports', 'a', 'b');
+  const r = await analyse(nested);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(readdirSync(nested).sort(), ['report.html', 'report.json']);
+  oneLineError(await analyse(q), q, /cannot create the output folder: a file of that name is in the way/);
+});
