@@ -68,7 +68,7 @@ test('table: worst cumulative error first, numbers formatted, no colour when ask
   const stem = out.split('\n').find((l) => l.includes('stem.conv'))!;
   assert.match(stem, /0\.100%.*30\.0.*0\.9995.*1\.50%/);
   assert.match(out, /ranked by cumulative PPQ power ratio/);
-  for (const h of ['layer', 'op', 'cumulative error (%)', 'isolated error (%)', 'SNR dB', 'cosine', 'clip %']) assert.ok(out.includes(h), h);
+  for (const h of ['layer', 'op', 'cumulative at layer (%)', 'isolated at outputs (%)', 'SNR dB', 'cosine', 'clip %']) assert.ok(out.includes(h), h);
 });
 
 test('table: summary lines carry both ratio definitions', () => {

@@ -110,7 +110,7 @@ export function renderAnalysisTable(r: AnalysisReport, opts: AnalysisTableOption
 
   // Our own escapes, not cli-table3's styles: its colour library decides by itself (it turns colours off under CI
   // without a TTY), and `color` must mean what the caller asked for. Empty style arrays switch its escapes off.
-  const head = ['layer', 'op', 'cumulative error (%)', 'isolated error (%)', 'SNR dB', 'cosine', 'clip %'];
+  const head = ['layer', 'op', 'cumulative at layer (%)', 'isolated at outputs (%)', 'SNR dB', 'cosine', 'clip %'];
   const table = new Table({
     head: color ? head.map((h) => `\x1b[1m\x1b[36m${h}\x1b[0m`) : head,
     colAligns: ['left', 'left', 'right', 'right', 'right', 'right', 'right'],
@@ -132,5 +132,9 @@ export function renderAnalysisTable(r: AnalysisReport, opts: AnalysisTableOption
   const title =
     `Per-layer quantization error: worst ${shown.length} of ${r.layers.length} layers, ` +
     `ranked by ${rankedBy} ${METRIC_LABEL[metric]}`;
-  return [title, table.toString(), ...summaryLines(r)].join('\n') + '\n';
+  // The two errors are measured in different places, so they are not comparable: say so under the table.
+  const legend =
+    'cumulative: the layer output in the quantized network vs float (SNR and cosine too); ' +
+    'isolated: the graph outputs with only this layer quantized';
+  return [title, table.toString(), legend, ...summaryLines(r)].join('\n') + '\n';
 }
