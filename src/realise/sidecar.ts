@@ -17,6 +17,8 @@ export interface SidecarTensor {
   axis?: number;
   scale: number[];
   zeroPoint: number[];
+  /** The calibrated range. For an activation that is ≥ 0 by construction (after a Relu…) the lower end is not
+   * measured and is written as 0: it enters the scale only as min(lo, 0) (calibrate.ts). */
   min: number[];
   max: number[];
   uses: { node: string; op: string; input: number }[];
