@@ -10,6 +10,7 @@ import {
   dequantizeInt,
   fakeQuantFp8,
   fakeQuantInt,
+  forEachChannelRun,
   pow2Ceil,
   quantizeFp8,
   quantizeInt,
@@ -264,4 +265,26 @@ test('quantizeFp8 / fakeQuantFp8 divide by the scale in float32, round to E4M3, 
   // Scale 16: 5000 / 16 = 312.5 → E4M3 neighbours 288 and 320 → 320 → 5120.
   assert.equal(fakeQuantFp8(5000, 16), 5120);
   assert.ok(Object.is(fakeQuantFp8(-0, 4), -0), 'FP8 keeps the sign of zero (as onnxruntime does)');
+});
+
+test('forEachChannelRun: contiguous runs covering every element once, each with its channel along the axis', () => {
+  // Hand-worked: dims [2, 3, 2], axis 1 → runs of 2 elements, channels 0 1 2 0 1 2.
+  const runs: number[][] = [];
+  forEachChannelRun([2, 3, 2], 1, (s, e, c) => runs.push([s, e, c]));
+  assert.deepEqual(runs, [[0, 2, 0], [2, 4, 1], [4, 6, 2], [6, 8, 0], [8, 10, 1], [10, 12, 2]]);
+  for (const [dims, axis] of [[[4, 3, 5, 5], 0], [[4, 3, 5, 5], 1], [[7, 9], 1], [[6], 0], [[2, 3, 4], undefined]] as [number[], number | undefined][]) {
+    const n = dims.reduce((a, b) => a * b, 1);
+    const seen = new Int32Array(n).fill(-1);
+    let next = 0;
+    forEachChannelRun(dims, axis, (s, e, c) => {
+      assert.equal(s, next, 'runs are contiguous and in order');
+      for (let i = s; i < e; i++) seen[i] = c;
+      next = e;
+    });
+    assert.equal(next, n);
+    // The per-element definition: channel = floor(i / (product of dims after the axis)) mod dims[axis].
+    const inner = axis === undefined ? n : dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+    const C = axis === undefined ? 1 : dims[axis];
+    assert.deepEqual([...seen], Array.from({ length: n }, (_, i) => Math.floor(i / inner) % C), `dims ${dims}, axis ${axis}`);
+  }
 });

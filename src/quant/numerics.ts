@@ -56,6 +56,22 @@ export function channelOf(dims: readonly number[], axis: number | undefined): (i
   return (i) => Math.floor(i / inner) % C;
 }
 
+/**
+ * The flat elements of a tensor of `dims` as contiguous runs [start, end) that share one channel along `axis` (one
+ * run for per-tensor), so per-element loops read their channel's scale once per run instead of dividing per element
+ * (`channelOf`): realising PP-OCRv4 rec's 2.6 M weights spent most of its time there.
+ */
+export function forEachChannelRun(dims: readonly number[], axis: number | undefined, fn: (start: number, end: number, channel: number) => void): void {
+  const n = dims.reduce((a, b) => a * b, 1);
+  if (axis === undefined) {
+    fn(0, n, 0);
+    return;
+  }
+  const C = dims[axis];
+  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+  for (let start = 0, c = 0; start < n; start += inner, c = c + 1 === C ? 0 : c + 1) fn(start, start + inner, c);
+}
+
 /** x̂ for any format: the integer or FP8 (ties to even, as realised) fake-quantization of x. */
 export function fakeQuant(x: number, cfg: Pick<TensorQuantConfig, 'format' | 'qmin' | 'qmax'>, scale: number, zeroPoint: number): number {
   return cfg.format === 'int' ? fakeQuantInt(x, scale, zeroPoint, cfg.qmin, cfg.qmax) : fakeQuantFp8(x, scale, fp8Kind(cfg.format));

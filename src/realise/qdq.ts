@@ -11,7 +11,7 @@ import { float32ToFloat8, float8ToFloat32 } from '../onnx/float-formats.ts';
 import { makeTensor, tensorDims, tensorToFloat32 } from '../onnx/tensor-codec.ts';
 import { GraphView, makeNode, topologicalSort } from '../ir/graph.ts';
 import type { QuantParams, TensorQuantConfig } from '../quant/config.ts';
-import { channelOf, dequantizeInt, fp8Kind, quantizeInt } from '../quant/numerics.ts';
+import { dequantizeInt, forEachChannelRun, fp8Kind, quantizeInt } from '../quant/numerics.ts';
 import type { PlannedTensor, QuantPlan } from '../quant/plan.ts';
 
 export interface RealiseOptions {
@@ -49,21 +49,22 @@ function paramTensors(view: GraphView, base: string, cfg: TensorQuantConfig, p: 
 
 /** Quantize weight values with the reference numerics: integer values or float8 codes, per channel when planned. */
 export function quantizeWeightValues(values: Float32Array, dims: readonly number[], cfg: TensorQuantConfig, p: QuantParams): Int32Array | Uint8Array {
-  const channel = channelOf(dims, p.axis);
   if (cfg.format !== 'int') {
     const kind = fp8Kind(cfg.format);
     const out = new Uint8Array(values.length);
-    for (let i = 0; i < values.length; i++) {
-      const c = channel(i);
-      out[i] = float32ToFloat8(Math.fround(values[i] / p.scale[c]), kind, true, 'even');
-    }
+    forEachChannelRun(dims, p.axis, (start, end, c) => {
+      const s = p.scale[c];
+      for (let i = start; i < end; i++) out[i] = float32ToFloat8(Math.fround(values[i] / s), kind, true, 'even');
+    });
     return out;
   }
   const out = new Int32Array(values.length);
-  for (let i = 0; i < values.length; i++) {
-    const c = channel(i);
-    out[i] = quantizeInt(values[i], p.scale[c], p.zeroPoint[c], cfg.qmin, cfg.qmax);
-  }
+  const { qmin, qmax } = cfg;
+  forEachChannelRun(dims, p.axis, (start, end, c) => {
+    const s = p.scale[c];
+    const z = p.zeroPoint[c];
+    for (let i = start; i < end; i++) out[i] = quantizeInt(values[i], s, z, qmin, qmax);
+  });
   return out;
 }
 
@@ -116,12 +117,15 @@ function insertWeight(view: GraphView, t: PlannedTensor, p: QuantParams, fold: b
     // Store the dequantized values (float32((q − z)·s), exactly what the DequantizeLinear would output) as a float
     // constant: the simulated numerics are unchanged, and onnxruntime cannot fuse the layer into an integer kernel
     // that misreads the axis. The weight is then not stored as int8 (the model is larger).
-    const channel = channelOf(dims, p.axis);
     const deq = new Float32Array(q.length);
-    for (let i = 0; i < q.length; i++) {
-      const c = channel(i);
-      deq[i] = t.config.format === 'int' ? dequantizeInt(q[i], p.scale[c], p.zeroPoint[c]) : Math.fround(float8ToFloat32(q[i], fp8Kind(t.config.format)) * p.scale[c]);
-    }
+    const int = t.config.format === 'int';
+    const kind = int ? undefined : fp8Kind(t.config.format);
+    forEachChannelRun(dims, p.axis, (start, end, c) => {
+      const s = p.scale[c];
+      const z = p.zeroPoint[c];
+      if (int) for (let i = start; i < end; i++) deq[i] = dequantizeInt(q[i], s, z);
+      else for (let i = start; i < end; i++) deq[i] = Math.fround(float8ToFloat32(q[i], kind!) * s);
+    });
     const name = view.freshName(`${t.tensor}_fakequant`);
     view.addInitializer(makeTensor(name, DT.FLOAT, dims, deq));
     return name;

@@ -11,7 +11,7 @@ import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto } from 'o
 import { attrInt, GraphView } from '../ir/graph.ts';
 import { dtypeInfo } from '../onnx/dtype.ts';
 import { makeTensor, tensorDims, tensorToFloat32 } from '../onnx/tensor-codec.ts';
-import { channelOf } from '../quant/numerics.ts';
+import { forEachChannelRun } from '../quant/numerics.ts';
 
 export function foldConstantDequantize(input: ModelProto, keep: ReadonlySet<string> = new Set()): { model: ModelProto; folded: number } {
   const view0 = new GraphView(input.graph!);
@@ -35,12 +35,11 @@ export function foldConstantDequantize(input: ModelProto, keep: ReadonlySet<stri
     const float8 = !!dtypeInfo(xt.dataType).float8;
     if (float8 && zp.some((v) => v !== 0)) continue; // not produced by onnxquant; left to onnxruntime
     const rank = dims.length;
-    const channel = channelOf(dims, s.length > 1 ? (attrInt(n, 'axis', 1) + rank) % rank : undefined);
     const y = new Float32Array(x.length);
-    for (let i = 0; i < x.length; i++) {
-      const c = channel(i);
-      y[i] = Math.fround((x[i] - zp[c]) * s[c]);
-    }
+    forEachChannelRun(dims, s.length > 1 ? (attrInt(n, 'axis', 1) + rank) % rank : undefined, (start, end, c) => {
+      const [sc, z] = [s[c], zp[c]];
+      for (let i = start; i < end; i++) y[i] = Math.fround((x[i] - z) * sc);
+    });
     view.addInitializer(makeTensor(n.output[0], DT.FLOAT, dims, y));
   }
   const folded = new Set(view.graph.initializer.map((t) => t.name));
