@@ -4,7 +4,7 @@
  * doubles by merging bin pairs when a larger value arrives), FP8-MSE keeps one squared-error sum per candidate.
  */
 import type { QuantParams, TensorQuantConfig } from '../quant/config.ts';
-import { fakeQuantFp8, fp8Kind, fakeQuantInt, scaleFromRange } from '../quant/numerics.ts';
+import { fakeQuantFp8, forEachChannelRun, fp8Kind, fakeQuantInt, scaleFromRange } from '../quant/numerics.ts';
 import { seededRandom } from '../math.ts';
 
 export interface Observer {
@@ -40,15 +40,17 @@ export class MinMaxObserver implements Observer {
       this.mins = new Float64Array(C).fill(Infinity);
       this.maxs = new Float64Array(C).fill(-Infinity);
     }
-    const inner = this.axis === undefined ? data.length : dims.slice(this.axis + 1).reduce((a, b) => a * b, 1);
     const mins = this.mins;
     const maxs = this.maxs!;
-    for (let i = 0; i < data.length; i++) {
-      const c = C === 1 ? 0 : Math.floor(i / inner) % C;
-      const v = data[i];
-      if (v < mins[c]) mins[c] = v;
-      if (v > maxs[c]) maxs[c] = v;
-    }
+    forEachChannelRun(this.axis === undefined ? [data.length] : dims, this.axis, (start, end, c) => {
+      let [lo, hi] = [mins[c], maxs[c]];
+      for (let i = start; i < end; i++) {
+        const v = data[i];
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
+      [mins[c], maxs[c]] = [lo, hi];
+    });
   }
   params(): QuantParams {
     if (!this.mins) throw new Error('minmax observer saw no data');
