@@ -115,7 +115,8 @@ export function writeFileAtomic(path: string, data: Uint8Array | string): void {
 
 /**
  * Write files that belong together (a model and its sidecar): every temp file first, renamed only once all are
- * written, so a failure (disk full, no permission) leaves none of them behind — and is a UserError naming the file.
+ * written, so a failed write (disk full, no permission) leaves none of them behind — and is a UserError naming the
+ * file. (The renames stay in one folder and need no space; only they could still part the pair.)
  */
 export function writeFilesAtomic(files: readonly { path: string; data: Uint8Array | string }[]): void {
   const stamp = `${process.pid}-${Date.now()}`;
