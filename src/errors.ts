@@ -11,3 +11,12 @@ export class UserError extends Error {
     this.name = 'UserError';
   }
 }
+
+/** A file-system error in words for a one-line message (its code when there are no better words). */
+export function fsErrorReason(e: unknown): string {
+  const code = (e as NodeJS.ErrnoException).code;
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
+  if (code === 'EEXIST' || code === 'ENOTDIR') return 'a file of that name is in the way';
+  if (code === 'ENOSPC') return 'no space left on the device';
+  return code ?? String(e);
+}

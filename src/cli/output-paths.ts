@@ -5,14 +5,7 @@
  */
 import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import { UserError } from '../errors.ts';
-
-function fsReason(e: unknown): string {
-  const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'EACCES' || code === 'EPERM') return 'permission denied';
-  if (code === 'EEXIST' || code === 'ENOTDIR') return 'a file of that name is in the way';
-  return code ?? String(e);
-}
+import { fsErrorReason, UserError } from '../errors.ts';
 
 /** The folder a file will be written into must exist and be writable; the file itself must not be a folder. */
 export function checkOutputFile(file: string): void {
@@ -27,7 +20,7 @@ export function checkOutputFile(file: string): void {
   try {
     accessSync(dir, constants.W_OK);
   } catch (e) {
-    throw new UserError(`cannot write here: ${fsReason(e)}`, file);
+    throw new UserError(`cannot write here: ${fsErrorReason(e)}`, file);
   }
   try {
     if (statSync(file).isDirectory()) throw new UserError('is a folder, expected a file name', file);
@@ -41,11 +34,11 @@ export function ensureOutputDir(dir: string): void {
   try {
     mkdirSync(dir, { recursive: true });
   } catch (e) {
-    throw new UserError(`cannot create the output folder: ${fsReason(e)}`, dir);
+    throw new UserError(`cannot create the output folder: ${fsErrorReason(e)}`, dir);
   }
   try {
     accessSync(dir, constants.W_OK);
   } catch (e) {
-    throw new UserError(`cannot write into the output folder: ${fsReason(e)}`, dir);
+    throw new UserError(`cannot write into the output folder: ${fsErrorReason(e)}`, dir);
   }
 }

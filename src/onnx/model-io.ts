@@ -8,7 +8,7 @@ import { fromBinary, toBinary } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataLocation, type GraphProto, type ModelProto, type TensorProto } from 'onnx-buf';
 import { closeSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, normalize, relative } from 'node:path';
-import { UserError } from '../errors.ts';
+import { fsErrorReason, UserError } from '../errors.ts';
 import { dtypeInfo } from './dtype.ts';
 import { tensorSize } from './tensor-codec.ts';
 
@@ -134,7 +134,7 @@ export function writeFilesAtomic(files: readonly { path: string; data: Uint8Arra
   } catch (e) {
     for (const t of tmps) rmSync(t, { force: true });
     const code = (e as NodeJS.ErrnoException).code;
-    throw code ? new UserError(`cannot write: ${code === 'ENOSPC' ? 'no space left on the device' : code === 'EACCES' ? 'permission denied' : code}`, current) : e;
+    throw code ? new UserError(`cannot write: ${fsErrorReason(e)}`, current) : e;
   }
 }
 
