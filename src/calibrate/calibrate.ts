@@ -16,7 +16,7 @@ import { createSession } from '../runtime/session.ts';
 import type { FloatTensor } from '../tensor.ts';
 import { Fp8MseObserver, makeObserver, MinMaxObserver, PercentileObserver, type Observer } from './observers.ts';
 import { nonNegativeTensors } from '../ir/non-negative.ts';
-import { appendMinMaxStats, appendPercentileStats, appendSamples, type OrderStatOutputs } from './in-graph-stats.ts';
+import { appendMinMaxStats, appendPercentileStats, appendSamples, orderForEarlyRelease, type OrderStatOutputs } from './in-graph-stats.ts';
 
 /** Model inputs for one batch: float tensors, or onnxruntime tensors for other dtypes (e.g. an int64 sample rate). */
 export type Feeds = Record<string, FloatTensor | ort.Tensor>;
@@ -83,6 +83,8 @@ export async function calibrate(
   const fp8Observers = sampled.map((t) => observers.get(t.key) as Fp8MseObserver);
   const withSamples = sampled.length ? appendSamples(withMm.model, sampled.map((t, i) => ({ tensor: t.tensor, count: fp8Observers[i].uniforms().length }))) : { model: withMm.model, outputs: [] };
   const statsModel = withSamples.model;
+  // Statistics run as soon as their tensor exists, so activations are not all kept alive to the network's end.
+  if (statsModel !== base) orderForEarlyRelease(statsModel, base.graph!.node.length);
   const stats = withPct.outputs;
   const mmStats = withMm.outputs;
   const whole = activations.filter((t) => !percentile.includes(t) && !minmax.includes(t) && !sampled.includes(t));
