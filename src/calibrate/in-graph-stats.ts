@@ -215,7 +215,8 @@ export function orderForEarlyRelease(model: ModelProto, networkNodes: number): v
   const guards: NodeProto[] = [];
   g.initializer.push(makeTensor('__order_flat', DT.INT64, [1], [-1]), makeTensor('__order_0', DT.INT64, [1], [0]), makeTensor('__order_1', DT.INT64, [1], [1]));
   g.output.slice().forEach((o, i) => {
-    if (!position.has(o.name)) return;
+    // Tensor outputs only (a sequence or map output has no Reshape); an output without a declared type is a tensor.
+    if (!position.has(o.name) || (o.type?.value.case && o.type.value.case !== 'tensorType')) return;
     guards.push(makeNode('Reshape', [o.name, '__order_flat'], [`__order${i}_flat`], `__order${i}_reshape`));
     guards.push(makeNode('Slice', [`__order${i}_flat`, '__order_0', '__order_1'], [`__order${i}_guard`], `__order${i}_slice`));
     g.output.push(create(ValueInfoProtoSchema, { name: `__order${i}_guard` }));
