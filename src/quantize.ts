@@ -7,7 +7,7 @@ import { calibrate, type CalibrateOptions, type Feeds } from './calibrate/calibr
 import { formatModel } from './ir/format.ts';
 import { opsetVersion } from './ir/graph.ts';
 import { upgradeOpset } from './ir/opset-upgrade.ts';
-import type { QuantParams } from './quant/config.ts';
+import { applyOverride, minOpsetFor, type QuantParams } from './quant/config.ts';
 import { planModel, type Filter, type QuantPlan } from './quant/plan.ts';
 import type { QuantRule } from './quant/rules.ts';
 import { realiseQdq } from './realise/qdq.ts';
@@ -23,11 +23,17 @@ export interface PreparedModel {
   opsetTo: number;
 }
 
-/** Format and raise the opset to what the rule's Q/DQ nodes need. */
-export function prepareModel(model: ModelProto, rule: QuantRule): PreparedModel {
+/**
+ * Format and raise the opset to what the Q/DQ nodes need: the rule's, and that of any per-tensor override (an int16
+ * or int4 override needs opset 21 under an int8 rule; taken for both roles, as an override may match either).
+ */
+export function prepareModel(model: ModelProto, rule: QuantRule, filter?: Filter): PreparedModel {
   const { model: formatted, applied } = formatModel(model);
   const opsetFrom = opsetVersion(formatted);
-  const opsetTo = Math.max(opsetFrom, rule.minOpset);
+  const overrideNeeds = Object.entries(filter?.overrides ?? {}).flatMap(([name, o]) =>
+    o === 'float' ? [] : [rule.activation, rule.weight].map((c) => minOpsetFor(applyOverride(c, o, `override for '${name}'`))),
+  );
+  const opsetTo = Math.max(opsetFrom, rule.minOpset, ...overrideNeeds);
   upgradeOpset(formatted, opsetTo);
   return { model: formatted, formatPasses: [...new Set(applied)], opsetFrom, opsetTo };
 }
@@ -56,7 +62,7 @@ export interface QuantizeResult {
 
 export async function quantize(model: ModelProto, data: AsyncIterable<Feeds>, opts: QuantizeOptions): Promise<QuantizeResult> {
   const t0 = performance.now();
-  const prepared = prepareModel(model, opts.rule);
+  const prepared = prepareModel(model, opts.rule, opts.filter);
   const plan = planModel(prepared.model, opts.rule, opts.filter);
   const t1 = performance.now();
   if (opts.recipe?.length) {

@@ -1,12 +1,19 @@
-/** Planner filters: op and node exclusion (exact, glob, /regex/) and per-tensor overrides. */
+/** Planner filters: op and node exclusion (exact, glob, /regex/) and per-tensor overrides, down to the opset and the
+ * stored types their Q/DQ nodes need. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { create } from '@bufbuild/protobuf';
-import { ModelProtoSchema, TensorProto_DataType as DT } from 'onnx-buf';
+import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto } from 'onnx-buf';
 import { makeNode } from '../src/ir/graph.ts';
 import { makeTensor } from '../src/onnx/tensor-codec.ts';
-import { getRule } from '../src/quant/rules.ts';
+import { buildRule, getRule } from '../src/quant/rules.ts';
 import { matchName, planModel } from '../src/quant/plan.ts';
+import { applyOverride, minOpsetFor } from '../src/quant/config.ts';
+import { UserError } from '../src/errors.ts';
+import { opsetVersion } from '../src/ir/graph.ts';
+import { seededRandom } from '../src/math.ts';
+import { quantize } from '../src/quantize.ts';
+import { createSession } from '../src/runtime/session.ts';
 
 const model = create(ModelProtoSchema, {
   irVersion: 8n,
@@ -19,7 +26,7 @@ const model = create(ModelProtoSchema, {
       makeNode('Flatten', ['b'], ['f'], 'flatten'),
       makeNode('Gemm', ['f', 'w3'], ['y'], 'head/fc', { transB: 1 }),
     ],
-    input: [{ name: 'x' }],
+    input: [{ name: 'x', type: { value: { case: 'tensorType', value: { elemType: DT.FLOAT } } } }],
     output: [{ name: 'y' }],
     initializer: [makeTensor('w1', DT.FLOAT, [2, 1, 1, 1], [1, 2]), makeTensor('w2', DT.FLOAT, [2, 2, 1, 1], [1, 2, 3, 4]), makeTensor('w3', DT.FLOAT, [3, 2], [1, 2, 3, 4, 5, 6])],
   },
@@ -65,4 +72,57 @@ test('excludeRegions: the nodes between boundary tensors stay float', () => {
   const p = planModel(model, rule, { excludeRegions: [{ from: ['a'], to: ['f'] }] });
   assert.deepEqual(p.layers.map((l) => l.node), ['backbone/conv1', 'head/fc']);
   assert.deepEqual(p.skipped.map((s) => s.node), ['backbone/conv2']);
+});
+
+test('overrides that change the width or symmetry get that width\'s full range; impossible ones are refused by name', () => {
+  const int8 = rule.activation;
+  assert.deepEqual([applyOverride(int8, { bits: 16 }, 'o').qmin, applyOverride(int8, { bits: 16 }, 'o').qmax], [-32768, 32767]);
+  const u4 = applyOverride(int8, { bits: 4, symmetric: false }, 'o');
+  assert.deepEqual([u4.qmin, u4.qmax], [0, 15]);
+  // A range given with the width is kept (a narrow int16, e.g. for an accumulator-safe layer).
+  const narrow = applyOverride(int8, { bits: 16, qmin: -1000, qmax: 1000 }, 'o');
+  assert.deepEqual([narrow.qmin, narrow.qmax], [-1000, 1000]);
+  assert.throws(() => applyOverride(int8, { bits: 20 }, "override for 'w*'"), (e: Error) => e instanceof UserError && /override for 'w\*': bits must be an integer from 2 to 16, got 20/.test(e.message));
+  assert.throws(() => applyOverride(int8, { bits: 16, qmin: -40000, qmax: 32767 }, 'o'), /does not fit 16 bits/);
+  assert.deepEqual([minOpsetFor(int8), minOpsetFor(rule.weight), minOpsetFor(u4), minOpsetFor(narrow), minOpsetFor(getRule('onnxquant-fp8').weight)], [10, 13, 21, 21, 19]);
+});
+
+test('16-bit overrides and 4-bit rules give models onnxruntime loads (opset 21), with the narrow codes stored and the wide range used', async () => {
+  const r = seededRandom(5);
+  const x = () => ({ x: { dims: [64, 1, 1, 1], data: Float32Array.from({ length: 64 }, () => r() * 2 - 1) } }); // Gemm needs 1×1 maps
+  const calib = [x(), x(), x()];
+  // Min/max activations and a calibration batch as test data: no clipping, so the error is the rounding alone.
+  const test = calib[1];
+  const minmax = buildRule({ name: 'int8-minmax', bits: 8, activationObserver: 'minmax' });
+  const data = async function* () {
+    yield* calib;
+  };
+  const floatOut = async () => {
+    const s = await createSession(model, { mode: 'float' });
+    const out = (await s.run(test)).y.data as Float32Array;
+    await s.release();
+    return out;
+  };
+  const ref = await floatOut();
+  const errorOf = async (m: ModelProto) => {
+    const s = await createSession(m, { mode: 'simulate' });
+    const out = (await s.run(test)).y.data as Float32Array;
+    await s.release();
+    let e = 0;
+    let p = 0;
+    out.forEach((v, i) => ((e += (v - ref[i]) ** 2), (p += ref[i] ** 2)));
+    return e / p;
+  };
+  const int8 = await quantize(model, data(), { rule: minmax });
+  const int16 = await quantize(model, data(), { rule: minmax, filter: { overrides: { '*': { bits: 16 } } } });
+  // The README's example rule.
+  const int4 = await quantize(model, data(), { rule: buildRule({ name: 'int4-weights', bits: 4, symmetric: true, perChannel: true, activationObserver: 'kl' }) });
+  assert.deepEqual([opsetVersion(int8.model), opsetVersion(int16.model), opsetVersion(int4.model)], [13, 21, 21]);
+  const types = (m: ModelProto) => new Set(m.graph!.initializer.filter((t) => t.name.includes('zero_point')).map((t) => t.dataType));
+  assert.deepEqual([...types(int16.model)], [DT.INT16]);
+  assert.deepEqual([...types(int4.model)], [DT.INT4]);
+  const [e8, e16, e4] = [await errorOf(int8.model), await errorOf(int16.model), await errorOf(int4.model)];
+  // 8 more bits: ~2^-16 of the int8 power error; int8's range stored in 16 bits (the old behaviour) would give e8.
+  assert.ok(e16 < e8 / 1000, `int16 error ${e16} against int8 ${e8}`);
+  assert.ok(e4 > e8, `int4 error ${e4} against int8 ${e8}`);
 });

@@ -11,7 +11,7 @@
 import { TensorProto_DataType as DT, type ModelProto, type NodeProto } from 'onnx-buf';
 import { dtypeName } from '../onnx/dtype.ts';
 import { attrInt, GraphView, nodeLabel, nodeSubgraphs } from '../ir/graph.ts';
-import type { TensorQuantConfig } from './config.ts';
+import { applyOverride, type TensorQuantConfig } from './config.ts';
 import type { QuantRule, QuantizedOp } from './rules.ts';
 
 export type TensorRole = 'activation' | 'weight';
@@ -42,8 +42,9 @@ export interface Filter {
   includeNodes?: string[];
   /**
    * Per-tensor overrides, keyed by tensor name (exact, glob or /regex/): 'float' leaves the tensor unquantized at
-   * every consumer; an object replaces fields of the rule's config for it (e.g. { bits: 16, qmin: -32768,
-   * qmax: 32767 } or { observer: 'kl' }). The first matching key wins.
+   * every consumer; an object replaces fields of the rule's config for it (e.g. { bits: 16 }, which gets int16's
+   * full range — `applyOverride` — or { observer: 'kl' }). The first matching key wins. `prepareModel` raises the
+   * opset to what the overridden types need (int16 and int4: 21).
    */
   overrides?: Record<string, 'float' | Partial<TensorQuantConfig>>;
   /**
@@ -144,7 +145,7 @@ export function planModel(model: ModelProto, rule: QuantRule, filter: Filter = {
   const add = (tensor: string, role: TensorRole, ruleConfig: TensorQuantConfig, use: PlanUse, axis?: number) => {
     const o = overrideFor(tensor);
     if (o === 'float') return;
-    const config = o ? { ...ruleConfig, ...o } : ruleConfig;
+    const config = o ? applyOverride(ruleConfig, o, `override for '${tensor}'`) : ruleConfig;
     if (config.perChannel === false) axis = undefined;
     const key = `${role}:${tensor}${axis !== undefined ? `@${axis}` : ''}`;
     const t = tensors.get(key);

@@ -3,7 +3,7 @@
  * planner decides which tensors that touches. The three OnnxQuant rules follow PPQ's semantics (DESIGN.md §2).
  */
 import { UserError } from '../errors.ts';
-import { INT8_SYMMETRIC, intRange, type ObserverKind, type TensorQuantConfig } from './config.ts';
+import { INT8_SYMMETRIC, intRange, minOpsetFor, type ObserverKind, type TensorQuantConfig } from './config.ts';
 
 export type QuantizedOp = 'Conv' | 'ConvTranspose' | 'Gemm' | 'MatMul' | 'LayerNormalization';
 
@@ -19,7 +19,7 @@ export interface QuantRule {
    * row), 'output' uses the output-channel axis (MatMul: last; Gemm: 0 with transB, else 1).
    */
   matmulWeightAxis: 'ppq' | 'output';
-  /** Minimum ai.onnx opset the realised model needs (QDQ 10, per-channel 13, FP8 19). */
+  /** Minimum ai.onnx opset the realised model needs (QDQ 10, per-channel 13, FP8 19, int16 and int4 21: `minOpsetFor`). */
   minOpset: number;
 }
 
@@ -82,15 +82,16 @@ export function buildRule(spec: RuleSpec, source = 'rule'): QuantRule {
   for (const op of spec.ops ?? []) if (!OPS.includes(op)) throw new UserError(`ops: '${op}' is not one of ${OPS.join(', ')}`, source);
   const base = { format: 'int' as const, bits, qmin, qmax, symmetric, pow2: spec.pow2 ?? false };
   const perChannel = spec.perChannel ?? true;
-  const needs = bits > 8 ? 21 : perChannel ? 13 : 10;
+  const activation: TensorQuantConfig = { ...base, perChannel: false, observer: spec.activationObserver ?? 'percentile', percentile: spec.percentile ?? 0.9999 };
+  const weight: TensorQuantConfig = { ...base, perChannel, observer: spec.weightObserver ?? 'minmax' };
   return {
     name: spec.name,
     description: `INT${bits} ${symmetric ? 'symmetric' : 'asymmetric'}${perChannel ? ', per-channel weights' : ''}${spec.pow2 ? ', power-of-two' : ''}`,
-    activation: { ...base, perChannel: false, observer: spec.activationObserver ?? 'percentile', percentile: spec.percentile ?? 0.9999 },
-    weight: { ...base, perChannel, observer: spec.weightObserver ?? 'minmax' },
+    activation,
+    weight,
     ops: spec.ops ?? OPS,
     matmulWeightAxis: spec.matmulWeightAxis ?? 'ppq',
-    minOpset: needs,
+    minOpset: Math.max(minOpsetFor(activation), minOpsetFor(weight)),
   };
 }
 
