@@ -81,7 +81,8 @@ export async function quantize(model: ModelProto, data: AsyncIterable<Feeds>, op
       floatModel: reference,
       plan: state.plan,
       params: state.params,
-      sidecar: buildSidecar(state.plan, state.params, { batches: calibration.length, opsetFrom: prepared.opsetFrom, opsetTo: prepared.opsetTo, formatPasses: prepared.formatPasses }),
+      // A 16-bit fallback raises the opset (21) after preparation: record the model's own.
+      sidecar: buildSidecar(state.plan, state.params, { batches: calibration.length, opsetFrom: prepared.opsetFrom, opsetTo: opsetVersion(qdq), formatPasses: prepared.formatPasses }),
       batches: calibration.length,
       timings: { prepareMs: t1 - t0, calibrateMs: 0, optimiseMs: t2 - t1, realiseMs: t3 - t2 },
       passes: reports,

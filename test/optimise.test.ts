@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { create } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataType as DT, ValueInfoProtoSchema, type ModelProto, type ValueInfoProto } from 'onnx-buf';
-import { makeNode, GraphView } from '../src/ir/graph.ts';
+import { makeNode, GraphView, opsetVersion } from '../src/ir/graph.ts';
 import { constFloat } from '../src/ir/constants.ts';
 import { makeTensor } from '../src/onnx/tensor-codec.ts';
 import { getRule } from '../src/quant/rules.ts';
@@ -16,7 +16,7 @@ import { createSession } from '../src/runtime/session.ts';
 import { seededRandom } from '../src/runtime/inputs.ts';
 import { equalize } from '../src/optimise/equalization.ts';
 import { biasCorrection } from '../src/optimise/bias-correction.ts';
-import { fallbackPass, withoutLayers } from '../src/optimise/fallback.ts';
+import { atSixteenBits, fallbackPass, withoutLayers } from '../src/optimise/fallback.ts';
 import { rangeSearch, searchBatches } from '../src/optimise/range-search.ts';
 import { keepDecision, meanOverOutputs, outputError, significantlyLower, type OptimiseContext, type QuantState } from '../src/optimise/context.ts';
 import { runRecipe, splitCalibration } from '../src/optimise/optimise.ts';
@@ -219,6 +219,48 @@ test('fallback: the smallest set of worst layers meeting the budget, found in O(
   assert.ok(kept >= 1 && kept < s0.plan.layers.length, detail);
   const evaluations = Number(/(\d+) evaluations/.exec(detail ?? '')![1]);
   assert.ok(evaluations <= s0.plan.layers.length + Math.ceil(Math.log2(s0.plan.layers.length)) + 2, detail);
+});
+
+test('fallback at 16 bits: the chosen layers read int16 Q/DQ pairs (opset 21), the others keep the rule; the budget is met', async () => {
+  const model = prepareModel(cnn(), getRule('onnxquant-int8-pot')).model;
+  const data = batches(2, 4);
+  const s0 = await state(model, 'onnxquant-int8-pot', data);
+  const ctx = ctxFor(model, 'onnxquant-int8-pot', data);
+  const full = await outputError(s0, ctx);
+  const { state: s1, detail } = await fallbackPass(full / 4, 'int16').run(s0, ctx);
+  assert.ok(!/not met/.test(detail ?? ''), detail);
+  assert.ok((await outputError(s1, ctx)) <= full / 4);
+  assert.equal(opsetVersion(s1.model), 21);
+  assert.equal(s1.plan.layers.length, s0.plan.layers.length, 'no layer left float');
+  const chosen = new Set(/layers at 16 bits: ([^;]*);/.exec(detail ?? '')![1].split(', '));
+  assert.ok(chosen.size >= 1 && chosen.size < s0.plan.layers.length, detail);
+  for (const t of s1.plan.tensors) {
+    const wide = t.uses.some((u) => chosen.has(u.node));
+    assert.equal(t.config.bits, wide ? 16 : 8, t.key);
+    assert.equal(t.key.endsWith('#16'), wide, t.key);
+    // Power-of-two stays power-of-two at 16 bits.
+    for (const sc of s1.params.get(t.key)!.scale) assert.equal(Math.log2(sc), Math.round(Math.log2(sc)), t.key);
+  }
+  const q = realiseQdq(s1.model, s1.plan, s1.params);
+  const zp16 = q.graph!.initializer.filter((t) => t.name.includes('zero_point') && t.dataType === DT.INT16);
+  assert.ok(zp16.length >= chosen.size, 'int16 zero points for the chosen layers');
+});
+
+test('atSixteenBits: a tensor read by a chosen and another layer is split; the 16-bit scale is the 8-bit range over 32767.5', () => {
+  const cfg = { ...getRule('onnxquant-int8-perchannel').activation };
+  const s: QuantState = {
+    model: create(ModelProtoSchema, {}),
+    plan: { tensors: [{ key: 'activation:x', tensor: 'x', role: 'activation', config: cfg, uses: [{ node: 'a', op: 'Conv', input: 0 }, { node: 'b', op: 'Conv', input: 0 }] }], layers: [], skipped: [] } as unknown as QuantState['plan'],
+    params: new Map([['activation:x', { scale: Float32Array.of(3 / 127.5), zeroPoint: Int32Array.of(0), min: Float32Array.of(-2), max: Float32Array.of(3) }]]),
+  };
+  const r = atSixteenBits(s, new Set(['a']));
+  assert.deepEqual(r.plan.tensors.map((t) => [t.key, t.config.bits, t.config.qmin, t.config.qmax, t.uses.map((u) => u.node)]), [
+    ['activation:x', 8, -128, 127, ['b']],
+    ['activation:x#16', 16, -32768, 32767, ['a']],
+  ]);
+  assert.equal(r.params.get('activation:x#16')!.scale[0], Math.fround(3 / 32767.5));
+  assert.equal(r.params.get('activation:x')!.scale[0], Math.fround(3 / 127.5));
+  assert.throws(() => atSixteenBits({ ...s, plan: { ...s.plan, tensors: [{ ...s.plan.tensors[0], config: getRule('onnxquant-fp8').activation }] } }, new Set(['a'])), /needs an integer rule/);
 });
 
 test("recipe 'best' never ends with a higher calibration error than the plain rule", async () => {

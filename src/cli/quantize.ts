@@ -11,7 +11,7 @@ import { feedBatches, openDataset, resolvePreprocess } from './data-source.ts';
 import { makeProgress } from './progress.ts';
 import { writeAnalysis } from './analyse.ts';
 import { checkOutputFile } from './output-paths.ts';
-import { getRecipe, RECIPES } from '../optimise/recipes.ts';
+import { getRecipe, RECIPES, type PassSpec } from '../optimise/recipes.ts';
 import { getTarget, isTarget, TARGETS } from '../quant/targets.ts';
 import { quantizeForTarget } from '../quant/plan-target.ts';
 import type { Filter } from '../quant/plan.ts';
@@ -62,6 +62,14 @@ function parseOverrides(list: string[]): Filter['overrides'] {
   return out;
 }
 
+/** The recipe with its fallback pass's budget set (a fallback pass is added, in float, when the recipe has none). */
+function withFallbackBudget(recipe: readonly PassSpec[], budget: number | undefined): PassSpec[] {
+  if (budget === undefined) return [...recipe];
+  if (!(budget >= 0)) throw new UserError(`--fallback-budget must be a ratio ≥ 0, got ${budget}`);
+  const fallback = recipe.find((p) => p.pass === 'fallback');
+  return [...recipe.filter((p) => p.pass !== 'fallback'), { pass: 'fallback', budget, precision: fallback?.pass === 'fallback' ? fallback.precision : undefined }];
+}
+
 export function registerQuantize(program: Command): void {
   program
     .command('quantize')
@@ -80,7 +88,7 @@ export function registerQuantize(program: Command): void {
     .option('--override <tensor=spec>', "per-tensor override: 'name=float' or 'name={\"bits\":16}' (any rule field; a new width gets its full range unless qmin/qmax are given; name may be a glob; repeatable)", collect, [])
     .option('-o, --output <file>', 'output model (default: <model>.<rule>.onnx beside the input)')
     .option('--recipe <name>', `accuracy-recovery recipe: ${Object.keys(RECIPES).join(', ')} (best = equalization, outlier migration, range search, weight rounding (GPTQ), bias correction; each kept only if it lowers the error)`, 'none')
-    .option('--fallback-budget <ratio>', 'with --recipe fallback: output power-ratio budget on calibration data', parseFloat)
+    .option('--fallback-budget <ratio>', 'with --recipe fallback or fallback-int16: output power-ratio budget on calibration data (default 0.01)', parseFloat)
     .option('--analyse', 'also write report.html and report.json beside the output')
     .option('--test <path>', 'data for --analyse (default: the calibration data)')
     .option('--quiet', 'no progress output')
@@ -122,7 +130,7 @@ export function registerQuantize(program: Command): void {
         statsOn: o.statsOn === 'float' ? 'float' : 'quantized-weights',
         filter: common.filter,
         onBatch: common.onBatch,
-        recipe: o.fallbackBudget !== undefined ? [...getRecipe(String(o.recipe)).filter((p) => p.pass !== 'fallback'), { pass: 'fallback', budget: o.fallbackBudget as number }] : getRecipe(String(o.recipe)),
+        recipe: withFallbackBudget(getRecipe(String(o.recipe)), o.fallbackBudget as number | undefined),
         log: o.quiet ? undefined : (line) => process.stderr.write(`${line}\n`),
       });
       progress.stop();

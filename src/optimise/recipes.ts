@@ -8,7 +8,7 @@ import { UserError } from '../errors.ts';
 import { biasCorrection } from './bias-correction.ts';
 import type { OptimisePass } from './context.ts';
 import { equalization } from './equalization.ts';
-import { fallbackPass } from './fallback.ts';
+import { fallbackPass, type FallbackPrecision } from './fallback.ts';
 import { outlierMigration } from './outlier-migration.ts';
 import { rangeSearch } from './range-search.ts';
 import { weightRounding, type WeightRoundingOptions } from './weight-rounding.ts';
@@ -20,7 +20,7 @@ export type PassSpec =
   /** `alsoFromStart`: also round from the plain rule, dropping the passes before it, and keep the lower end point. */
   | { pass: 'weight-rounding'; options?: Partial<WeightRoundingOptions>; alsoFromStart?: boolean }
   | { pass: 'outlier-migration'; alpha?: number }
-  | { pass: 'fallback'; budget: number };
+  | { pass: 'fallback'; budget: number; precision?: FallbackPrecision };
 
 const BEST: PassSpec[] = [
   { pass: 'equalization' },
@@ -41,6 +41,8 @@ export const RECIPES: Record<string, PassSpec[]> = {
   'weight-rounding-act': [{ pass: 'weight-rounding', options: { activation: 'aware' } }],
   'outlier-migration': [{ pass: 'outlier-migration' }],
   fallback: [{ pass: 'fallback', budget: 0.01 }],
+  // The same search, the chosen layers' inputs at 16 bits instead of float (integer rules; needs opset 21).
+  'fallback-int16': [{ pass: 'fallback', budget: 0.01, precision: 'int16' }],
   best: BEST,
   // `best` with activation-aware weight rounding (not yet the default: measured better on two cells so far).
   'best-act': BEST.map((p) => (p.pass === 'weight-rounding' ? { ...p, options: { activation: 'aware' } } : p)),
@@ -59,7 +61,7 @@ export function passFor(spec: PassSpec): OptimisePass {
     case 'outlier-migration':
       return outlierMigration(spec.alpha);
     case 'fallback':
-      return fallbackPass(spec.budget);
+      return fallbackPass(spec.budget, spec.precision);
   }
 }
 
