@@ -57,15 +57,16 @@ export function minOpsetFor(cfg: TensorQuantConfig): number {
 }
 
 /**
- * A config with a user's override applied. An override that changes the integer width or the symmetry without
- * giving the range gets the full range of the new width (signed when symmetric, as rules are built), so
- * `{ bits: 16 }` means int16 −32768…32767, not int8's range stored in 16 bits. `what` names the override in errors.
+ * A config with a user's override applied. An override that changes the integer width, the symmetry or the format
+ * (to int) without giving the range gets the full range of the new width (signed when symmetric, as rules are
+ * built), so `{ bits: 16 }` means int16 −32768…32767, not int8's range stored in 16 bits. `what` names the override
+ * in errors.
  */
 export function applyOverride(base: TensorQuantConfig, o: Partial<TensorQuantConfig>, what: string): TensorQuantConfig {
   const cfg = { ...base, ...o };
   if (cfg.format !== 'int') return cfg;
   if (!Number.isInteger(cfg.bits) || cfg.bits < 2 || cfg.bits > 16) throw new UserError(`${what}: bits must be an integer from 2 to 16, got ${cfg.bits}`);
-  if ((o.bits !== undefined || o.symmetric !== undefined) && o.qmin === undefined && o.qmax === undefined) Object.assign(cfg, intRange(cfg.bits, cfg.symmetric));
+  if ((o.bits !== undefined || o.symmetric !== undefined || o.format !== undefined) && o.qmin === undefined && o.qmax === undefined) Object.assign(cfg, intRange(cfg.bits, cfg.symmetric));
   const full = intRange(cfg.bits, cfg.qmin < 0);
   if (!(cfg.qmin < cfg.qmax && cfg.qmin >= full.qmin && cfg.qmax <= full.qmax))
     throw new UserError(`${what}: qmin ${cfg.qmin} … qmax ${cfg.qmax} does not fit ${cfg.bits} bits`);
