@@ -80,7 +80,8 @@ test('overrides that change the width or symmetry get that width\'s full range; 
   const u4 = applyOverride(int8, { bits: 4, symmetric: false }, 'o');
   assert.deepEqual([u4.qmin, u4.qmax], [0, 15]);
   // FP8 rule → int8 for one tensor: int8's range, not ±448.
-  const i8 = applyOverride(getRule('onnxquant-fp8').activation, { format: 'int' }, 'o');
+  const i8 = applyOverride(getRule('onnxquant-fp8').activation, { format: 'int', observer: 'minmax' }, 'o');
+  assert.throws(() => applyOverride(getRule('onnxquant-fp8').activation, { format: 'int' }, 'o'), /fp8-mse observer picks FP8 scales/);
   assert.deepEqual([i8.bits, i8.qmin, i8.qmax], [8, -128, 127]);
   // A range given with the width is kept (a narrow int16, e.g. for an accumulator-safe layer).
   const narrow = applyOverride(int8, { bits: 16, qmin: -1000, qmax: 1000 }, 'o');

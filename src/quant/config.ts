@@ -65,6 +65,7 @@ export function minOpsetFor(cfg: TensorQuantConfig): number {
 export function applyOverride(base: TensorQuantConfig, o: Partial<TensorQuantConfig>, what: string): TensorQuantConfig {
   const cfg = { ...base, ...o };
   if (cfg.format !== 'int') return cfg;
+  if (cfg.observer === 'fp8-mse') throw new UserError(`${what}: the fp8-mse observer picks FP8 scales; give an integer tensor another observer (minmax, percentile, kl, mse)`);
   if (!Number.isInteger(cfg.bits) || cfg.bits < 2 || cfg.bits > 16) throw new UserError(`${what}: bits must be an integer from 2 to 16, got ${cfg.bits}`);
   if ((o.bits !== undefined || o.symmetric !== undefined || o.format !== undefined) && o.qmin === undefined && o.qmax === undefined) Object.assign(cfg, intRange(cfg.bits, cfg.symmetric));
   const full = intRange(cfg.bits, cfg.qmin < 0);
