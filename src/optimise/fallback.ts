@@ -34,6 +34,10 @@ function sixteenBits(cfg: TensorQuantConfig): TensorQuantConfig {
   return { ...cfg, bits: 16, ...intRange(16, cfg.qmin < 0) };
 }
 
+function requireInteger(t: PlannedTensor | undefined): void {
+  if (t && t.config.format !== 'int') throw new UserError(`16-bit fallback needs an integer rule ('${t.tensor}' is ${t.config.format}); use float fallback`);
+}
+
 /**
  * The inputs (activation and weight) of `nodes` at 16 bits. Each tensor keeps the range it was calibrated to and
  * gets the 16-bit scale for it (`scaleFromRange`, per channel): for the min/max and percentile observers of the
@@ -50,7 +54,7 @@ export function atSixteenBits(state: QuantState, nodes: ReadonlySet<string>): Qu
       tensors.push(t);
       continue;
     }
-    if (t.config.format !== 'int') throw new UserError(`16-bit fallback needs an integer rule ('${t.tensor}' is ${t.config.format}); use float fallback`);
+    requireInteger(t);
     const others = t.uses.filter((u) => !nodes.has(u.node));
     if (others.length) tensors.push({ ...t, uses: others });
     const wide: PlannedTensor = { ...t, key: `${t.key}#16`, config: sixteenBits(t.config), uses: chosen };
@@ -77,8 +81,7 @@ export function fallbackPass(budget: number, precision: FallbackPrecision = 'flo
     name: precision === 'float' ? 'fallback' : 'fallback-int16',
     stage: 'post',
     async run(state, ctx) {
-      const fp = precision === 'int16' ? state.plan.tensors.find((t) => t.config.format !== 'int') : undefined;
-      if (fp) throw new UserError(`16-bit fallback needs an integer rule ('${fp.tensor}' is ${fp.config.format}); use float fallback`);
+      if (precision === 'int16') requireInteger(state.plan.tensors.find((t) => t.config.format !== 'int')); // before any work
       const full = await outputError(state, ctx);
       if (full <= budget) return { state, detail: `error ${(full * 100).toFixed(3)}% already within budget ${(budget * 100).toFixed(3)}%` };
       const ranked = await rankLayersByIsolatedError(state, ctx);
