@@ -69,3 +69,19 @@ test('analyse --out-dir: a missing folder is created; a file in its place is ref
   assert.deepEqual(readdirSync(nested).sort(), ['report.html', 'report.json']);
   oneLineError(await analyse(q), q, /cannot create the output folder: a file of that name is in the way/);
 });
+
+test('options a deployment target would ignore are refused before any work: --override, --exclude-region, --recipe', async () => {
+  const dir = join(tmp, 'target');
+  mkdirSync(dir);
+  for (const [flag, value, what] of [
+    ['--override', 'x={"bits":16}', '--override applies to the OnnxQuant rules'],
+    ['--exclude-region', 'x:y', '--exclude-region applies to the OnnxQuant rules'],
+    ['--recipe', 'best', '--recipe applies to the OnnxQuant rules'],
+  ]) {
+    const r = await cli('quantize', NPM_MODEL, ...data, '--rule', 'ort-cpu', flag, value, '-o', join(dir, 'q.onnx'));
+    assert.equal(r.code, 2, `${flag}: exit code (stderr: ${r.stderr})`);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.ok(r.stderr.includes(what) && r.stderr.includes("deployment target 'ort-cpu'"), r.stderr);
+  }
+  assert.deepEqual(readdirSync(dir), [], 'nothing written');
+});

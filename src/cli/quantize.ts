@@ -122,6 +122,9 @@ export function registerQuantize(program: Command): void {
         onBatch: (d: number) => progress.tick(d),
       };
       if (isTarget(rule) && o.recipe !== 'none') throw new UserError(`--recipe applies to the OnnxQuant rules, not to deployment target '${rule.name}'`);
+      // The target planner places Q/DQ by the runtime's fusion rules and reads only op and node exclusions.
+      for (const [flag, given] of [['--override', (o.override as string[]).length], ['--exclude-region', (o.excludeRegion as string[]).length]] as const)
+        if (isTarget(rule) && given) throw new UserError(`${flag} applies to the OnnxQuant rules and rule files, not to deployment target '${rule.name}' (use --exclude-op / --exclude-node)`);
       const result = isTarget(rule)
         ? await quantizeForTarget(model, feedBatches(ds, input, batch, steps), { ...common, target: rule })
         : await quantize(model, feedBatches(ds, input, batch, steps), {
