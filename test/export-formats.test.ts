@@ -19,6 +19,8 @@ import { toQOperator } from '../src/export/qoperator.ts';
 import { floatToHex, hexToFloat, parseTrtCache, trtCacheFromSidecar, writeTrtCache } from '../src/export/trt-cache.ts';
 import { quantizeForTarget } from '../src/quant/plan-target.ts';
 import { getTarget } from '../src/quant/targets.ts';
+import { getRule } from '../src/quant/rules.ts';
+import { quantize } from '../src/quantize.ts';
 import { createSession } from '../src/runtime/session.ts';
 import { iter, randomBatches, smallNet } from './deploy-fixtures.test.ts';
 
@@ -150,4 +152,15 @@ test('QOperator: QLinearConv model runs in onnxruntime and matches the QDQ model
     await plain.release();
     await deployed.release();
   }
+});
+
+test('QOperator: 16-bit Q/DQ pairs (overrides, 16-bit fallback) are left as they are; the model still loads and runs', async () => {
+  const data = randomBatches(2, 4, 5);
+  const { model } = await quantize(smallNet(), iter(data), { rule: getRule('onnxquant-int8-perchannel'), filter: { overrides: { '*': { bits: 16 } } } });
+  const { model: qop, converted, left } = toQOperator(model);
+  assert.equal(converted.QLinearConv, undefined, JSON.stringify(converted));
+  assert.ok(left.length > 0 && left.every((l) => /not 8-bit|not quantized/.test(l.reason)), JSON.stringify(left));
+  const s = await createSession(qop, { mode: 'deploy', intraOpThreads: 1 });
+  await s.run(data[0]);
+  await s.release();
 });

@@ -72,6 +72,12 @@ export function toQOperator(qdq: ModelProto): QOperatorResult {
     return ta === tb && (za?.[0] ?? 0) === (zb?.[0] ?? 0);
   };
   const q3 = (n: NodeProto) => [n.input[0], n.input[1], n.input[2] ?? ''];
+  // QLinearConv/QLinearMatMul and the integer MaxPool/Resize take int8/uint8 only; a 16-bit (or 4-bit) Q/DQ pair
+  // (a 16-bit fallback, an override) stays as it is. An absent zero point is uint8.
+  const eightBit = (zp: string | undefined) => {
+    const t = zp ? view.initializers.get(zp)?.dataType : DT.UINT8;
+    return t === DT.INT8 || t === DT.UINT8;
+  };
 
   for (const n of [...view.graph.node]) {
     if (n.opType === 'Conv' || n.opType === 'MatMul') {
@@ -85,6 +91,10 @@ export function toQOperator(qdq: ModelProto): QOperatorResult {
       }
       if (!dx.input[2] || !dw.input[2] || !q.input[2]) {
         left.push({ node: n.name, reason: 'a zero point is implicit' });
+        continue;
+      }
+      if (![dx, dw, q].every((x) => eightBit(x.input[2]))) {
+        left.push({ node: n.name, reason: 'not 8-bit (integer operators take int8/uint8)' });
         continue;
       }
       const inputs = [...q3(dx), ...q3(dw), q.input[1], q.input[2]];
@@ -122,7 +132,7 @@ export function toQOperator(qdq: ModelProto): QOperatorResult {
       const dqs = slots.map((i) => producerOf(n.input[i], 'DequantizeLinear'));
       const found = soleQ(n);
       const q = found?.through.length === 0 ? found.q : undefined;
-      if (!q || dqs.some((d) => !d || !sameParams(d, q))) continue;
+      if (!q || !eightBit(q.input[2]) || dqs.some((d) => !d || !sameParams(d, q))) continue;
       slots.forEach((i, k) => view.setInput(n, i, dqs[k]!.input[0]));
       const y = q.output[0];
       view.removeNode(q);
