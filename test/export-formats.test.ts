@@ -156,7 +156,11 @@ test('QOperator: QLinearConv model runs in onnxruntime and matches the QDQ model
 
 test('QOperator: 16-bit Q/DQ pairs (overrides, 16-bit fallback) are left as they are; the model still loads and runs', async () => {
   const data = randomBatches(2, 4, 5);
-  const { model } = await quantize(smallNet(), iter(data), { rule: getRule('onnxquant-int8-perchannel'), filter: { overrides: { '*': { bits: 16 } } } });
+  const { model, sidecar } = await quantize(smallNet(), iter(data), { rule: getRule('onnxquant-int8-perchannel'), filter: { overrides: { '*': { bits: 16 } } } });
+  // The parameters read back from the model say 16 bits for weights and activations alike, as the sidecar does.
+  const rebuilt = sidecarFromModel(model);
+  assert.equal(rebuilt.tensors.length, sidecar.tensors.length);
+  assert.deepEqual([...new Set(rebuilt.tensors.map((t) => `${t.role} ${t.bits}`))].sort(), ['activation 16', 'weight 16']);
   const { model: qop, converted, left } = toQOperator(model);
   assert.equal(converted.QLinearConv, undefined, JSON.stringify(converted));
   assert.ok(left.length > 0 && left.every((l) => /not 8-bit|not quantized/.test(l.reason)), JSON.stringify(left));

@@ -39,5 +39,10 @@ export function registerExport(program: Command): void {
         format === 'trt-cache' ? writeTrtCache(trtCacheFromSidecar(qp, header)) : format === 'ncnn-table' ? writeNcnnTable(ncnnTableFromSidecar(qp)) : writeQParamsJson(qp);
       writeFileAtomic(out, text);
       process.stdout.write(`wrote ${out} (${format}, ${qp.tensors.length} tensors in the source)\n`);
+      // TensorRT caches and ncnn tables are int8 formats: a 16-bit, 4-bit or FP8 tensor goes in as an int8 scale
+      // for its calibrated range, which is not what the QDQ model computes. Say so rather than let it pass unseen.
+      const other = format === 'qparams-json' ? [] : qp.tensors.filter((t) => !(t.format === 'int' && t.bits === 8));
+      if (other.length)
+        process.stderr.write(`note: ${other.length} tensor(s) are not int8 in the source (${[...new Set(other.map((t) => (t.format === 'int' ? `int${t.bits}` : t.format)))].join(', ')}; e.g. '${other[0].tensor}'); ${format} stores them as int8 scales of their calibrated ranges\n`);
     });
 }

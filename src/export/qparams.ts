@@ -46,6 +46,11 @@ const RANGES: Record<number, [number, number]> = {
  * dequantized values per channel). int32 DequantizeLinears (biases) are left out. Weight names lose the
  * `_quantized` suffix realiseQdq gives them.
  */
+/** Bit width of a stored integer type (Q/DQ zero points and quantized weights). */
+function bitsOf(dt: number): number {
+  return dt === DT.INT16 || dt === DT.UINT16 ? 16 : dt === DT.INT4 || dt === DT.UINT4 ? 4 : 8;
+}
+
 export function sidecarFromModel(model: ModelProto): Sidecar {
   const view = new GraphView(model.graph!);
   const tensors: SidecarTensor[] = [];
@@ -67,7 +72,7 @@ export function sidecarFromModel(model: ModelProto): Sidecar {
         tensor: n.input[0],
         role: 'activation',
         format: 'int',
-        bits: dt === DT.INT16 || dt === DT.UINT16 ? 16 : dt === DT.INT4 || dt === DT.UINT4 ? 4 : 8,
+        bits: bitsOf(dt),
         qmin,
         qmax,
         symmetric: zp.every((z) => z === 0) && qmin < 0,
@@ -103,7 +108,7 @@ export function sidecarFromModel(model: ModelProto): Sidecar {
         tensor: n.input[0].replace(/_quantized(_\d+)?$/, ''),
         role: 'weight',
         format: 'int',
-        bits: 8,
+        bits: bitsOf(q.dataType),
         qmin: range[0],
         qmax: range[1],
         symmetric: zp.every((z) => z === 0),
