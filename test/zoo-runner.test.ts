@@ -13,7 +13,7 @@ import { writeZooOutputs } from '../src/cli/zoo.ts';
 import { makeNode } from '../src/ir/graph.ts';
 import { saveModel } from '../src/onnx/model-io.ts';
 import { makeTensor } from '../src/onnx/tensor-codec.ts';
-import { RULE_NAMES } from '../src/quant/rules.ts';
+import { buildRule, RULE_NAMES } from '../src/quant/rules.ts';
 import { iteratorDataset } from '../src/zoo/data/iterator.ts';
 import type { ZooEntry } from '../src/zoo/registry.ts';
 import { crossRecipes } from '../src/zoo/rule-recipe.ts';
@@ -192,4 +192,19 @@ test('--test-limit spreads the kept samples over the whole split', async () => {
   for await (const s of ds.samples()) ids.push(s.id);
   assert.deepEqual([ds.size, ids], [4, ['0', '2', '5', '7']]);
   assert.equal(spread(tinyData('t', 3, 3), 10).size, 3);
+});
+
+test('a rule from a file is a cell like any rule: named by its "name", recorded whole in the provenance, and it quantizes', async () => {
+  const out = join(root, 'out-custom');
+  const int4 = buildRule({ name: 'int4-weights', bits: 4, activationObserver: 'minmax' });
+  const run = await runZoo({ ...base(out), entries: [entries[0]], rules: ['int4-weights', 'onnxquant-int8-perchannel'], customRules: new Map([['int4-weights', int4]]) });
+  assert.equal(run.ran, 2);
+  const cell = JSON.parse(readFileSync(cellFile(out, 'tiny', 'int4-weights'), 'utf8'));
+  assert.equal(cell.status, 'ok', cell.reason);
+  assert.deepEqual(cell.provenance.ruleDefinition, JSON.parse(JSON.stringify(int4)));
+  assert.equal(JSON.parse(readFileSync(cellFile(out, 'tiny', 'onnxquant-int8-perchannel'), 'utf8')).provenance.ruleDefinition, undefined);
+  // 4 bits err more than 8 on the same data.
+  const [c4, c8] = run.rows;
+  assert.ok(c4.errors!.oqe > c8.errors!.oqe, `${c4.errors!.oqe} vs ${c8.errors!.oqe}`);
+  await assert.rejects(runZoo({ ...base(out), entries: [entries[0]], rules: ['int4-weights'] }), /unknown rule/);
 });

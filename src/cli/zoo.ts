@@ -9,7 +9,8 @@ import { join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { writeFileAtomic } from '../onnx/model-io.ts';
 import { ensureOutputDir } from './output-paths.ts';
-import { RULE_NAMES } from '../quant/rules.ts';
+import { RULE_NAMES, type QuantRule } from '../quant/rules.ts';
+import { resolveRule } from './quantize.ts';
 import { RECIPES } from '../optimise/recipes.ts';
 import { EMBEDDED_DEFAULTS, embeddedEntries } from '../zoo/embedded.ts';
 import { findEntries, REGISTRY } from '../zoo/registry.ts';
@@ -38,7 +39,7 @@ export function registerZoo(program: Command): void {
     .description('benchmark: quantize zoo models under the OnnxQuant rules and score them (float vs quant metric, AQE/MQE/OQE)')
     .option('--root <dir>', 'QuantZoo root with Model/ and Data/ (default: the embedded PP-OCRv4 mini zoo, no files needed)')
     .option('--models <a,b>', 'model ids (default: all)')
-    .option('--rules <a,b>', `rules, each optionally with a recipe as rule+recipe, e.g. onnxquant-int8-pot+best (default: ${RULE_NAMES.join(',')})`)
+    .option('--rules <a,b>', `rules or rule files (my-rule.json), each optionally with a recipe as rule+recipe, e.g. onnxquant-int8-pot+best (default: ${RULE_NAMES.join(',')})`)
     .option('--recipes <a,b>', `cross every rule of --rules with these recipes ('none' = the plain rule), e.g. none,best (known: ${Object.keys(RECIPES).join(', ')})`)
     .option('--out <dir>', 'output folder: one folder per cell, results.{json,csv,md}, index.html', './zoo-results')
     .option('--shard <i/n>', 'run every n-th cell, starting with the i-th (1-based)')
@@ -53,10 +54,21 @@ export function registerZoo(program: Command): void {
     .action(async (o: Record<string, unknown>) => {
       const format = String(o.format);
       if (!['table', 'markdown', 'json', 'csv'].includes(format)) throw new UserError(`--format must be table, markdown, json or csv, got '${format}'`);
-      const rules = crossRecipes(o.rules ? list(String(o.rules)) : RULE_NAMES, o.recipes ? list(String(o.recipes)) : undefined);
+      // A rule file (rule.json or rule.json+recipe) joins the sweep under its "name".
+      const customRules = new Map<string, QuantRule>();
+      const named = (o.rules ? list(String(o.rules)) : RULE_NAMES).map((r) => {
+        const { rule, recipe } = splitRuleRecipe(r);
+        if (!rule.endsWith('.json')) return r;
+        const custom = resolveRule(rule);
+        if (RULE_NAMES.includes(custom.name)) throw new UserError(`rule file names its rule '${custom.name}', which is a built-in name: choose another "name"`, rule);
+        if (!/^[\w.-]+$/.test(custom.name)) throw new UserError(`rule name '${custom.name}' becomes a folder name: use letters, digits, '.', '_' and '-'`, rule);
+        customRules.set(custom.name, custom);
+        return recipe === 'none' ? custom.name : `${custom.name}+${recipe}`;
+      });
+      const rules = crossRecipes(named, o.recipes ? list(String(o.recipes)) : undefined);
       for (const r of rules) {
         const { rule, recipe } = splitRuleRecipe(r);
-        if (!RULE_NAMES.includes(rule)) throw new UserError(`unknown rule '${rule}' (known: ${RULE_NAMES.join(', ')})`);
+        if (!RULE_NAMES.includes(rule) && !customRules.has(rule)) throw new UserError(`unknown rule '${rule}' (known: ${RULE_NAMES.join(', ')}, or a rule file ending in .json)`);
         if (!RECIPES[recipe]) throw new UserError(`unknown recipe '${recipe}' in '${r}' (known: ${Object.keys(RECIPES).join(', ')})`);
       }
       const embedded = o.root === undefined;
@@ -85,6 +97,7 @@ export function registerZoo(program: Command): void {
         root,
         entries,
         rules,
+        customRules,
         out,
         ...(shard ? { shard } : {}),
         force: Boolean(o.force),

@@ -11,6 +11,7 @@
  */
 import type { ErrorSummary } from '../analyse/schema.ts';
 import type { PassReport } from '../optimise/context.ts';
+import type { QuantRule } from '../quant/rules.ts';
 import Table from 'cli-table3';
 import { escapeHtml } from '../report/html.ts';
 import type { PublishedRow, TaskKind } from './registry.ts';
@@ -37,6 +38,8 @@ export interface Provenance {
     analysis: { samples: number; batchSize: number };
   };
   seed?: number;
+  /** The whole rule, for a rule that is not one of the OnnxQuant rules (a rule file). */
+  ruleDefinition?: QuantRule;
 }
 
 export interface ZooRow {

@@ -18,7 +18,7 @@ import * as ort from 'onnxruntime-node';
 import { analyse } from '../analyse/analyse.ts';
 import type { Feeds } from '../calibrate/calibrate.ts';
 import { parseModel, saveModel, writeFileAtomic } from '../onnx/model-io.ts';
-import { getRule } from '../quant/rules.ts';
+import { getRule, type QuantRule } from '../quant/rules.ts';
 import { getRecipe } from '../optimise/recipes.ts';
 import { splitRuleRecipe } from './rule-recipe.ts';
 
@@ -36,6 +36,8 @@ export interface ZooOptions {
   root: string;
   entries: readonly ZooEntry[];
   rules: readonly string[];
+  /** Rules from rule files (or built in code), by name, beside the OnnxQuant rules: cells name them like any rule. */
+  customRules?: ReadonlyMap<string, QuantRule>;
   out: string;
   shard?: { index: number; count: number };
   force?: boolean;
@@ -173,7 +175,7 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
   for (const r of o.rules) {
     // unknown rule or recipe names fail before any work
     const { rule, recipe } = splitRuleRecipe(r);
-    getRule(rule);
+    if (!o.customRules?.has(rule)) getRule(rule);
     getRecipe(recipe);
   }
   const rows: ZooRow[] = [];
@@ -306,7 +308,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
   async function runCell(c: Cell): Promise<ZooRow> {
     const tc = performance.now();
     const { rule: ruleName, recipe } = splitRuleRecipe(c.rule);
-    const rule = getRule(ruleName);
+    const rule = o.customRules?.get(ruleName) ?? getRule(ruleName);
     // 1. Quantize.
     const tq = performance.now();
     const model = parseModel(bytes, file);
@@ -387,6 +389,8 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
         analysis: { samples: analysed, batchSize: abs },
       },
       ...(seed !== undefined ? { seed } : {}),
+      // A rule from a file is recorded whole: its name alone would not reproduce the cell.
+      ...(o.customRules?.has(ruleName) ? { ruleDefinition: rule } : {}),
     };
     const row: ZooRow = {
       schema: CELL_SCHEMA,
