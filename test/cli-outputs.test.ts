@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -84,4 +84,16 @@ test('options a deployment target would ignore are refused before any work: --ov
     assert.ok(r.stderr.includes(what) && r.stderr.includes("deployment target 'ort-cpu'"), r.stderr);
   }
   assert.deepEqual(readdirSync(dir), [], 'nothing written');
+});
+
+test('calibration data that cannot be decoded: one line naming the image (a corrupt file, a label file pointing nowhere)', async () => {
+  const bad = join(tmp, 'bad-images');
+  mkdirSync(bad);
+  writeFileSync(join(bad, 'a.png'), 'not a png');
+  const out = join(tmp, 'bad.onnx');
+  oneLineError(await cli('quantize', NPM_MODEL, '--calib', bad, '--preprocess', 'ocr-48x320', '--quiet', '-o', out), join(bad, 'a.png'), /cannot decode image/);
+  const labels = join(tmp, 'labels.txt');
+  writeFileSync(labels, 'missing.png\tabc\n');
+  oneLineError(await cli('quantize', NPM_MODEL, '--calib', labels, '--preprocess', 'ocr-48x320', '--quiet', '-o', out), join(tmp, 'missing.png'), /cannot decode image \(file not found\)/);
+  assert.equal(existsSync(out), false, 'nothing written');
 });

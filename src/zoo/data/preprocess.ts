@@ -10,7 +10,8 @@
  * guaranteed bit-identical to OpenCV's bundled libjpeg); EXIF orientation is ignored (like PIL, unlike cv2.imread);
  * 'gray' is PIL's ITU-R 601 luma `convert('L')`, which equals the Y of `convert('YCbCr')` up to rounding.
  */
-import sharp from 'sharp';
+import sharp, { type OutputInfo } from 'sharp';
+import { UserError } from '../../errors.ts';
 import type { FloatTensor } from '../../tensor.ts';
 import { type Interpolation, type RawImage, resizeOpenCv, resizePil, roundHalfEven } from './resize.ts';
 
@@ -40,11 +41,16 @@ export type ImageSource = string | Buffer | Uint8Array;
 
 /** Decodes to 8-bit RGB, HWC. Alpha is dropped, not composited, as PIL's convert('RGB') and cv2.imread do. */
 export async function decodeImage(src: ImageSource): Promise<RawImage> {
-  const { data, info } = await sharp(src, { failOn: 'none' })
-    .removeAlpha()
-    .toColourspace('srgb')
-    .raw({ depth: 'uchar' })
-    .toBuffer({ resolveWithObject: true });
+  let decoded: { data: Buffer; info: OutputInfo };
+  try {
+    decoded = await sharp(src, { failOn: 'none' }).removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' }).toBuffer({ resolveWithObject: true });
+  } catch (e) {
+    // A file that is missing, empty or not an image: one line naming it (a buffer has no name to give).
+    const reason = (e as Error).message.split('\n')[0];
+    if (typeof src === 'string') throw new UserError(`cannot decode image (${/no such file|missing/i.test(reason) ? 'file not found' : reason})`, src);
+    throw new UserError(`cannot decode image (${reason})`);
+  }
+  const { data, info } = decoded;
   let px = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   if (info.channels === 1) {
     const rgb = new Uint8Array(px.length * 3);
