@@ -98,3 +98,16 @@ test('calibration data that cannot be decoded: one line naming the image (a corr
   oneLineError(await cli('quantize', NPM_MODEL, '--calib', labels, '--preprocess', 'ocr-48x320', '--quiet', '-o', out), join(tmp, 'missing.png'), /cannot decode image \(file not found\)/);
   assert.equal(existsSync(out), false, 'nothing written');
 });
+
+test('data of the wrong shape and an analysis of two unrelated models: one line each that says what does not match', async () => {
+  const out = join(tmp, 'shape.onnx');
+  const r = await cli('quantize', NPM_MODEL, '--calib', images, '--preprocess', 'imagenet', '--batch', '1', '--calib-steps', '1', '--quiet', '-o', out);
+  assert.equal(r.code, 2, r.stderr);
+  const lines = r.stderr.trim().split('\n');
+  assert.equal(lines.length, 1, r.stderr);
+  assert.match(lines[0], /index: 2 Got: 224 Expected: 48.*--preprocess/);
+  assert.equal(existsSync(out), false);
+  const det = NPM_MODEL.replace('ch_PP-OCRv4_rec_infer', 'ch_ppocr_mobile_v2.0_cls_infer');
+  const dir = join(tmp, 'q');
+  oneLineError(await cli('analyse', det, join(dir, 'q.onnx'), '--data', images, '--preprocess', 'ocr-48x320', '--quiet', '--out-dir', join(tmp, 'an-mismatch')), join(dir, 'q.onnx'), /is not a quantized .*cls_infer.onnx: that model's output '.*' is not among its outputs/);
+});

@@ -92,9 +92,11 @@ export async function createSession(model: ModelProto | Uint8Array, opts: Sessio
   };
 }
 
+/** onnxruntime's message on one line: its details (which index, got, expected) are on the lines after the first. */
 function firstLine(e: unknown): string {
   const s = e instanceof Error ? e.message : String(e);
-  return s.split('\n')[0].slice(0, 400);
+  const one = s.split('\n').map((l) => l.trim()).filter((l) => l).join('; ');
+  return (/invalid dimensions/.test(one) ? `${one} (do the data's shape and --preprocess match the model's input?)` : one).slice(0, 400);
 }
 
 export function toFloatTensor(t: ort.Tensor): FloatTensor {
