@@ -5,6 +5,9 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import sharp from 'sharp';
 import { OCR_SPEC, parsePreprocessSpec, preprocessImage, resizedSize } from '../src/zoo/data/index.ts';
+import { create } from '@bufbuild/protobuf';
+import { ModelProtoSchema } from 'onnx-buf';
+import { fitToModelInput, PREPROCESS_PRESETS } from '../src/cli/data-source.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'onnxquant-pre-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -103,4 +106,18 @@ test('parsePreprocessSpec validates and names the source and field', () => {
   assert.throws(() => parsePreprocessSpec({ resize: { height: 32, keepRatio: false, maxWidth: 3 } }, 's'), /s: preprocess\.resize\.keepRatio must be true/);
   assert.throws(() => parsePreprocessSpec({ crop: { height: 0, width: 2 } }, 's'), /preprocess\.crop\.height must be a positive integer/);
   assert.throws(() => parsePreprocessSpec([], 's'), /s: preprocess\. must be an object/);
+});
+
+test('a spec without resize or crop takes the fixed height and width of the model input; dynamic sizes and explicit resizes are kept', () => {
+  const model = (dims: (number | string)[]) =>
+    create(ModelProtoSchema, {
+      graph: {
+        input: [{ name: 'x', type: { value: { case: 'tensorType', value: { elemType: 1, shape: { dim: dims.map((d) => (typeof d === 'number' ? { value: { case: 'dimValue' as const, value: BigInt(d) } } : { value: { case: 'dimParam' as const, value: d } })) } } } } }],
+      },
+    });
+  const nhwc = PREPROCESS_PRESETS['rgb01-nhwc'];
+  assert.deepEqual(fitToModelInput(nhwc, model([1, 128, 96, 3]), 'x').resize, { height: 128, width: 96 });
+  assert.deepEqual(fitToModelInput(PREPROCESS_PRESETS['raw-rgb'], model(['N', 3, 64, 48]), 'x').resize, { height: 64, width: 48 });
+  assert.equal(fitToModelInput(nhwc, model([1, 'H', 'W', 3]), 'x').resize, undefined, 'dynamic: unchanged');
+  assert.equal(fitToModelInput(PREPROCESS_PRESETS.imagenet, model([1, 3, 128, 128]), 'x'), PREPROCESS_PRESETS.imagenet, 'a spec that resizes is kept');
 });

@@ -14,7 +14,7 @@ import type { QuantPlan } from '../quant/plan.ts';
 import { renderAnalysisHtml } from '../report/html.ts';
 import { renderAnalysisTable } from '../report/terminal.ts';
 import type { Dataset } from '../zoo/data/types.ts';
-import { feedBatches, openDataset, resolvePreprocess } from './data-source.ts';
+import { feedBatches, fitToModelInput, openDataset, resolvePreprocess } from './data-source.ts';
 import { makeProgress } from './progress.ts';
 import { singleInput } from './quantize.ts';
 import { createHash } from 'node:crypto';
@@ -105,7 +105,7 @@ export function registerAnalyse(program: Command): void {
       }
       upgradeOpset(floatModel, Math.max(opsetVersion(floatModel), opsetVersion(quant)));
       const input = singleInput(floatModel, floatFile, o.input as string | undefined);
-      const ds = openDataset(String(o.data), resolvePreprocess(o.preprocess as string));
+      const ds = openDataset(String(o.data), fitToModelInput(resolvePreprocess(o.preprocess as string), floatModel, input));
       await writeAnalysis(floatModel, quant, ds, input, o.batch as number, String(o.outDir), {
         floatPath: floatFile,
         quantPath: quantFile,

@@ -13,6 +13,8 @@ import { OCR_SPEC, paddleOcrLabels } from '../zoo/data/ocr.ts';
 import { IMAGENET_SPEC, parsePreprocessSpec, type PreprocessSpec } from '../zoo/data/preprocess.ts';
 import { batches, type Dataset } from '../zoo/data/types.ts';
 import { unlabelledImages } from '../zoo/data/unlabelled.ts';
+import type { ModelProto } from 'onnx-buf';
+import { graphInputs } from '../runtime/inputs.ts';
 
 export const PREPROCESS_PRESETS: Record<string, PreprocessSpec> = {
   imagenet: IMAGENET_SPEC,
@@ -39,6 +41,19 @@ export function resolvePreprocess(spec: string | undefined): PreprocessSpec {
   } catch (e) {
     throw new UserError((e as Error).message.replace(`${source}: `, ''), source);
   }
+}
+
+/**
+ * A spec that neither resizes nor crops, for a model whose image input has a fixed height and width: resize to
+ * them, so that `rgb01-nhwc` or `raw-rgb` serve any such model (blazeface 128×128 from 478×720 photos). Images
+ * already of that size pass unchanged (a same-size resize is a copy, as in PIL and cv2). Other specs are kept.
+ */
+export function fitToModelInput(spec: PreprocessSpec, model: ModelProto, input: string): PreprocessSpec {
+  if (spec.resize || spec.crop) return spec;
+  const dims = graphInputs(model).find((i) => i.name === input)?.dims;
+  if (!dims || dims.length !== 4) return spec;
+  const [h, w] = spec.layout === 'nhwc' ? [dims[1], dims[2]] : [dims[2], dims[3]];
+  return typeof h === 'number' && typeof w === 'number' && h > 0 && w > 0 ? { ...spec, resize: { height: h, width: w } } : spec;
 }
 
 export function openDataset(path: string, spec: PreprocessSpec): Dataset<unknown> {

@@ -5,7 +5,7 @@ import { UserError } from '../errors.ts';
 import type { Feeds } from '../calibrate/calibrate.ts';
 import { deployCheck, formatDeployReport } from '../export/deploy-check.ts';
 import { loadModel } from '../onnx/model-io.ts';
-import { feedBatches, openDataset, resolvePreprocess } from './data-source.ts';
+import { feedBatches, fitToModelInput, openDataset, resolvePreprocess } from './data-source.ts';
 import { singleInput } from './quantize.ts';
 
 const int = (v: string) => parseInt(v, 10);
@@ -31,7 +31,7 @@ export function registerDeployCheck(program: Command): void {
       const quant = loadModel(file);
       const floatModel = o.float ? loadModel(String(o.float)) : undefined;
       const input = singleInput(quant, file, o.input as string | undefined);
-      const ds = openDataset(String(o.data), resolvePreprocess(o.preprocess as string));
+      const ds = openDataset(String(o.data), fitToModelInput(resolvePreprocess(o.preprocess as string), quant, input));
       const batch = o.batch as number;
       const steps = o.steps as number;
       if (!(batch > 0) || !(steps > 0)) throw new UserError('--batch and --steps must be positive integers');

@@ -7,7 +7,7 @@ import { validateModel } from '../onnx/validate.ts';
 import { buildRule, getRule, ONNXQUANT_RULES, type QuantRule, type RuleSpec } from '../quant/rules.ts';
 import { quantize } from '../quantize.ts';
 import { graphInputs } from '../runtime/inputs.ts';
-import { feedBatches, openDataset, resolvePreprocess } from './data-source.ts';
+import { feedBatches, fitToModelInput, openDataset, resolvePreprocess } from './data-source.ts';
 import { makeProgress } from './progress.ts';
 import { writeAnalysis } from './analyse.ts';
 import { checkOutputFile } from './output-paths.ts';
@@ -100,7 +100,7 @@ export function registerQuantize(program: Command): void {
       const input = singleInput(model, file, o.input as string | undefined);
       const out = (o.output as string | undefined) ?? join(dirname(file), `${basename(file, '.onnx')}.${rule.name}.onnx`);
       checkOutputFile(out);
-      const spec = resolvePreprocess(o.preprocess as string);
+      const spec = fitToModelInput(resolvePreprocess(o.preprocess as string), model, input);
       const ds = openDataset(String(o.calib), spec);
       const batch = o.batch as number;
       const steps = o.calibSteps as number;
