@@ -68,7 +68,7 @@ export async function createSession(model: ModelProto | Uint8Array, opts: Sessio
   try {
     session = await ort.InferenceSession.create(bytes, so);
   } catch (e) {
-    throw new UserError(`onnxruntime cannot load the model: ${firstLine(e)}`);
+    throw new UserError(`onnxruntime cannot load the model: ${oneLine(e)}`);
   }
   return {
     inputNames: session.inputNames,
@@ -85,7 +85,7 @@ export async function createSession(model: ModelProto | Uint8Array, opts: Sessio
       try {
         return await (fetch ? session.run(ortFeeds, [...fetch]) : session.run(ortFeeds));
       } catch (e) {
-        throw new UserError(`onnxruntime run failed: ${firstLine(e)}`);
+        throw new UserError(`onnxruntime run failed: ${oneLine(e)}`);
       }
     },
     release: () => session.release(),
@@ -93,10 +93,10 @@ export async function createSession(model: ModelProto | Uint8Array, opts: Sessio
 }
 
 /** onnxruntime's message on one line: its details (which index, got, expected) are on the lines after the first. */
-function firstLine(e: unknown): string {
+function oneLine(e: unknown): string {
   const s = e instanceof Error ? e.message : String(e);
-  const one = s.split('\n').map((l) => l.trim()).filter((l) => l).join('; ');
-  return (/invalid dimensions/.test(one) ? `${one} (do the data's shape and --preprocess match the model's input?)` : one).slice(0, 400);
+  const one = s.split('\n').map((l) => l.trim()).filter((l) => l).join('; ').slice(0, 400);
+  return /invalid dimensions/.test(one) ? `${one} (do the data's shape and --preprocess match the model's input?)` : one;
 }
 
 export function toFloatTensor(t: ort.Tensor): FloatTensor {
