@@ -105,7 +105,7 @@ test('data of the wrong shape and an analysis of two unrelated models: one line 
   assert.equal(r.code, 2, r.stderr);
   const lines = r.stderr.trim().split('\n');
   assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0], /index: 2 Got: 224 Expected: 48.*--preprocess/);
+  assert.match(lines[0], /index: 2 Got: 224 Expected: 48.*check its preprocessing/);
   assert.equal(existsSync(out), false);
   const det = NPM_MODEL.replace('ch_PP-OCRv4_rec_infer', 'ch_ppocr_mobile_v2.0_cls_infer');
   const dir = join(tmp, 'q');

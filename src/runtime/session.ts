@@ -96,7 +96,7 @@ export async function createSession(model: ModelProto | Uint8Array, opts: Sessio
 function oneLine(e: unknown): string {
   const s = e instanceof Error ? e.message : String(e);
   const one = s.split('\n').map((l) => l.trim()).filter((l) => l).join('; ').slice(0, 400);
-  return /invalid dimensions/.test(one) ? `${one} (do the data's shape and --preprocess match the model's input?)` : one;
+  return /invalid dimensions/.test(one) ? `${one} (does the data's shape match the model's input? check its preprocessing)` : one;
 }
 
 export function toFloatTensor(t: ort.Tensor): FloatTensor {
