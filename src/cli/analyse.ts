@@ -8,6 +8,7 @@ import { opsetVersion } from '../ir/graph.ts';
 import { upgradeOpset } from '../ir/opset-upgrade.ts';
 import { loadModel, writeFileAtomic } from '../onnx/model-io.ts';
 import { UserError } from '../errors.ts';
+import { graphInputs, graphOutputs } from '../runtime/inputs.ts';
 import { ensureOutputDir } from './output-paths.ts';
 import type { QuantParams } from '../quant/config.ts';
 import type { QuantPlan } from '../quant/plan.ts';
@@ -94,11 +95,8 @@ export function registerAnalyse(program: Command): void {
       const quant = loadModel(quantFile);
       const floatModel = formatModel(loadModel(floatFile)).model;
       // The two must be the same network: the quantized one keeps the float one's inputs and outputs.
-      const names = (m: typeof quant, part: 'input' | 'output') => {
-        const g = m.graph!;
-        const inits = new Set(g.initializer.map((t) => t.name)); // initializers listed as inputs are weights
-        return new Set(part === 'input' ? g.input.filter((v) => !inits.has(v.name)).map((v) => v.name) : g.output.map((v) => v.name));
-      };
+      // graphInputs leaves out initializers listed as inputs (weights).
+      const names = (m: typeof quant, part: 'input' | 'output') => new Set((part === 'input' ? graphInputs(m) : graphOutputs(m)).map((v) => v.name));
       for (const part of ['input', 'output'] as const) {
         const missing = [...names(floatModel, part)].filter((n) => !names(quant, part).has(n));
         if (missing.length) throw new UserError(`is not a quantized ${floatFile}: that model's ${part} '${missing[0]}' is not among its ${part}s`, quantFile);

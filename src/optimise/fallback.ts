@@ -9,7 +9,7 @@ import { ModelProtoSchema } from 'onnx-buf';
 import { UserError } from '../errors.ts';
 import { opsetVersion } from '../ir/graph.ts';
 import { upgradeOpset } from '../ir/opset-upgrade.ts';
-import { intRange, type QuantParams, type TensorQuantConfig } from '../quant/config.ts';
+import { intRange, minOpsetFor, type QuantParams, type TensorQuantConfig } from '../quant/config.ts';
 import { scaleFromRange } from '../quant/numerics.ts';
 import type { PlannedTensor, QuantPlan } from '../quant/plan.ts';
 import { outputError, type OptimiseContext, type OptimisePass, type QuantState } from './context.ts';
@@ -88,7 +88,7 @@ export function fallbackPass(budget: number, precision: FallbackPrecision = 'flo
       let evaluations = ranked.length + 1;
       // 16-bit Q/DQ needs opset 21; the float function is unchanged by the upgrade.
       let base = state;
-      const int16Opset = 21; // minOpsetFor of any 16-bit integer config
+      const int16Opset = minOpsetFor(sixteenBits(state.plan.tensors[0].config)); // 21: int16 Q/DQ
       if (precision === 'int16' && opsetVersion(state.model) < int16Opset) {
         const model = clone(ModelProtoSchema, state.model);
         upgradeOpset(model, int16Opset);
