@@ -14,8 +14,9 @@ import { FP8_SCALE_CANDIDATES } from '../calibrate/observers.ts';
 import { GraphView } from '../ir/graph.ts';
 import { realiseQdq } from '../realise/qdq.ts';
 import { createSession } from '../runtime/session.ts';
+import { createStepper } from '../runtime/stepper.ts';
 import type { PlannedTensor } from '../quant/plan.ts';
-import { cloneParams, fittingBatches, floatOutputs, outputError, type OptimisePass, type QuantState } from './context.ts';
+import { cloneParams, fittingBatches, outputError, type OptimisePass, type QuantState } from './context.ts';
 
 function candidates(t: PlannedTensor, scale: number): number[] {
   if (t.config.format !== 'int') return [...FP8_SCALE_CANDIDATES];
@@ -91,27 +92,20 @@ export const rangeSearch: OptimisePass = {
     const qdq = realiseQdq(state.model, state.plan, state.params);
     // Fitted on other batches than the ones the recipe judges the pass by.
     const batches = searchBatches(fittingBatches(ctx));
-    const sub = { ...ctx, batches };
-    const graphInputs = new Set(state.model.graph!.input.map((v) => v.name));
-    // Activations as the quantized network produces them, and the float network's layer outputs.
-    const fetch = [...new Set(acts.map((t) => t.tensor).filter((n) => !graphInputs.has(n)))];
-    const qs = await createSession(qdq, { mode: 'simulate', extraOutputs: fetch });
-    const xq: Record<string, ort.Tensor>[] = [];
-    for (const b of batches) {
-      const r = fetch.length ? await qs.run(b, fetch) : {};
-      const feeds: Record<string, ort.Tensor> = {};
-      for (const t of acts) {
-        const v = graphInputs.has(t.tensor) ? b[t.tensor] : r[t.tensor];
-        feeds[t.tensor] = v instanceof ort.Tensor ? v : new ort.Tensor('float32', v.data as Float32Array, [...v.dims]);
-      }
-      xq.push(feeds);
-    }
-    await qs.release();
+    // Walked in graph order, one activation at a time: the quantized network's value of each (all scales as
+    // calibrated) and the float network's outputs of its consumers, without holding every activation at once
+    // (agllnet_256: 343 MB of layer inputs per image).
+    const position = new Map(qdq.graph!.node.flatMap((n, i) => n.output.map((o) => [o, i] as const)));
+    const ordered = [...acts].sort((a, b) => (position.get(a.tensor) ?? -1) - (position.get(b.tensor) ?? -1));
+    const qStep = createStepper(batches, 'simulate');
+    const fStep = createStepper(batches, 'simulate');
     let changed = 0;
-    for (const t of acts) {
+    for (const t of ordered) {
       const lm = layerModel(qdq, t);
       if (!lm) continue;
-      const ref = await floatOutputs(ctx.reference, sub, lm.outputs);
+      const xq = (await qStep.advance(qdq, [t.tensor])).map((r) => r[t.tensor]);
+      await fStep.advance(ctx.reference, [t.tensor]);
+      const ref = await fStep.peek(ctx.reference, lm.outputs);
       const s = await createSession(lm.model, { mode: 'simulate' });
       const current = params.get(t.key)!.scale[0];
       let bestScale = current;
@@ -119,10 +113,10 @@ export const rangeSearch: OptimisePass = {
       for (const c of candidates(t, current)) {
         let err = 0;
         for (let b = 0; b < batches.length; b++) {
-          const r = await s.run({ [t.tensor]: xq[b][t.tensor], __scale: new ort.Tensor('float32', Float32Array.of(c), []) }, lm.outputs);
+          const r = await s.run({ [t.tensor]: xq[b], __scale: new ort.Tensor('float32', Float32Array.of(c), []) }, lm.outputs);
           for (const o of lm.outputs) {
             const a = r[o].data as Float32Array;
-            const f = ref.get(o)![b];
+            const f = ref[b][o].data as Float32Array;
             for (let i = 0; i < a.length; i++) err += (a[i] - f[i]) ** 2;
           }
         }

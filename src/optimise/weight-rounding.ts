@@ -19,23 +19,23 @@
  * input error, the second on residual networks (resnet20), where matching each branch to its float output does not
  * carry over to the sum.
  *
- * Layers are processed in graph order in a few chunks; each chunk sees the inputs of the network quantized with the
- * earlier chunks' new weights (sequential GPTQ). Features: Conv (1-D/2-D, grouped and depthwise: one problem per
- * group) by sampling output positions and gathering their receptive fields (im2col); Gemm (transA = 0, alpha = 1)
- * and MatMul with a constant 2-D weight, one row per leading position. Fitting uses calibration batches that the
- * recipe does not use for measuring, when there are enough.
+ * Layers are processed one at a time in graph order; each sees the inputs of the network quantized with the earlier
+ * layers' new weights (sequential GPTQ), computed in one walk over the network (runtime/stepper.ts). Features: Conv
+ * (1-D/2-D, grouped and depthwise: one problem per group) by sampling output positions and gathering their
+ * receptive fields (im2col); Gemm (transA = 0, alpha = 1) and MatMul with a constant 2-D weight, one row per leading
+ * position. Fitting uses calibration batches that the recipe does not use for measuring, when there are enough.
  */
 import { clone } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto } from 'onnx-buf';
 import { addFloatInitializer, constFloat } from '../ir/constants.ts';
-import { attrFloat, attrInt, attrInts, attrString, GraphView, modelForOutputs } from '../ir/graph.ts';
+import { attrFloat, attrInt, attrInts, attrString, GraphView } from '../ir/graph.ts';
 import { seededRandom } from '../math.ts';
 import { makeTensor } from '../onnx/tensor-codec.ts';
 import type { QuantParams } from '../quant/config.ts';
 import { channelOf, fakeQuant } from '../quant/numerics.ts';
 import type { PlannedTensor } from '../quant/plan.ts';
 import { realiseQdq } from '../realise/qdq.ts';
-import { createSession } from '../runtime/session.ts';
+import { createStepper } from '../runtime/stepper.ts';
 import { fittingBatches, outputError, type OptimiseContext, type OptimisePass, type QuantState } from './context.ts';
 import { createGram, type Gram } from './gram.ts';
 import { cholesky, inverseFromCholesky, matVec } from './linalg.ts';
@@ -44,8 +44,6 @@ import { activationSlope, type Activation } from './activation-slope.ts';
 export interface WeightRoundingOptions {
   /** Output positions sampled per layer over all fitting batches (receptive fields for Conv, rows for MatMul). */
   positions: number;
-  /** Layers are refit in this many sequential chunks (more: each chunk sees its predecessors' new weights). */
-  chunks: number;
   /** Damping: this fraction of H's mean diagonal is added to its diagonal. */
   damp: number;
   /**
@@ -73,7 +71,6 @@ export interface WeightRoundingOptions {
 
 export const WEIGHT_ROUNDING_DEFAULTS: WeightRoundingOptions = {
   positions: 8192,
-  chunks: Infinity,
   damp: 0.01,
   target: 'auto',
   activation: 'ignore',
@@ -543,8 +540,9 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
   const wv = new GraphView(work.graph!);
   const all = findLayers(state, realiseQdq(state.model, state.plan, state.params));
   if (!all.length) return undefined;
-  const order = new Map(state.plan.layers.map((l, i) => [l.node, i]));
-  all.sort((a, b) => (order.get(a.node) ?? 0) - (order.get(b.node) ?? 0));
+  // Graph order is topological: a layer's input never depends on a layer after it (the stepper needs this).
+  const order = new Map(state.model.graph!.node.map((n, i) => [n.name, i]));
+  all.sort((a, b) => order.get(a.node)! - order.get(b.node)!);
   let weighted = 0;
   if (o.activation === 'aware') {
     const fv = new GraphView(state.model.graph!);
@@ -556,22 +554,25 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
       }
     }
   }
-  const graphInputs = new Set(state.model.graph!.input.map((v) => v.name));
   const perBatch = Math.ceil(o.positions / fit.length);
   const gram = await createGram();
   let improved = 0;
   let samples = 0;
   let underdetermined = 0;
-  const chunkSize = Math.max(1, Math.ceil(all.length / Math.max(1, o.chunks)));
-  for (let c0 = 0; c0 < all.length; c0 += chunkSize) {
-    const chunk = all.slice(c0, c0 + chunkSize);
+  // One walk over each network: layer i+1's quantized input is computed from the values kept at layer i, through
+  // the weights refitted so far (see stepper.ts; a prefix network per layer made this O(layers²)). The float side
+  // runs unoptimised too, so that its values do not depend on where the walk cuts the network (optimised pieces
+  // fuse differently at their ends: differences of 1e-7 relative, which flipped FP8 roundings downstream).
+  const qStep = createStepper(fit, 'simulate');
+  const fStep = createStepper(fit, 'simulate');
+  for (const [li, l] of all.entries()) {
     const qdq = realiseQdq(work, state.plan, state.params);
-    const qFetch = [...new Set(chunk.flatMap((l) => (l.activation ? [l.xq, l.zq] : [l.xq])).filter((n) => !graphInputs.has(n)))];
-    const fFetch = [...new Set(chunk.flatMap((l) => (l.activation ? [l.x, l.z] : [l.x])).filter((n) => !graphInputs.has(n)))];
-    // Each chunk runs only the part of each network that computes its layers' inputs.
-    const qs = qFetch.length ? await createSession(modelForOutputs(qdq, qFetch), { mode: 'simulate' }) : undefined;
-    const fs = fFetch.length ? await createSession(modelForOutputs(state.model, fFetch), { mode: 'float' }) : undefined;
-    const newMoments = (l: Layer): Moments => {
+    const xqs = await qStep.advance(qdq, [l.xq]);
+    const xfs = await fStep.advance(state.model, [l.x]);
+    // The pre-activations under the layer's current weights (not kept: the quantized side's weights change next).
+    const zqs = l.activation ? await qStep.peek(qdq, [l.zq]) : undefined;
+    const zfs = l.activation ? await fStep.peek(state.model, [l.z]) : undefined;
+    const newMoments = (): Moments => {
       const kA = l.k + 1;
       if (l.activation) {
         const rows = Array.from({ length: l.groups * l.rowsPerGroup }, () => ({ h: new Float64Array(kA * kA), gz: new Float64Array(kA), weight: 0 }));
@@ -579,55 +580,47 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
       }
       return { h: Array.from({ length: l.groups }, () => new Float64Array(kA * kA)), g: Array.from({ length: l.groups }, () => new Float64Array(kA * kA)), samples: 0 };
     };
-    const moments = chunk.map(newMoments);
-    const validation = chunk.map(newMoments);
+    const moments = newMoments();
+    const validation = newMoments();
     for (let b = 0; b < fit.length; b++) {
-      const fr = fs ? await fs.run(fit[b], fFetch) : {};
-      const qr = qs ? await qs.run(fit[b], qFetch) : {};
-      for (const [i, l] of chunk.entries()) {
-        const xf = graphInputs.has(l.x) ? fit[b][l.x] : fr[l.x];
-        const xq = graphInputs.has(l.xq) ? fit[b][l.xq] : qr[l.xq];
-        const xv = { dims: xf.dims, data: xf.data as Float32Array };
-        const pre = l.activation ? { float: fr[l.z].data as Float32Array, quant: qr[l.zq].data as Float32Array } : undefined;
-        await accumulate(l, moments[i], xv, xq.data as Float32Array, perBatch, seededRandom(7919 * (b + 1) + c0 + i), gram, pre);
-        // Held-out positions (another draw, a quarter as many) to choose between candidate roundings.
-        await accumulate(l, validation[i], xv, xq.data as Float32Array, Math.ceil(perBatch / 4), seededRandom(104729 * (b + 1) + c0 + i), gram, pre);
-      }
+      const xf = xfs[b][l.x];
+      const xq = xqs[b][l.xq].data as Float32Array;
+      const xv = { dims: xf.dims, data: xf.data as Float32Array };
+      const pre = zqs && zfs ? { float: zfs[b][l.z].data as Float32Array, quant: zqs[b][l.zq].data as Float32Array } : undefined;
+      await accumulate(l, moments, xv, xq, perBatch, seededRandom(7919 * (b + 1) + li), gram, pre);
+      // Held-out positions (another draw, a quarter as many) to choose between candidate roundings.
+      await accumulate(l, validation, xv, xq, Math.ceil(perBatch / 4), seededRandom(104729 * (b + 1) + li), gram, pre);
     }
-    await qs?.release();
-    await fs?.release();
-    for (const [i, l] of chunk.entries()) {
-      samples += moments[i].samples;
-      // Fewer positions than twice the fan-in leave H (nearly) singular: the sweep then moves weights along
-      // directions the calibration data never exercised (KWS-DNN_S's 250-input Gemms fitted on 32 samples: lower
-      // error on calibration, higher on held-out feeds). Such layers keep round-to-nearest.
-      if (moments[i].samples < 2 * (l.k + 1)) {
-        underdetermined++;
-        continue;
-      }
-      const node = wv.graph.node.find((n) => n.name === l.node)!;
-      const w = constFloat(wv, l.weight.tensor)!;
-      const bias = l.hasBias ? constFloat(wv, node.input[2])!.data : undefined;
-      const quant = weightQuantizer(l.weight, state.params.get(l.weight.key)!, l.wDims);
-      const newW = w.data.slice();
-      const rowsOut = l.groups * l.rowsPerGroup;
-      const newB = Float32Array.from({ length: rowsOut }, (_, r) => (bias ? bias[bias.length === 1 ? 0 : r] : 0));
-      let changed = false;
-      for (let g = 0; g < l.groups; g++) {
-        const res = solveGroup(l, g, moments[i], validation[i], w.data, bias, quant, o.damp, target);
-        if (!res) continue;
-        changed = true;
-        res.rows.forEach((row, r) => {
-          const oc = g * l.rowsPerGroup + r;
-          for (let j = 0; j < l.k; j++) newW[l.index(oc, j)] = row[j];
-          if (l.hasBias) newB[oc] = row[l.k];
-        });
-      }
-      if (!changed) continue;
-      improved++;
-      replaceInitializer(wv, l.weight.tensor, w.dims, newW);
-      if (l.hasBias) wv.setInput(node, 2, addFloatInitializer(wv, `${l.node}_bias_refit`, [rowsOut], newB));
+    samples += moments.samples;
+    // Fewer positions than twice the fan-in leave H (nearly) singular: the sweep then moves weights along
+    // directions the calibration data never exercised (KWS-DNN_S's 250-input Gemms fitted on 32 samples: lower
+    // error on calibration, higher on held-out feeds). Such layers keep round-to-nearest.
+    if (moments.samples < 2 * (l.k + 1)) {
+      underdetermined++;
+      continue;
     }
+    const node = wv.graph.node.find((n) => n.name === l.node)!;
+    const w = constFloat(wv, l.weight.tensor)!;
+    const bias = l.hasBias ? constFloat(wv, node.input[2])!.data : undefined;
+    const quant = weightQuantizer(l.weight, state.params.get(l.weight.key)!, l.wDims);
+    const newW = w.data.slice();
+    const rowsOut = l.groups * l.rowsPerGroup;
+    const newB = Float32Array.from({ length: rowsOut }, (_, r) => (bias ? bias[bias.length === 1 ? 0 : r] : 0));
+    let changed = false;
+    for (let g = 0; g < l.groups; g++) {
+      const res = solveGroup(l, g, moments, validation, w.data, bias, quant, o.damp, target);
+      if (!res) continue;
+      changed = true;
+      res.rows.forEach((row, r) => {
+        const oc = g * l.rowsPerGroup + r;
+        for (let j = 0; j < l.k; j++) newW[l.index(oc, j)] = row[j];
+        if (l.hasBias) newB[oc] = row[l.k];
+      });
+    }
+    if (!changed) continue;
+    improved++;
+    replaceInitializer(wv, l.weight.tensor, w.dims, newW);
+    if (l.hasBias) wv.setInput(node, 2, addFloatInitializer(wv, `${l.node}_bias_refit`, [rowsOut], newB));
   }
   await gram.release();
   wv.pruneInitializers();
