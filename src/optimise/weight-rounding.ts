@@ -561,8 +561,10 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
   let underdetermined = 0;
   // One walk over each network: layer i+1's quantized input is computed from the values kept at layer i, through
   // the weights refitted so far (see stepper.ts; a prefix network per layer made this O(layers²)). The float side
-  // runs unoptimised too, so that its values do not depend on where the walk cuts the network (optimised pieces
-  // fuse differently at their ends: differences of 1e-7 relative, which flipped FP8 roundings downstream).
+  // runs unoptimised too, so that its values do not depend on where the walk cuts the network (optimised pieces fuse
+  // differently at their ends, ~1e-6 relative). The sweep's roundings amplify such differences into noise, not a
+  // trend: en_number, 12 random batches of 8, output error after rounding, optimised vs unoptimised pieces,
+  // per-channel 8.37% / 8.74%, power-of-2 14.62% / 14.65%, FP8 16.45% / 16.43% (whole prefixes: per-channel 8.30%).
   const qStep = createStepper(fit, 'simulate');
   const fStep = createStepper(fit, 'simulate');
   for (const [li, l] of all.entries()) {
