@@ -98,7 +98,7 @@ export const rangeSearch: OptimisePass = {
     const position = new Map(qdq.graph!.node.flatMap((n, i) => n.output.map((o) => [o, i] as const)));
     const ordered = [...acts].sort((a, b) => (position.get(a.tensor) ?? -1) - (position.get(b.tensor) ?? -1));
     const qStep = createStepper(batches, 'simulate');
-    const fStep = createStepper(batches, 'simulate');
+    const fStep = createStepper(batches, 'float');
     let changed = 0;
     for (const t of ordered) {
       const lm = layerModel(qdq, t);
