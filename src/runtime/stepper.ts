@@ -15,7 +15,7 @@ import { create } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataType as DT, TypeProto_TensorSchema, TypeProtoSchema, ValueInfoProtoSchema, type ModelProto, type NodeProto } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
 import type { Feeds } from '../calibrate/calibrate.ts';
-import { nodeReads } from '../ir/graph.ts';
+import { GraphView, nodeReads } from '../ir/graph.ts';
 import { createSession, type RunMode } from './session.ts';
 
 export interface NetworkStepper {
@@ -60,19 +60,15 @@ export function createStepper(batches: readonly Feeds[], mode: RunMode): Network
 
   async function values(model: ModelProto, targets: readonly string[], commit: boolean): Promise<Record<string, ort.Tensor>[]> {
     const g = model.graph!;
-    const inits = new Set(g.initializer.map((t) => t.name));
-    const producer = new Map<string, NodeProto>();
-    const consumers = new Map<string, NodeProto[]>();
-    for (const n of g.node) {
-      for (const o of n.output) if (o) producer.set(o, n);
-      for (const i of nodeReads(n)) consumers.set(i, [...(consumers.get(i) ?? []), n]);
-    }
+    // The project's graph index (producers, consumers by nodeReads, initializers); it only reads the graph.
+    const view = new GraphView(g);
+    const inits = view.initializers;
     const available = (name: string) => kept.has(name) || inputs.has(name) || inits.has(name);
     const need = new Set<NodeProto>();
     const stack: NodeProto[] = [];
     const require = (name: string) => {
       if (available(name)) return;
-      const p = producer.get(name);
+      const p = view.producer.get(name);
       if (!p) throw new Error(`stepper: '${name}' is neither an input, an initializer nor a node's output`);
       if (!need.has(p)) stack.push(p);
     };
@@ -85,7 +81,7 @@ export function createStepper(batches: readonly Feeds[], mode: RunMode): Network
       nodeReads(n).forEach(require);
       // Quantized values (int8, float8, int4: not all have a JS type) stay inside a piece: a QuantizeLinear comes
       // with the DequantizeLinear nodes that read it.
-      if (n.opType === 'QuantizeLinear') for (const c of consumers.get(n.output[0]) ?? []) if (c.opType === 'DequantizeLinear' && !need.has(c)) stack.push(c);
+      if (n.opType === 'QuantizeLinear') for (const c of view.uses(n.output[0])) if (c.opType === 'DequantizeLinear' && !need.has(c)) stack.push(c);
     }
     const nodes = g.node.filter((n) => need.has(n));
     const produced = new Set(nodes.flatMap((n) => n.output));
