@@ -3,7 +3,7 @@
  * a row per rule with finite metrics. The full-size default is timed by hand (see the zoo report).
  */
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -12,8 +12,9 @@ import { embeddedEntries } from '../src/zoo/embedded.ts';
 import { renderMarkdown } from '../src/zoo/results.ts';
 import { runZoo } from '../src/zoo/runner.ts';
 
-test('embedded zoo, reduced: one row per rule with finite metrics and errors', async () => {
+test('embedded zoo, reduced: one row per rule with finite metrics and errors', async (t) => {
   const out = mkdtempSync(join(tmpdir(), 'zoo-embedded-'));
+  t.after(() => rmSync(out, { recursive: true, force: true }));
   const entries = embeddedEntries({ calibLines: 4, testLines: 4 });
   assert.equal(entries[0].data.calibration.kind, 'synthetic-text');
   const run = await runZoo({ root: '', entries, rules: RULE_NAMES, out, calibBatches: 1, batch: 4, analyseSamples: 2, log: () => {} });

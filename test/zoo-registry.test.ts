@@ -1,6 +1,6 @@
 /** The zoo registry is well-formed data: unique ids, parseable preprocessing, an evaluator per task, every OnnxQuant model. */
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -61,8 +61,9 @@ test('entries are well-formed: preprocessing parses, shapes, data sources, publi
   }
 });
 
-test('every task kind has an evaluator', () => {
+test('every task kind has an evaluator', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'zoo-reg-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
   const dict = join(dir, 'dict.txt');
   writeFileSync(dict, 'a\nb\n');
   const seen = new Set<string>();

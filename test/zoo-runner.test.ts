@@ -7,7 +7,7 @@ import { create } from '@bufbuild/protobuf';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { after, test } from 'node:test';
 import { ModelProtoSchema, TensorProto_DataType as DT, ValueInfoProtoSchema, type ValueInfoProto } from 'onnx-buf';
 import { writeZooOutputs } from '../src/cli/zoo.ts';
 import { makeNode } from '../src/ir/graph.ts';
@@ -84,6 +84,7 @@ function entry(id: string, file = `${id}.onnx`): ZooEntry {
 }
 
 const root = mkdtempSync(join(tmpdir(), 'zoo-runner-'));
+after(() => rmSync(root, { recursive: true, force: true }));
 mkdirSync(join(root, 'Model'));
 saveModel(tinyModel(), join(root, 'Model', 'tiny.onnx'));
 saveModel(tinyModel(), join(root, 'Model', 'tiny2.onnx'));
