@@ -6,6 +6,8 @@
  *      same calibration batches (float session creation + runs)                                       goal ≤ 1.3
  *  (b) evaluation of the quantized model in 'simulate' mode ÷ evaluation of the float model ('float' mode), same
  *      in-memory test batches, session creation + runs + metric                                       goal ≤ 1.5
+ *      (b′) the same ÷ the float model with optimisations off: what the Q/DQ nodes cost, apart from the kernels
+ *      (NCHWc convolution, fusions) an exact simulation gives up — at level 'all' onnxruntime's outputs differ.
  *  (c) peak RSS (process.resourceUsage().maxRSS, child process each) calibrating 32 vs 256 batches  goal ≤ +10%
  *  (d) `node bin/onnxquant.js zoo` total wall time (once).
  * Each time is the median of --reps repetitions (float and quantized interleaved); ratios are of medians.
@@ -86,10 +88,12 @@ interface ModelResult {
   quantizeMs: number[];
   quantizeBreakdown: { prepareMs: number; calibrateMs: number; realiseMs: number }[];
   floatEvalMs: number[];
+  /** The float model evaluated with optimisations off (simulate mode: nothing to fold in it). */
+  floatUnoptEvalMs: number[];
   simEvalMs: number[];
   accuracy: { metric: string; float: number; quantized: number };
   rss?: { small: unknown; large: unknown; smallBatches: number; largeBatches: number; batchSize: number };
-  ratios: { quantizeOverFloat: number; simEvalOverFloatEval: number; rssLargeOverSmall?: number };
+  ratios: { quantizeOverFloat: number; simEvalOverFloatEval: number; simEvalOverUnoptFloatEval: number; rssLargeOverSmall?: number };
 }
 
 const info = machine();
@@ -133,9 +137,10 @@ for (const m of models) {
     quantizeMs: [],
     quantizeBreakdown: [],
     floatEvalMs: [],
+    floatUnoptEvalMs: [],
     simEvalMs: [],
     accuracy: { metric: m.scorer().name, float: NaN, quantized: NaN },
-    ratios: { quantizeOverFloat: NaN, simEvalOverFloatEval: NaN },
+    ratios: { quantizeOverFloat: NaN, simEvalOverFloatEval: NaN, simEvalOverUnoptFloatEval: NaN },
   };
   let qmodel: ModelProto | undefined;
   for (let i = 0; i < (args['rss-only'] ? 0 : reps); i++) {
@@ -154,14 +159,17 @@ for (const m of models) {
   for (let i = 0; i < (args['rss-only'] ? 0 : reps); i++) {
     const f = await timed(() => evaluate(m, model, 'float', test));
     const s = await timed(() => evaluate(m, qmodel!, 'simulate', test));
+    const u = await timed(() => evaluate(m, model, 'simulate', test));
     r.floatEvalMs.push(f.ms);
     r.simEvalMs.push(s.ms);
+    r.floatUnoptEvalMs.push(u.ms);
     r.accuracy.float = f.value;
     r.accuracy.quantized = s.value;
-    process.stdout.write(`  eval rep ${i + 1}: float ${f.ms.toFixed(0)} ms, simulate ${s.ms.toFixed(0)} ms\n`);
+    process.stdout.write(`  eval rep ${i + 1}: float ${f.ms.toFixed(0)} ms, simulate ${s.ms.toFixed(0)} ms, float unoptimised ${u.ms.toFixed(0)} ms\n`);
   }
   r.ratios.quantizeOverFloat = median(r.quantizeMs) / median(r.floatCalibMs);
   r.ratios.simEvalOverFloatEval = median(r.simEvalMs) / median(r.floatEvalMs);
+  r.ratios.simEvalOverUnoptFloatEval = median(r.simEvalMs) / median(r.floatUnoptEvalMs);
   if (!args['no-rss']) {
     const [small, large] = quick ? [8, 64] : [32, 256];
     const smalls: number[] = [];
@@ -209,7 +217,7 @@ if (!args['no-zoo']) {
 const fmt = (ms: number) => (ms >= 10000 ? `${(ms / 1000).toFixed(1)} s` : `${ms.toFixed(0)} ms`);
 const mark = (v: number | undefined, goal: number) => (v === undefined || Number.isNaN(v) ? '—' : `${v.toFixed(2)} ${v <= goal ? '✓' : '✗'}`);
 const table = new Table({
-  head: ['model', 'calib', 'float calib', 'quantize', '(a) q/float ≤1.3', 'test', 'float eval', 'sim eval', '(b) sim/float ≤1.5', 'acc float→quant', '(c) RSS 32→256 ≤1.10'],
+  head: ['model', 'calib', 'float calib', 'quantize', '(a) q/float ≤1.3', 'test', 'float eval', 'sim eval', '(b) sim/float ≤1.5', "(b′) sim/float-unopt", 'acc float→quant', '(c) RSS 32→256 ≤1.10'],
   style: { head: [], border: [] },
 });
 for (const r of results) {
@@ -232,6 +240,7 @@ for (const r of results) {
     fmt(median(r.floatEvalMs)),
     fmt(median(r.simEvalMs)),
     mark(r.ratios.simEvalOverFloatEval, 1.5),
+    r.ratios.simEvalOverUnoptFloatEval.toFixed(2),
     `${(100 * r.accuracy.float).toFixed(1)}→${(100 * r.accuracy.quantized).toFixed(1)}% ${r.accuracy.metric}`,
     rs,
   ]);
