@@ -39,6 +39,12 @@ const HI = perChannel((z, i) => (i % 3 === 2 ? z - 0.3 : z + 1));
 // For Relu → Min, the lower bound is 0: keep every z at least 0.3 from it by the choice of HI alone.
 const HI_RELU = perChannel((z, i) => (i % 2 ? Math.max(z, 0) + 0.5 : Math.abs(z) > 0.3 ? z - 0.3 : 1));
 
+// A gate scale per channel, kept away from the kinks at s·z = ±3: channel i's z times s stays ≥ 0.2 from ±3.
+const GATE_SCALE = perChannel((z, i) => {
+  const s = 0.2 + ((i * 7) % 29) / 10;
+  return [3, -3].some((k) => Math.abs(s * z - k) < 0.2) ? s + 0.5 : s;
+});
+
 const CASES: { name: string; nodes: NodeProto[]; inits?: TensorProto[]; opset?: number; kinks: number[] }[] = [
   {
     name: 'Relu → Min (per-channel bounds, as equalization leaves a ReLU6)',
@@ -77,6 +83,25 @@ const CASES: { name: string; nodes: NodeProto[]; inits?: TensorProto[]; opset?: 
     nodes: [makeNode('Add', ['three', 'z'], ['a'], 'add'), makeNode('Clip', ['a', 'lo', 'hi'], ['cl'], 'clip'), makeNode('Mul', ['cl', 'sixth'], ['g'], 'scale'), makeNode('Mul', ['g', 'z'], ['y'], 'mul')],
     inits: [c('three', 3), c('lo', 0), c('hi', 6), c('sixth', 1 / 6)],
     kinks: [-3, 3],
+  },
+  // Equalization's gate scale (per channel, [N] on the last axis): z·g(s·z); s between 0.2 and 3.
+  {
+    name: 'hard swish with a per-channel gate scale: Mul(z, s) → HardSigmoid → Mul',
+    nodes: [makeNode('Mul', ['z', 'gs'], ['zs'], 'gscale'), makeNode('HardSigmoid', ['zs'], ['s'], 's', { alpha: { float: 1 / 6 }, beta: { float: 0.5 } }), makeNode('Mul', ['z', 's'], ['y'], 'm')],
+    inits: [makeTensor('gs', DT.FLOAT, [N], GATE_SCALE)],
+    kinks: [],
+  },
+  {
+    name: "Paddle's hard swish with a per-channel gate scale: Mul(z, s) → Add → Clip → Mul → Div",
+    nodes: [makeNode('Mul', ['gs', 'z'], ['zs'], 'gscale'), makeNode('Add', ['zs', 'three'], ['a'], 'add'), makeNode('Clip', ['a', 'lo', 'hi'], ['cl'], 'clip'), makeNode('Mul', ['z', 'cl'], ['m'], 'mul'), makeNode('Div', ['m', 'six'], ['y'], 'div')],
+    inits: [makeTensor('gs', DT.FLOAT, [1, N], GATE_SCALE), c('three', 3), c('lo', 0), c('hi', 6), c('six', 6)],
+    kinks: [],
+  },
+  {
+    name: 'SiLU with a per-channel gate scale',
+    nodes: [makeNode('Mul', ['z', 'gs'], ['zs'], 'gscale'), makeNode('Sigmoid', ['zs'], ['s'], 's'), makeNode('Mul', ['z', 's'], ['y'], 'm')],
+    inits: [makeTensor('gs', DT.FLOAT, [N], GATE_SCALE)],
+    kinks: [],
   },
 ];
 

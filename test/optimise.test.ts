@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { create } from '@bufbuild/protobuf';
-import { ModelProtoSchema, TensorProto_DataType as DT, ValueInfoProtoSchema, type ModelProto, type ValueInfoProto } from 'onnx-buf';
+import { ModelProtoSchema, TensorProto_DataType as DT, ValueInfoProtoSchema, type ModelProto, type NodeProto, type ValueInfoProto } from 'onnx-buf';
 import { makeNode, GraphView, opsetVersion } from '../src/ir/graph.ts';
 import { constFloat } from '../src/ir/constants.ts';
 import { makeTensor } from '../src/onnx/tensor-codec.ts';
@@ -151,6 +151,58 @@ test('equalization through ReLU6: the Clip becomes Relu → Min with per-channel
     const r2 = Math.max(...Array.from({ length: 8 * 9 }, (_, k) => Math.abs(w2[Math.floor(k / 9) * 72 + c * 9 + (k % 9)])));
     const expected = 6 / Math.sqrt(r1 / r2);
     assert.ok(Math.abs(hi.data[c] - expected) <= 1e-6 * expected, `channel ${c}: bound ${hi.data[c]} vs 6/s = ${expected}`);
+  }
+});
+
+test('equalization through gated activations (hard swish ×3, SiLU): the gate reads z·sᵢ, the float function is unchanged', async () => {
+  // cnn() with relu1 replaced by each form; channel 0 of conv1 is 30× larger, so the gate is both saturated and in
+  // its curved part on the data. One iteration by hand: sᵢ = √(r1ᵢ/r2ᵢ) from the original weights, and the gate's
+  // factor is sᵢ (z was divided by sᵢ).
+  const forms: { name: string; opset: number; nodes: NodeProto[]; consts?: [string, number][] }[] = [
+    { name: 'HardSwish', opset: 14, nodes: [makeNode('HardSwish', ['c1'], ['r1'], 'hs')] },
+    {
+      name: 'HardSigmoid + Mul',
+      opset: 13,
+      nodes: [makeNode('HardSigmoid', ['c1'], ['g'], 'hsig', { alpha: { float: 1 / 6 }, beta: { float: 0.5 } }), makeNode('Mul', ['c1', 'g'], ['r1'], 'mul')],
+    },
+    {
+      name: "Paddle's Add → Clip → Mul → Div",
+      opset: 13,
+      nodes: [makeNode('Add', ['c1', 'three'], ['a'], 'add'), makeNode('Clip', ['a', 'zero', 'six'], ['cl'], 'clip'), makeNode('Mul', ['c1', 'cl'], ['m'], 'mul'), makeNode('Div', ['m', 'six'], ['r1'], 'div')],
+      consts: [['three', 3], ['zero', 0], ['six', 6]],
+    },
+    { name: 'SiLU', opset: 13, nodes: [makeNode('Sigmoid', ['c1'], ['g'], 'sig'), makeNode('Mul', ['g', 'c1'], ['r1'], 'mul')] },
+  ];
+  const data = batches(2, 3);
+  for (const f of forms) {
+    const m = cnn();
+    m.opsetImport[0].version = BigInt(f.opset);
+    const g = m.graph!;
+    g.node.splice(g.node.findIndex((n) => n.name === 'relu1'), 1, ...f.nodes);
+    for (const [name, v] of f.consts ?? []) g.initializer.push(makeTensor(name, DT.FLOAT, [], Float32Array.of(v)));
+    const model = prepareModel(m, getRule('onnxquant-int8-pot')).model;
+    const c1 = (await run(model, data, ['c1'])).flatMap((a) => Array.from(a));
+    assert.ok(c1.some((v) => Math.abs(v) > 3) && c1.some((v) => Math.abs(v) < 3), `${f.name}: the gate must be curved and saturated on the data`);
+    const { model: eq, pairs } = equalize(model, 1);
+    assert.equal(pairs, 2, `${f.name}: conv1→gate→conv2 and conv2→relu→conv3`);
+    const [a, b] = [await run(model, data, ['y']), await run(eq, data, ['y'])];
+    for (let k = 0; k < a.length; k++) for (let j = 0; j < a[k].length; j++) assert.ok(Math.abs(a[k][j] - b[k][j]) <= 1e-4 * (1 + Math.abs(a[k][j])), `${f.name}: ${a[k][j]} vs ${b[k][j]}`);
+    const v0 = new GraphView(model.graph!);
+    const v1 = new GraphView(eq.graph!);
+    const conv1 = v1.graph.node.find((n) => n.name === 'conv1')!;
+    const scale = v1.uses(conv1.output[0]).find((n) => n.opType === 'Mul' && v1.isConstant(n.input[1]));
+    assert.ok(scale, `${f.name}: a per-channel Mul at the gate's entrance`);
+    const gs = constFloat(v1, scale.input[1])!;
+    assert.deepEqual(gs.dims, [8, 1, 1]);
+    assert.equal(v1.producer.get('r1')!.opType, f.name.startsWith('Paddle') ? 'Div' : 'Mul', `${f.name}: same output name, so the same tensor is quantized`);
+    const w1 = constFloat(v0, 'w1')!.data;
+    const w2 = constFloat(v0, 'w2')!.data;
+    for (let c = 0; c < 8; c++) {
+      const r1 = Math.max(...w1.subarray(c * 27, (c + 1) * 27).map(Math.abs));
+      const r2 = Math.max(...Array.from({ length: 8 * 9 }, (_, k) => Math.abs(w2[Math.floor(k / 9) * 72 + c * 9 + (k % 9)])));
+      const expected = Math.sqrt(r1 / r2);
+      assert.ok(Math.abs(gs.data[c] - expected) <= 1e-6 * expected, `${f.name} channel ${c}: gate factor ${gs.data[c]} vs s = ${expected}`);
+    }
   }
 });
 

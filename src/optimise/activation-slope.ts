@@ -5,17 +5,19 @@
  * only spends the rounding's freedom where it cannot help.
  *
  * Recognised, on a tensor that is not a graph output: Relu, LeakyRelu, Clip with constant bounds (ReLU6), HardSigmoid,
- * HardSwish, Sigmoid, Tanh, and two decomposed forms with the tensor read twice — z·σ(z) (SiLU/swish: Sigmoid + Mul,
- * also with HardSigmoid) and Paddle's hard swish z·clip(z + a, lo, hi)/d (Add → Clip → Mul → Div or Mul). Anything
+ * HardSwish, Sigmoid, Tanh, and the gated forms with the tensor read twice (ir/gated-activation.ts) — z·σ(z) (SiLU/swish:
+ * Sigmoid + Mul, also with HardSigmoid) and Paddle's hard swish z·clip(z + a, lo, hi)/d (Add → Clip → Mul → Div or
+ * Mul), also with equalization's per-channel scale at the gate's entrance. Anything
  * else (a residual Add, a second reader, a Conv) is linear to first order here and gets no slope. Also the
  * per-channel clip that equalization leaves where a ReLU6 stood, Relu (or Max with a constant) → Min with constant
  * per-channel bounds: its slope is 1 strictly between channel c's bounds, as for Clip.
  */
 import type { NodeProto } from 'onnx-buf';
 import { attrFloat, type GraphView } from '../ir/graph.ts';
-import { clipBounds, constFloat, scalar } from '../ir/constants.ts';
+import { clipBounds } from '../ir/constants.ts';
+import { channelConstant, hardSigmoidSlope, matchGated, otherInput, sigmoid } from '../ir/gated-activation.ts';
 
-/** σ'(z) at a position of output channel `channel` (only per-channel bounds, below, read it). */
+/** σ'(z) at a position of output channel `channel` (read by per-channel bounds and equalization's gate scales). */
 export type Slope = (z: number, channel: number) => number;
 
 export interface Activation {
@@ -23,10 +25,6 @@ export interface Activation {
   name: string;
   slope: Slope;
 }
-
-const sigmoid = (z: number) => 1 / (1 + Math.exp(-z));
-const hardSigmoid = (alpha: number, beta: number) => (z: number) => Math.min(1, Math.max(0, alpha * z + beta));
-const hardSigmoidSlope = (alpha: number, beta: number) => (z: number) => (alpha * z + beta > 0 && alpha * z + beta < 1 ? alpha : 0);
 
 /** σ'(z) of a single-input elementwise activation node, or undefined. */
 function unarySlope(view: GraphView, n: NodeProto): Activation | undefined {
@@ -53,73 +51,13 @@ function unarySlope(view: GraphView, n: NodeProto): Activation | undefined {
   return undefined;
 }
 
-/** The other input of a two-input node, when one input is `z`. */
-function other(n: NodeProto, z: string): string | undefined {
-  if (n.input.length !== 2) return undefined;
-  return n.input[0] === z ? n.input[1] : n.input[1] === z ? n.input[0] : undefined;
-}
-
-/** z·g(z) with g read from z through one node (Sigmoid, HardSigmoid) or Add(z, a) → Clip(lo, hi) [→ ÷d or ×1/d]. */
-function gatedSlope(view: GraphView, z: string, gateFrom: NodeProto, mul: NodeProto): Activation | undefined {
-  const only = (t: string) => (view.uses(t).length === 1 && !view.graphOutputs.has(t) ? view.uses(t)[0] : undefined);
-  let g: (z: number) => number;
-  let dg: (z: number) => number;
-  let gate: string;
-  let name: string;
-  if (gateFrom.opType === 'Sigmoid') {
-    [g, dg, gate, name] = [sigmoid, (x) => sigmoid(x) * (1 - sigmoid(x)), gateFrom.output[0], 'z·sigmoid(z)'];
-  } else if (gateFrom.opType === 'HardSigmoid') {
-    const [a, b] = [attrFloat(gateFrom, 'alpha', 0.2), attrFloat(gateFrom, 'beta', 0.5)];
-    [g, dg, gate, name] = [hardSigmoid(a, b), hardSigmoidSlope(a, b), gateFrom.output[0], 'z·hardsigmoid(z)'];
-  } else if (gateFrom.opType === 'Add') {
-    const a = scalar(view, other(gateFrom, z));
-    const clip = only(gateFrom.output[0]);
-    const bounds = clip?.opType === 'Clip' && clip.input[0] === gateFrom.output[0] ? clipBounds(view, clip) : undefined;
-    if (a === undefined || !clip || !bounds) return undefined;
-    let scale = 1;
-    gate = clip.output[0];
-    const next = only(gate);
-    // A constant factor on the gate: clip(z + a)·c.
-    if (next && next !== mul && (next.opType === 'Div' || next.opType === 'Mul') && next.input[0] === gate) {
-      const d = scalar(view, next.input[1]);
-      if (d === undefined) return undefined;
-      scale = next.opType === 'Div' ? 1 / d : d;
-      gate = next.output[0];
-    }
-    const [lo, hi] = bounds;
-    g = (x) => scale * Math.min(hi, Math.max(lo, x + a));
-    dg = (x) => (x + a > lo && x + a < hi ? scale : 0);
-    name = 'z·clip(z + a)';
-  } else return undefined;
-  if (other(mul, z) !== gate || only(gate) !== mul) return undefined;
-  // The constant factor may also follow the product (Paddle: Mul(z, clip) → Div(6)).
-  const after = only(mul.output[0]);
-  const d = after && (after.opType === 'Div' || after.opType === 'Mul') && after.input[0] === mul.output[0] ? scalar(view, after.input[1]) : undefined;
-  const post = d === undefined ? 1 : after!.opType === 'Div' ? 1 / d : d;
-  return { name, slope: (x) => post * (g(x) + x * dg(x)) };
-}
-
-/**
- * A constant bound of a per-channel clip on a layer output with `spatialDims` dims after the channel axis: a scalar,
- * or C values whose shape (leading 1s dropped) is [C, 1, …] with `spatialDims` trailing 1s, so that value c
- * applies to channel c. Undefined otherwise.
- */
-function channelBound(view: GraphView, name: string | undefined, spatialDims: number): ((c: number) => number) | undefined {
-  const b = name ? constFloat(view, name) : undefined;
-  if (!b) return undefined;
-  if (b.data.length === 1) return () => b.data[0];
-  const dims = b.dims.slice(b.dims.findIndex((d) => d !== 1));
-  if (dims.length !== spatialDims + 1 || dims.slice(1).some((d) => d !== 1)) return undefined;
-  return (c) => b.data[c];
-}
-
 /** Relu(z) or Max(z, lo) followed by Min(·, hi) as the only reader, with constant (per-channel) bounds. */
 function perChannelClip(view: GraphView, z: string, first: NodeProto, spatialDims: number): Activation | undefined {
   const mid = first.output[0];
   const min = view.uses(mid);
   if (min.length !== 1 || view.graphOutputs.has(mid) || min[0].opType !== 'Min') return undefined;
-  const lo = first.opType === 'Relu' ? () => 0 : first.opType === 'Max' ? channelBound(view, other(first, z), spatialDims) : undefined;
-  const hi = channelBound(view, other(min[0], mid), spatialDims);
+  const lo = first.opType === 'Relu' ? () => 0 : first.opType === 'Max' ? channelConstant(view, otherInput(first, z), spatialDims) : undefined;
+  const hi = channelConstant(view, otherInput(min[0], mid), spatialDims);
   return lo && hi && { name: `${first.opType} → Min`, slope: (x, c) => (x > lo(c) && x < hi(c) ? 1 : 0) };
 }
 
@@ -135,10 +73,9 @@ export function activationSlope(view: GraphView, z: string, spatialDims = 0): Ac
     if (clip) return clip;
   }
   if (uses.length === 1) return uses[0].input.length >= 1 && uses[0].input[0] === z ? unarySlope(view, uses[0]) : undefined;
-  if (uses.length !== 2) return undefined;
-  const mul = uses.find((n) => n.opType === 'Mul' && other(n, z) !== undefined);
-  const gateFrom = uses.find((n) => n !== mul);
-  if (!mul || !gateFrom) return undefined;
-  if (gateFrom.opType === 'Add' ? other(gateFrom, z) === undefined : gateFrom.input[0] !== z) return undefined;
-  return gatedSlope(view, z, gateFrom, mul);
+  const gated = matchGated(view, z, spatialDims);
+  if (!gated) return undefined;
+  const { g, dg, post, gateScale } = gated;
+  // out = post·z·g(s·z) → post·(g(s·z) + s·z·g′(s·z)); s = 1 without equalization's scale on the gate.
+  return { name: gated.name, slope: (x, c) => { const sc = gateScale ? gateScale.at(c) : 1; return post * (g(sc * x) + sc * x * dg(sc * x)); } };
 }

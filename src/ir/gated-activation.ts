@@ -1,0 +1,114 @@
+/**
+ * Gated activations z·g(z) written as several nodes, with z read twice: SiLU/swish (Sigmoid + Mul), hard swish from
+ * PyTorch before opset 14 (HardSigmoid + Mul) and Paddle's hard swish z·clip(z + a, lo, hi)/d (Add → Clip → Mul →
+ * Div or Mul). Weight rounding reads their slope (optimise/activation-slope.ts); equalization scales z per channel
+ * through them: with z = s·z′, z·g(z) = s·(z′·g(s·z′)), so the gate reads s·z′ through a per-channel Mul and the
+ * product stays linear in z′ — which this matcher also recognises (`gateScale`), so the slope still reads after
+ * equalization.
+ */
+import type { NodeProto } from 'onnx-buf';
+import { clipBounds, constFloat, scalar } from './constants.ts';
+import { attrFloat, type GraphView } from './graph.ts';
+
+export interface GatedActivation {
+  /** What was recognised, for reports. */
+  name: string;
+  /** The gate branch's first node after any scale: Sigmoid, HardSigmoid, or the Add of z + a. */
+  gateReader: NodeProto;
+  /** A per-channel factor on z at the gate's entrance (left by equalization): its Mul node and value per channel. */
+  gateScale?: { node: NodeProto; at: (c: number) => number };
+  /** The product z·gate. */
+  mul: NodeProto;
+  /** The activation's last node (the product or a constant factor after it) and so its output. */
+  last: NodeProto;
+  /** out = post · z · g(s·z) with s the gate scale (1 without): g and its derivative. */
+  g: (x: number) => number;
+  dg: (x: number) => number;
+  post: number;
+}
+
+export const sigmoid = (z: number) => 1 / (1 + Math.exp(-z));
+export const hardSigmoid = (alpha: number, beta: number) => (z: number) => Math.min(1, Math.max(0, alpha * z + beta));
+export const hardSigmoidSlope = (alpha: number, beta: number) => (z: number) => (alpha * z + beta > 0 && alpha * z + beta < 1 ? alpha : 0);
+
+/** The other input of a two-input node, when one input is `z`. */
+export function otherInput(n: NodeProto, z: string): string | undefined {
+  if (n.input.length !== 2) return undefined;
+  return n.input[0] === z ? n.input[1] : n.input[1] === z ? n.input[0] : undefined;
+}
+
+/**
+ * A constant of a per-channel operation on a tensor with `spatialDims` dims after the channel axis: a scalar, or C
+ * values whose shape (leading 1s dropped) is [C, 1, …] with `spatialDims` trailing 1s, so that value c applies to
+ * channel c. Undefined otherwise.
+ */
+export function channelConstant(view: GraphView, name: string | undefined, spatialDims: number): ((c: number) => number) | undefined {
+  const b = name ? constFloat(view, name) : undefined;
+  if (!b) return undefined;
+  if (b.data.length === 1) return () => b.data[0];
+  const dims = b.dims.slice(b.dims.findIndex((d) => d !== 1));
+  if (dims.length !== spatialDims + 1 || dims.slice(1).some((d) => d !== 1)) return undefined;
+  return (c) => b.data[c];
+}
+
+/** The only reader of `t`, when it has one and is not a graph output. */
+function onlyReader(view: GraphView, t: string): NodeProto | undefined {
+  const u = view.uses(t);
+  return u.length === 1 && !view.graphOutputs.has(t) ? u[0] : undefined;
+}
+
+/** The gated activation reading `z` (a tensor with `spatialDims` dims after its channel axis), or undefined. */
+export function matchGated(view: GraphView, z: string, spatialDims: number): GatedActivation | undefined {
+  if (view.graphOutputs.has(z)) return undefined;
+  const uses = view.uses(z);
+  if (uses.length !== 2) return undefined;
+  // The product's other input is the gate; a scale Mul's other input is a constant.
+  const isScale = (n: NodeProto) => n.opType === 'Mul' && channelConstant(view, otherInput(n, z), spatialDims) !== undefined;
+  const mul = uses.find((n) => n.opType === 'Mul' && otherInput(n, z) !== undefined && !isScale(n));
+  let entry = uses.find((n) => n !== mul);
+  if (!mul || !entry) return undefined;
+  let gateIn = z;
+  let gateScale: GatedActivation['gateScale'];
+  if (isScale(entry)) {
+    gateScale = { node: entry, at: channelConstant(view, otherInput(entry, z), spatialDims)! };
+    gateIn = entry.output[0];
+    entry = onlyReader(view, gateIn);
+    if (!entry) return undefined;
+  }
+  if (entry.opType === 'Add' ? otherInput(entry, gateIn) === undefined : entry.input[0] !== gateIn) return undefined;
+  let g: (x: number) => number;
+  let dg: (x: number) => number;
+  let gate: string;
+  let name: string;
+  if (entry.opType === 'Sigmoid') {
+    [g, dg, gate, name] = [sigmoid, (x) => sigmoid(x) * (1 - sigmoid(x)), entry.output[0], 'z·sigmoid(z)'];
+  } else if (entry.opType === 'HardSigmoid') {
+    const [a, b] = [attrFloat(entry, 'alpha', 0.2), attrFloat(entry, 'beta', 0.5)];
+    [g, dg, gate, name] = [hardSigmoid(a, b), hardSigmoidSlope(a, b), entry.output[0], 'z·hardsigmoid(z)'];
+  } else if (entry.opType === 'Add') {
+    const a = scalar(view, otherInput(entry, gateIn));
+    const clip = onlyReader(view, entry.output[0]);
+    const bounds = clip?.opType === 'Clip' && clip.input[0] === entry.output[0] ? clipBounds(view, clip) : undefined;
+    if (a === undefined || !clip || !bounds) return undefined;
+    let scale = 1;
+    gate = clip.output[0];
+    const next = onlyReader(view, gate);
+    // A constant factor on the gate: clip(z + a)·c.
+    if (next && next !== mul && (next.opType === 'Div' || next.opType === 'Mul') && next.input[0] === gate) {
+      const d = scalar(view, next.input[1]);
+      if (d === undefined) return undefined;
+      scale = next.opType === 'Div' ? 1 / d : d;
+      gate = next.output[0];
+    }
+    const [lo, hi] = bounds;
+    g = (x) => scale * Math.min(hi, Math.max(lo, x + a));
+    dg = (x) => (x + a > lo && x + a < hi ? scale : 0);
+    name = 'z·clip(z + a)';
+  } else return undefined;
+  if (otherInput(mul, z) !== gate || onlyReader(view, gate) !== mul) return undefined;
+  // The constant factor may also follow the product (Paddle: Mul(z, clip) → Div(6)).
+  const after = onlyReader(view, mul.output[0]);
+  const d = after && (after.opType === 'Div' || after.opType === 'Mul') && after.input[0] === mul.output[0] ? scalar(view, after.input[1]) : undefined;
+  const post = d === undefined ? 1 : after!.opType === 'Div' ? 1 / d : d;
+  return { name, gateReader: entry, gateScale, mul, last: d === undefined ? mul : after!, g, dg, post };
+}
