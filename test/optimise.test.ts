@@ -19,7 +19,7 @@ import { biasCorrection } from '../src/optimise/bias-correction.ts';
 import { atSixteenBits, fallbackPass, withoutLayers } from '../src/optimise/fallback.ts';
 import { rangeSearch, searchBatches } from '../src/optimise/range-search.ts';
 import { keepDecision, meanOverOutputs, outputError, significantlyLower, type OptimiseContext, type QuantState } from '../src/optimise/context.ts';
-import { runRecipe, splitCalibration } from '../src/optimise/optimise.ts';
+import { runRecipe, splitCalibration, stepDecision } from '../src/optimise/optimise.ts';
 import { RECIPES } from '../src/optimise/recipes.ts';
 import { realiseQdq } from '../src/realise/qdq.ts';
 import { prepareModel } from '../src/quantize.ts';
@@ -498,6 +498,25 @@ test('a pass that makes one output significantly worse is rolled back, even when
   assert.equal(keepDecision(before, [after[0], f(1.01, 0.99, 1.02, 0.99)], ['a', 'b']).kept, true);
   // The per-sample mean over outputs: (a + b) / 2, sample by sample.
   assert.deepEqual([...meanOverOutputs([f(1, 3), f(3, 5)])], [2, 4]);
+});
+
+test('a restart (weight rounding from the plain rule) replaces the chain when it beats the plain rule significantly and the chain on average', () => {
+  const f = (...v: number[]) => Float64Array.from(v);
+  const plain = [f(1.0, 1.0, 1.0, 1.0)];
+  // The chain: 0.40 on average. The restart: d vs the chain = [0.1, −0.05, 0.12, −0.03] — mean 0.035, sd 0.0874,
+  // se 0.0437 > 0.035/2: not significantly lower than the chain; vs plain d = [0.7, 0.55, 0.72, 0.57], mean 0.635,
+  // se 0.0437: significantly lower. Lower mean (0.365 < 0.40): the restart is kept.
+  const chain = [f(0.4, 0.4, 0.4, 0.4)];
+  const restart = [f(0.3, 0.45, 0.28, 0.43)];
+  assert.equal(keepDecision(chain, restart, ['y']).kept, false);
+  assert.equal(stepDecision({ plain, current: chain, candidate: restart, restart: true, outputs: ['y'] }).kept, true);
+  // The same errors as a chained step (not a restart): judged against the current state only, rolled back.
+  assert.equal(stepDecision({ plain, current: chain, candidate: restart, restart: false, outputs: ['y'] }).kept, false);
+  // A restart above the chain's mean is never kept, however far below the plain rule.
+  assert.equal(stepDecision({ plain, current: chain, candidate: [f(0.41, 0.42, 0.41, 0.42)], restart: true, outputs: ['y'] }).kept, false);
+  // A restart below the chain but within noise of the plain rule is not kept (chain 0.9 kept earlier on other data).
+  const noisy = [f(0.2, 1.5, 0.3, 1.5)]; // vs plain d = [0.8, −0.5, 0.7, −0.5]: mean 0.125, se 0.361
+  assert.equal(stepDecision({ plain, current: [f(0.9, 0.9, 0.9, 0.9)], candidate: noisy, restart: true, outputs: ['y'] }).kept, false);
 });
 
 test("activation-aware weight rounding fits what survives the ReLU: lower held-out error than weighing every position alike", async () => {
