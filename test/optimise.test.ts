@@ -19,7 +19,7 @@ import { biasCorrection } from '../src/optimise/bias-correction.ts';
 import { atSixteenBits, fallbackPass, withoutLayers } from '../src/optimise/fallback.ts';
 import { rangeSearch, searchBatches } from '../src/optimise/range-search.ts';
 import { keepDecision, meanOverOutputs, outputError, significantlyLower, type OptimiseContext, type QuantState } from '../src/optimise/context.ts';
-import { runRecipe, splitCalibration, stepDecision } from '../src/optimise/optimise.ts';
+import { restartDecision, runRecipe, splitCalibration } from '../src/optimise/optimise.ts';
 import { RECIPES } from '../src/optimise/recipes.ts';
 import { realiseQdq } from '../src/realise/qdq.ts';
 import { prepareModel } from '../src/quantize.ts';
@@ -509,14 +509,12 @@ test('a restart (weight rounding from the plain rule) replaces the chain when it
   const chain = [f(0.4, 0.4, 0.4, 0.4)];
   const restart = [f(0.3, 0.45, 0.28, 0.43)];
   assert.equal(keepDecision(chain, restart, ['y']).kept, false);
-  assert.equal(stepDecision({ plain, current: chain, candidate: restart, restart: true, outputs: ['y'] }).kept, true);
-  // The same errors as a chained step (not a restart): judged against the current state only, rolled back.
-  assert.equal(stepDecision({ plain, current: chain, candidate: restart, restart: false, outputs: ['y'] }).kept, false);
+  assert.equal(restartDecision(plain, chain, restart, ['y']).kept, true);
   // A restart above the chain's mean is never kept, however far below the plain rule.
-  assert.equal(stepDecision({ plain, current: chain, candidate: [f(0.41, 0.42, 0.41, 0.42)], restart: true, outputs: ['y'] }).kept, false);
+  assert.equal(restartDecision(plain, chain, [f(0.41, 0.42, 0.41, 0.42)], ['y']).kept, false);
   // A restart below the chain but within noise of the plain rule is not kept (chain 0.9 kept earlier on other data).
   const noisy = [f(0.2, 1.5, 0.3, 1.5)]; // vs plain d = [0.8, −0.5, 0.7, −0.5]: mean 0.125, se 0.361
-  assert.equal(stepDecision({ plain, current: [f(0.9, 0.9, 0.9, 0.9)], candidate: noisy, restart: true, outputs: ['y'] }).kept, false);
+  assert.equal(restartDecision(plain, [f(0.9, 0.9, 0.9, 0.9)], noisy, ['y']).kept, false);
 });
 
 test("activation-aware weight rounding fits what survives the ReLU: lower held-out error than weighing every position alike", async () => {

@@ -77,5 +77,9 @@ export function activationSlope(view: GraphView, z: string, spatialDims = 0): Ac
   if (!gated) return undefined;
   const { g, dg, post, gateScale } = gated;
   // out = post·z·g(s·z) → post·(g(s·z) + s·z·g′(s·z)); s = 1 without equalization's scale on the gate.
-  return { name: gated.name, slope: (x, c) => { const sc = gateScale ? gateScale.at(c) : 1; return post * (g(sc * x) + sc * x * dg(sc * x)); } };
+  const scaled: Slope = (x, c) => {
+    const s = gateScale ? gateScale.at(c) : 1;
+    return post * (g(s * x) + s * x * dg(s * x));
+  };
+  return { name: gated.name, slope: scaled };
 }

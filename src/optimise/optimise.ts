@@ -45,23 +45,15 @@ export function splitCalibration(calibration: readonly Feeds[], measureBatches?:
 }
 
 /**
- * Does a step keep its candidate (per-output, per-sample errors on the measuring batches)? Judged against the
- * current state — except a restart (weight rounding from the plain rule, dropping the passes before it), which is an
+ * Does a recipe keep weight rounding's restart from the plain rule (dropping the passes before it)? The restart is an
  * alternative to the chain so far, not a step after it: it must pass the test the chain's passes passed
- * (significantly lower than the plain rule) and end below the chain's mean. Requiring it to beat the chain
- * significantly too favoured whichever came first — a chain kept for a significant gain held its place against a
- * restart lower still by less than 2 SE on few samples (batch-1 models judge on 16).
+ * (significantly lower than the plain rule, keepDecision) and end below the chain's mean. Requiring it to beat the
+ * chain significantly too favoured whichever came first — a chain kept for a significant gain held its place against
+ * a restart lower still by less than 2 SE on few samples (batch-1 models judge on 16).
  */
-export function stepDecision(o: {
-  plain: readonly Float64Array[];
-  current: readonly Float64Array[];
-  candidate: readonly Float64Array[];
-  restart: boolean;
-  outputs: readonly string[];
-}): { kept: boolean; se: number; worse?: string } {
-  if (!o.restart) return keepDecision(o.current, o.candidate, o.outputs);
-  const d = keepDecision(o.plain, o.candidate, o.outputs);
-  return { ...d, kept: d.kept && mean(meanOverOutputs(o.candidate)) < mean(meanOverOutputs(o.current)) };
+export function restartDecision(plain: readonly Float64Array[], chain: readonly Float64Array[], restart: readonly Float64Array[], outputs: readonly string[]): { kept: boolean; se: number; worse?: string } {
+  const d = keepDecision(plain, restart, outputs);
+  return { ...d, kept: d.kept && mean(meanOverOutputs(restart)) < mean(meanOverOutputs(chain)) };
 }
 
 /**
@@ -97,16 +89,17 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
     let next = pass.stage === 'pre' ? await calibrated(r.state.model, o) : r.state;
     let nextErrors = next === state ? errors : await sampleErrorsByOutput(next, ctx);
     let restart = false;
-    let decision = stepDecision({ plain: initialErrors, current: errors, candidate: nextErrors, restart: false, outputs: ctx.outputs });
+    // Judged against the current state.
+    let decision = keepDecision(errors, nextErrors, ctx.outputs);
     if (spec.pass === 'weight-rounding' && spec.alsoFromStart && state !== initial) {
       // The passes before it lower the error at their own step but can leave a worse starting point for weight
       // rounding (en_number per-channel: outlier migration + range search 6.86% → 4.15%, then rounding → 1.81%;
       // rounding from the plain rule → 1.35%). Round from the plain rule too. Each candidate passes its own test
-      // (stepDecision) and the lower of those that pass is kept; when neither passes, the lower one is reported.
+      // (the restart: restartDecision) and the lower of those that pass is kept; with neither, the lower is reported.
       const startCtx = { ...ctx, reference: prepared };
       const alt = await pass.run(initial, startCtx);
       const altErrors = await sampleErrorsByOutput(alt.state, startCtx);
-      const altDecision = stepDecision({ plain: initialErrors, current: errors, candidate: altErrors, restart: true, outputs: ctx.outputs });
+      const altDecision = restartDecision(initialErrors, errors, altErrors, ctx.outputs);
       const chained = avg(nextErrors);
       const altLower = avg(altErrors) < chained;
       if (altDecision.kept ? !decision.kept || altLower : !decision.kept && altLower) {
