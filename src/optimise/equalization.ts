@@ -150,6 +150,11 @@ export function equalize(input: ModelProto, iterations = 4): { model: ModelProto
   return { model, pairs: pairs.length };
 }
 
+/** The shape [C, 1, …] of a per-channel constant that broadcasts over a layer output of the given rank. */
+function channelShape(channels: number, rank: number): number[] {
+  return [channels, ...Array<number>(rank - 2).fill(1)];
+}
+
 /**
  * Clip → Max(x, LO) → Min(·, HI) with per-channel bounds [C, 1, …] (float32), keeping the Clip's output name; a zero
  * lower bound (ReLU6) becomes a Relu, which deployment toolchains fuse into the convolution as before.
@@ -160,7 +165,7 @@ function perChannelClip(view: GraphView, clip: NodeProto, b: { lo: Float64Array;
   else if (Number.isFinite(b.lo[0])) steps.push({ op: 'Max', bound: b.lo });
   if (Number.isFinite(b.hi[0])) steps.push({ op: 'Min', bound: b.hi });
   if (!steps.length) return; // Clip(−∞, ∞): nothing to scale
-  const dims = [b.lo.length, ...Array<number>(b.rank - 2).fill(1)];
+  const dims = channelShape(b.lo.length, b.rank);
   const at = view.graph.node.indexOf(clip);
   const base = clip.name || clip.output[0];
   let x = clip.input[0];
@@ -180,7 +185,7 @@ function perChannelClip(view: GraphView, clip: NodeProto, b: { lo: Float64Array;
  * ½)) under its output name.
  */
 function scaleGate(view: GraphView, gate: Gate, f: { s: Float64Array; rank: number }): void {
-  const dims = [f.s.length, ...Array<number>(f.rank - 2).fill(1)];
+  const dims = channelShape(f.s.length, f.rank);
   const base = `${gate.z}_gate_scale`;
   if ('gated' in gate && gate.gated.gateScale) {
     const mul = gate.gated.gateScale.node;
