@@ -26,7 +26,8 @@ const BEST: PassSpec[] = [
   { pass: 'equalization' },
   { pass: 'outlier-migration' },
   { pass: 'range-search' },
-  { pass: 'weight-rounding', alsoFromStart: true },
+  // Weighing positions by the activation's slope or not: whichever gives the lower output error (activation 'auto').
+  { pass: 'weight-rounding', options: { activation: 'auto' }, alsoFromStart: true },
   // Again after rounding: the rounded weights change which activation ranges serve the layer outputs best.
   { pass: 'range-search' },
   { pass: 'bias-correction' },
@@ -44,8 +45,6 @@ export const RECIPES: Record<string, PassSpec[]> = {
   // The same search, the chosen layers' inputs at 16 bits instead of float (integer rules; needs opset 21).
   'fallback-int16': [{ pass: 'fallback', budget: 0.01, precision: 'int16' }],
   best: BEST,
-  // `best` with activation-aware weight rounding (not yet the default: measured better on two cells so far).
-  'best-act': BEST.map((p) => (p.pass === 'weight-rounding' ? { ...p, options: { activation: 'aware' } } : p)),
 };
 
 export function passFor(spec: PassSpec): OptimisePass {
