@@ -10,7 +10,7 @@
  */
 import { clone, create } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataType as DT, ValueInfoProtoSchema, type ModelProto, type NodeProto } from 'onnx-buf';
-import { makeNode, opsetVersion } from '../ir/graph.ts';
+import { makeNode, opsetVersion, tensorValueInfo } from '../ir/graph.ts';
 import { makeTensor } from '../onnx/tensor-codec.ts';
 
 export interface OrderStatOutputs {
@@ -158,7 +158,7 @@ export function appendSamples(input: ModelProto, entries: readonly { tensor: str
     const s = (k: string) => `__sm${i}_${k}`;
     const add = (op: string, ins: string[], out: string, attrs = {}) => g.node.push(makeNode(op, ins, [s(out)], s(`n_${out}`), attrs));
     g.initializer.push(makeTensor(s('count'), DT.INT64, [1], [count]));
-    g.input.push(create(ValueInfoProtoSchema, { name: s('u'), type: { value: { case: 'tensorType', value: { elemType: DT.DOUBLE, shape: { dim: [{ value: { case: 'dimValue', value: BigInt(count) } }] } } } } }));
+    g.input.push(tensorValueInfo(s('u'), DT.DOUBLE, [count]));
     add('Reshape', [x, '__sm_m1'], 'flat');
     add('Size', [x], 'n');
     add('Cast', [s('n')], 'nd', { to: DT.DOUBLE });

@@ -16,6 +16,14 @@ export function constFloat(view: GraphView, name: string): ConstFloat | undefine
   return { dims: tensorDims(t), data: tensorToFloat32(t) };
 }
 
+/** Replace an initializer's values in place, under its name (every reader sees the new values). */
+export function replaceInitializer(view: GraphView, name: string, dims: readonly number[], data: Float32Array): void {
+  const i = view.graph.initializer.findIndex((t) => t.name === name);
+  if (i < 0) throw new Error(`'${name}' is not an initializer`);
+  view.graph.initializer[i] = makeTensor(name, DT.FLOAT, dims, data);
+  view.initializers.set(name, view.graph.initializer[i]);
+}
+
 /** Store new float32 values under a fresh name (the old initializer may have other readers). */
 export function addFloatInitializer(view: GraphView, base: string, dims: readonly number[], data: Float32Array): string {
   const name = view.freshName(base);

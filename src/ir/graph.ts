@@ -16,6 +16,7 @@ import {
   type ModelProto,
   type NodeProto,
   type TensorProto,
+  type ValueInfoProto,
 } from 'onnx-buf';
 
 export class GraphView {
@@ -270,6 +271,11 @@ export function makeAttr(name: string, v: AttrValue): AttributeProto {
 export function setAttr(n: NodeProto, name: string, v: AttrValue): void {
   removeAttr(n, name);
   n.attribute.push(makeAttr(name, v));
+}
+
+/** A graph input or output of a tensor type with fixed dims. */
+export function tensorValueInfo(name: string, elemType: number, dims: readonly number[]): ValueInfoProto {
+  return create(ValueInfoProtoSchema, { name, type: { value: { case: 'tensorType', value: { elemType, shape: { dim: dims.map((d) => ({ value: { case: 'dimValue' as const, value: BigInt(d) } })) } } } } });
 }
 
 export function makeNode(

@@ -11,6 +11,7 @@ import { equalization } from './equalization.ts';
 import { fallbackPass, type FallbackPrecision } from './fallback.ts';
 import { outlierMigration } from './outlier-migration.ts';
 import { rangeSearch } from './range-search.ts';
+import { roundingSearch } from './rounding-search.ts';
 import { weightRounding, type WeightRoundingOptions } from './weight-rounding.ts';
 
 export type PassSpec =
@@ -20,6 +21,7 @@ export type PassSpec =
   /** `alsoFromStart`: also round from the plain rule, dropping the passes before it, and keep the lower end point. */
   | { pass: 'weight-rounding'; options?: Partial<WeightRoundingOptions>; alsoFromStart?: boolean }
   | { pass: 'outlier-migration'; alpha?: number }
+  | { pass: 'rounding-search' }
   | { pass: 'fallback'; budget: number; precision?: FallbackPrecision };
 
 const BEST: PassSpec[] = [
@@ -33,6 +35,13 @@ const BEST: PassSpec[] = [
   { pass: 'bias-correction' },
 ];
 
+/**
+ * `best` plus the rounding search by network output error after weight rounding. Not in `best` because its cost
+ * is trials × a network run over the fitting samples (minutes on small networks, an hour on ImageNet-sized ones),
+ * and it only pays where a few small layers dominate the output error (narrow OCR and mobile networks).
+ */
+const BEST_SEARCH: PassSpec[] = BEST.flatMap((p): PassSpec[] => (p.pass === 'weight-rounding' ? [p, { pass: 'rounding-search' }] : [p]));
+
 export const RECIPES: Record<string, PassSpec[]> = {
   none: [],
   equalization: [{ pass: 'equalization' }],
@@ -41,10 +50,12 @@ export const RECIPES: Record<string, PassSpec[]> = {
   'weight-rounding': [{ pass: 'weight-rounding' }],
   'weight-rounding-act': [{ pass: 'weight-rounding', options: { activation: 'aware' } }],
   'outlier-migration': [{ pass: 'outlier-migration' }],
+  'rounding-search': [{ pass: 'rounding-search' }],
   fallback: [{ pass: 'fallback', budget: 0.01 }],
   // The same search, the chosen layers' inputs at 16 bits instead of float (integer rules; needs opset 21).
   'fallback-int16': [{ pass: 'fallback', budget: 0.01, precision: 'int16' }],
   best: BEST,
+  'best-search': BEST_SEARCH,
 };
 
 export function passFor(spec: PassSpec): OptimisePass {
@@ -59,6 +70,8 @@ export function passFor(spec: PassSpec): OptimisePass {
       return weightRounding(spec.options);
     case 'outlier-migration':
       return outlierMigration(spec.alpha);
+    case 'rounding-search':
+      return roundingSearch();
     case 'fallback':
       return fallbackPass(spec.budget, spec.precision);
   }

@@ -27,7 +27,7 @@
  */
 import { clone } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto } from 'onnx-buf';
-import { addFloatInitializer, constFloat } from '../ir/constants.ts';
+import { addFloatInitializer, constFloat, replaceInitializer } from '../ir/constants.ts';
 import { attrFloat, attrInt, attrInts, attrString, GraphView } from '../ir/graph.ts';
 import { seededRandom } from '../math.ts';
 import { makeTensor } from '../onnx/tensor-codec.ts';
@@ -528,11 +528,6 @@ function solveGroup(
   return gain > 0 ? { rows, gain } : undefined;
 }
 
-function replaceInitializer(view: GraphView, name: string, dims: readonly number[], data: Float32Array): void {
-  const i = view.graph.initializer.findIndex((t) => t.name === name);
-  view.graph.initializer[i] = makeTensor(name, DT.FLOAT, dims, data);
-  view.initializers.set(name, view.graph.initializer[i]);
-}
 
 /** One sequential refit of every layer toward `target`; returns the model with the new weights and biases. */
 async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingOptions & { activation: 'aware' | 'ignore' }, target: 'float-input' | 'quantized-input'): Promise<{ model: ModelProto; detail: string } | 'no-layers' | 'no-activations'> {
