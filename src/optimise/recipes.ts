@@ -35,13 +35,6 @@ const BEST: PassSpec[] = [
   { pass: 'bias-correction' },
 ];
 
-/**
- * `best` plus the rounding search by network output error after weight rounding. Not in `best` because its cost
- * is trials × a network run over the fitting samples (minutes on small networks, an hour on ImageNet-sized ones),
- * and it only pays where a few small layers dominate the output error (narrow OCR and mobile networks).
- */
-const BEST_SEARCH: PassSpec[] = BEST.flatMap((p): PassSpec[] => (p.pass === 'weight-rounding' ? [p, { pass: 'rounding-search' }] : [p]));
-
 export const RECIPES: Record<string, PassSpec[]> = {
   none: [],
   equalization: [{ pass: 'equalization' }],
@@ -55,7 +48,6 @@ export const RECIPES: Record<string, PassSpec[]> = {
   // The same search, the chosen layers' inputs at 16 bits instead of float (integer rules; needs opset 21).
   'fallback-int16': [{ pass: 'fallback', budget: 0.01, precision: 'int16' }],
   best: BEST,
-  'best-search': BEST_SEARCH,
 };
 
 export function passFor(spec: PassSpec): OptimisePass {
