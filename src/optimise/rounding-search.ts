@@ -22,8 +22,9 @@ import { ModelProtoSchema, TensorProto_DataType as DT } from 'onnx-buf';
 import { batchSize, type Feeds } from '../calibrate/calibrate.ts';
 import { constFloat, replaceInitializer } from '../ir/constants.ts';
 import { GraphView, tensorValueInfo } from '../ir/graph.ts';
+import { tensorToFloat32 } from '../onnx/tensor-codec.ts';
 import { perSamplePowerRatio } from '../analyse/error-measures.ts';
-import type { QuantParams, TensorQuantConfig } from '../quant/config.ts';
+import type { TensorQuantConfig } from '../quant/config.ts';
 import { channelOf, fakeQuant } from '../quant/numerics.ts';
 import type { PlannedTensor } from '../quant/plan.ts';
 import { realiseQdq } from '../realise/qdq.ts';
@@ -106,8 +107,8 @@ export function roundingSearch(opts: Partial<RoundingSearchOptions> = {}): Optim
         const init = g.initializer.splice(k, 1)[0];
         const dims = init.dims.map(Number);
         g.input.push(tensorValueInfo(input, DT.FLOAT, dims));
-        const w = constFloat(view, t.tensor)!;
-        return { layer: t, input, dims, current: fold(state.params.get(t.key)!, t, w.data, w.dims), float: constFloat(refView, t.tensor)!.data };
+        // The folded initializer holds exactly the dequantized values the search starts from.
+        return { layer: t, input, dims, current: tensorToFloat32(init), float: constFloat(refView, t.tensor)!.data };
       });
       const session = await createSession(qdq, { mode: 'simulate', extraOutputs: ctx.outputs });
       let runs = 0;
@@ -170,10 +171,4 @@ export function roundingSearch(opts: Partial<RoundingSearchOptions> = {}): Optim
       }
     },
   };
-}
-
-/** The fake-quantized values of a weight (what DequantizeLinear outputs). */
-function fold(p: QuantParams, t: PlannedTensor, w: Float32Array, dims: readonly number[]): Float32Array {
-  const ch = channelOf(dims, p.axis);
-  return Float32Array.from(w, (x, i) => fakeQuant(x, t.config, p.scale[ch(i)], p.zeroPoint[ch(i)]));
 }
