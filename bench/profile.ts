@@ -9,7 +9,6 @@
  * show what a change would buy (no extra outputs, optimisation levels, thread counts).
  */
 import * as ort from 'onnxruntime-node';
-import type { Feeds } from '../src/calibrate/calibrate.ts';
 import { calibrateWeights } from '../src/calibrate/calibrate.ts';
 import { makeObserver } from '../src/calibrate/observers.ts';
 import { loadModel, serializeModel } from '../src/onnx/model-io.ts';

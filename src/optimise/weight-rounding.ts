@@ -26,11 +26,10 @@
  * position. Fitting uses calibration batches that the recipe does not use for measuring, when there are enough.
  */
 import { clone } from '@bufbuild/protobuf';
-import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto } from 'onnx-buf';
+import { ModelProtoSchema, type ModelProto } from 'onnx-buf';
 import { addFloatInitializer, constFloat, replaceInitializer } from '../ir/constants.ts';
 import { attrFloat, attrInt, attrInts, attrString, GraphView } from '../ir/graph.ts';
 import { seededRandom } from '../math.ts';
-import { makeTensor } from '../onnx/tensor-codec.ts';
 import type { QuantParams } from '../quant/config.ts';
 import { channelOf, fakeQuant } from '../quant/numerics.ts';
 import type { PlannedTensor } from '../quant/plan.ts';
@@ -527,7 +526,6 @@ function solveGroup(
   }
   return gain > 0 ? { rows, gain } : undefined;
 }
-
 
 /** One sequential refit of every layer toward `target`; returns the model with the new weights and biases. */
 async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingOptions & { activation: 'aware' | 'ignore' }, target: 'float-input' | 'quantized-input'): Promise<{ model: ModelProto; detail: string } | 'no-layers' | 'no-activations'> {
