@@ -10,6 +10,7 @@ import type { QuantPlan } from '../quant/plan.ts';
 import type { QuantRule } from '../quant/rules.ts';
 import { realiseQdq } from '../realise/qdq.ts';
 import { createSession, type ModelSession } from '../runtime/session.ts';
+import type * as ort from 'onnxruntime-node';
 import { perSamplePowerRatio } from '../analyse/error-measures.ts';
 
 export interface QuantState {
@@ -153,6 +154,35 @@ export function keepDecision(before: readonly Float64Array[], after: readonly Fl
   if (!lower || before.length < 2) return { kept: lower, se };
   const j = before.findIndex((b, k) => significantlyLower(after[k], b).lower);
   return j < 0 ? { kept: true, se } : { kept: false, se, worse: outputs[j] };
+}
+
+/** First batches of `batches` holding at least `samples` samples (all of them when they hold fewer). */
+export function firstSamples(batches: readonly Feeds[], samples: number): Feeds[] {
+  const out: Feeds[] = [];
+  let n = 0;
+  for (const b of batches) {
+    if (n >= samples) break;
+    out.push(b);
+    n += batchSize(b);
+  }
+  return out;
+}
+
+/**
+ * A search session's error on a fixed set of batches: the mean over samples of the per-sample power ratio averaged
+ * over the monitored outputs, with `extra` feeds (the searched values, graph inputs of the session) added to every
+ * batch. Searches by network output error (rounding-search, scale-search) run this once per trial.
+ */
+export async function searchError(session: ModelSession, batches: readonly Feeds[], ref: ReadonlyMap<string, Float32Array[]>, outputs: readonly string[], extra: Record<string, ort.Tensor | Feeds[string]>): Promise<number> {
+  let sum = 0;
+  let n = 0;
+  for (let i = 0; i < batches.length; i++) {
+    const r = await session.run({ ...batches[i], ...extra }, outputs);
+    const s = batchSize(batches[i]);
+    for (const out of outputs) for (const v of perSamplePowerRatio(r[out].data as Float32Array, ref.get(out)![i], s)) sum += v / outputs.length;
+    n += s;
+  }
+  return sum / n;
 }
 
 export function cloneParams(params: ReadonlyMap<string, QuantParams>): Map<string, QuantParams> {

@@ -23,13 +23,12 @@ import { batchSize, type Feeds } from '../calibrate/calibrate.ts';
 import { constFloat, replaceInitializer } from '../ir/constants.ts';
 import { GraphView, tensorValueInfo } from '../ir/graph.ts';
 import { tensorToFloat32 } from '../onnx/tensor-codec.ts';
-import { perSamplePowerRatio } from '../analyse/error-measures.ts';
 import type { TensorQuantConfig } from '../quant/config.ts';
 import { channelOf, fakeQuant } from '../quant/numerics.ts';
 import type { PlannedTensor } from '../quant/plan.ts';
 import { realiseQdq } from '../realise/qdq.ts';
 import { createSession } from '../runtime/session.ts';
-import { fittingBatches, floatOutputs, type OptimiseContext, type OptimisePass } from './context.ts';
+import { firstSamples, fittingBatches, floatOutputs, searchError, type OptimiseContext, type OptimisePass } from './context.ts';
 
 export interface RoundingSearchOptions {
   /** Flip trials in all (each is one network run over the fitting samples). */
@@ -67,18 +66,6 @@ interface Candidate {
   float: Float32Array;
 }
 
-/** First batches of `batches` holding at least `samples` samples (all of them when they hold fewer). */
-function firstSamples(batches: readonly Feeds[], samples: number): Feeds[] {
-  const out: Feeds[] = [];
-  let n = 0;
-  for (const b of batches) {
-    if (n >= samples) break;
-    out.push(b);
-    n += batchSize(b);
-  }
-  return out;
-}
-
 export function roundingSearch(opts: Partial<RoundingSearchOptions> = {}): OptimisePass {
   const o = { ...ROUNDING_SEARCH_DEFAULTS, ...opts };
   return {
@@ -113,18 +100,10 @@ export function roundingSearch(opts: Partial<RoundingSearchOptions> = {}): Optim
       const session = await createSession(qdq, { mode: 'simulate', extraOutputs: ctx.outputs });
       let runs = 0;
       const error = async (override?: Candidate, values?: Float32Array): Promise<number> => {
-        let sum = 0;
-        let n = 0;
-        for (let i = 0; i < fit.length; i++) {
-          const feeds: Feeds = { ...fit[i] };
-          for (const c of cands) feeds[c.input] = { dims: c.dims, data: c === override ? values! : c.current };
-          const r = await session.run(feeds, ctx.outputs);
-          const s = batchSize(fit[i]);
-          for (const out of ctx.outputs) for (const v of perSamplePowerRatio(r[out].data as Float32Array, ref.get(out)![i], s)) sum += v / ctx.outputs.length;
-          n += s;
-        }
+        const extra: Feeds = {};
+        for (const c of cands) extra[c.input] = { dims: c.dims, data: c === override ? values! : c.current };
         runs++;
-        return sum / n;
+        return searchError(session, fit, ref, ctx.outputs, extra);
       };
       try {
         const start = await error();
