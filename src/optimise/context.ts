@@ -28,6 +28,8 @@ export interface OptimiseContext {
   /** Calibration batches a pass may fit to (kept apart from `batches` when there are enough, so the error a pass
    * is judged by is not measured on the data it fitted). */
   fitBatches?: Feeds[];
+  /** Calibration batches no fitting pass has used (see `splitCalibration`): what searches by network output run on. */
+  freshBatches?: Feeds[];
   /** Output tensors whose error is minimised (default: graph outputs). */
   outputs: string[];
   log: (line: string) => void;
@@ -36,6 +38,11 @@ export interface OptimiseContext {
 /** The batches a pass fits to: `fitBatches` when the recipe has them, else the measuring batches. */
 export function fittingBatches(ctx: OptimiseContext): Feeds[] {
   return ctx.fitBatches?.length ? ctx.fitBatches : ctx.batches;
+}
+
+/** The batches a network-output search runs on: `freshBatches` when the recipe has them, else the fitting ones. */
+export function freshBatches(ctx: OptimiseContext): Feeds[] {
+  return ctx.freshBatches?.length ? ctx.freshBatches : fittingBatches(ctx);
 }
 
 export interface PassReport {

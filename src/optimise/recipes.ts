@@ -12,6 +12,7 @@ import { fallbackPass, type FallbackPrecision } from './fallback.ts';
 import { outlierMigration } from './outlier-migration.ts';
 import { rangeSearch } from './range-search.ts';
 import { roundingSearch } from './rounding-search.ts';
+import { scaleSearch } from './scale-search.ts';
 import { weightRounding, type WeightRoundingOptions } from './weight-rounding.ts';
 
 export type PassSpec =
@@ -22,6 +23,7 @@ export type PassSpec =
   | { pass: 'weight-rounding'; options?: Partial<WeightRoundingOptions>; alsoFromStart?: boolean }
   | { pass: 'outlier-migration'; alpha?: number }
   | { pass: 'rounding-search' }
+  | { pass: 'scale-search' }
   | { pass: 'fallback'; budget: number; precision?: FallbackPrecision };
 
 const BEST: PassSpec[] = [
@@ -44,6 +46,7 @@ export const RECIPES: Record<string, PassSpec[]> = {
   'weight-rounding-act': [{ pass: 'weight-rounding', options: { activation: 'aware' } }],
   'outlier-migration': [{ pass: 'outlier-migration' }],
   'rounding-search': [{ pass: 'rounding-search' }],
+  'scale-search': [{ pass: 'scale-search' }],
   fallback: [{ pass: 'fallback', budget: 0.01 }],
   // The same search, the chosen layers' inputs at 16 bits instead of float (integer rules; needs opset 21).
   'fallback-int16': [{ pass: 'fallback', budget: 0.01, precision: 'int16' }],
@@ -64,6 +67,8 @@ export function passFor(spec: PassSpec): OptimisePass {
       return outlierMigration(spec.alpha);
     case 'rounding-search':
       return roundingSearch();
+    case 'scale-search':
+      return scaleSearch();
     case 'fallback':
       return fallbackPass(spec.budget, spec.precision);
   }

@@ -1,0 +1,127 @@
+/**
+ * Activation scale search by network output error: greedy coordinate descent over the activations' scales, each
+ * trial judged by the *network output* error on fitting batches — where range-search.ts judges a scale by its
+ * consumer layers' outputs alone. The layer-local objective cannot see that an activation's error is amplified, or
+ * damped, downstream (the same blind spot rounding-search.ts addresses for weights); hard-swish networks such as
+ * en_number's MobileNetV3 are where it matters.
+ *
+ * The candidates respect the rule: integer scales move by a factor (×0.8, ×0.9, ×1.1, ×1.25 of the current one),
+ * power-of-two scales by one binade (floor vs ceil of log2, and beyond), FP8 scales to the neighbouring members of the
+ * rule's candidate set. Zero points are unchanged (the OnnxQuant rules are symmetric).
+ *
+ * It runs on the recipe's fresh batches (`splitCalibration`), not on the ones weight rounding fitted to: after a
+ * fit, those hold that fit's noise, and a search there chases it.
+ *
+ * Cost: one network run over the fitting samples per trial. Every activation's Q/DQ reads its scale from a graph
+ * input of one session (no session per trial). Activations are visited in graph order; a sweep tries each
+ * activation's candidates and keeps the lowest error when it is below the current one.
+ */
+import { TensorProto_DataType as DT } from 'onnx-buf';
+import * as ort from 'onnxruntime-node';
+import { FP8_SCALE_CANDIDATES } from '../calibrate/observers.ts';
+import { GraphView, tensorValueInfo } from '../ir/graph.ts';
+import { batchSize } from '../calibrate/calibrate.ts';
+import type { PlannedTensor } from '../quant/plan.ts';
+import { realiseQdq } from '../realise/qdq.ts';
+import { createSession } from '../runtime/session.ts';
+import { cloneParams, firstSamples, floatOutputs, freshBatches, searchError, type OptimisePass } from './context.ts';
+
+export interface ScaleSearchOptions {
+  /** Trials in all (each is one network run over the fitting samples). */
+  trials: number;
+  /** Passes over the activations (a later pass revisits each scale in the light of the others). */
+  sweeps: number;
+  /** Fitting samples used (the first fitting batches holding at least this many). */
+  samples: number;
+}
+
+export const SCALE_SEARCH_DEFAULTS: ScaleSearchOptions = { trials: 512, sweeps: 2, samples: 128 };
+
+/** Integer (not power-of-two) scales: these factors of the current scale, rounded to float32. */
+export const INT_SCALE_FACTORS = [0.8, 0.9, 1.1, 1.25] as const;
+
+/** The scales a search may try instead of `scale` for tensor `t`, within its rule. */
+export function scaleCandidates(t: PlannedTensor, scale: number): number[] {
+  if (t.config.format !== 'int') {
+    const set: readonly number[] = FP8_SCALE_CANDIDATES;
+    const i = set.indexOf(scale);
+    // A scale outside the set (not from the rule's observer) has no neighbours to move to.
+    return i < 0 ? [] : [set[i - 1], set[i + 1]].filter((x): x is number => x !== undefined);
+  }
+  if (t.config.pow2) return [scale / 2, scale * 2];
+  return INT_SCALE_FACTORS.map((m) => Math.fround(scale * m));
+}
+
+export function scaleSearch(opts: Partial<ScaleSearchOptions> = {}): OptimisePass {
+  const o = { ...SCALE_SEARCH_DEFAULTS, ...opts };
+  return {
+    name: 'scale-search',
+    stage: 'post',
+    async run(state, ctx) {
+      const fit = firstSamples(freshBatches(ctx), o.samples);
+      const ref = await floatOutputs(ctx.reference, { batches: fit }, ctx.outputs);
+      const qdq = realiseQdq(state.model, state.plan, state.params, { foldWeights: true });
+      const g = qdq.graph!;
+      const view = new GraphView(g);
+      const nodes = new Map(g.node.map((n) => [n.name, n]));
+      // Each activation key's Q/DQ pair reads its scale from a graph input `__scale_<i>` instead of its initializer.
+      const acts: { t: PlannedTensor; input: string }[] = [];
+      const unused = new Set<string>();
+      state.plan.tensors.forEach((t, i) => {
+        if (t.role !== 'activation' || !t.config.symmetric || scaleCandidates(t, state.params.get(t.key)!.scale[0]).length === 0) return;
+        const use = t.uses[0];
+        const dq = view.producer.get(nodes.get(use.node)!.input[use.input]);
+        const q = dq && view.producer.get(dq.input[0]);
+        if (dq?.opType !== 'DequantizeLinear' || q?.opType !== 'QuantizeLinear' || q.input[0] !== t.tensor) return;
+        const input = `__scale_${i}`;
+        unused.add(q.input[1]);
+        q.input[1] = dq.input[1] = input;
+        g.input.push(tensorValueInfo(input, DT.FLOAT, []));
+        acts.push({ t, input });
+      });
+      if (!acts.length) return { state, detail: 'no activation scale to search' };
+      g.initializer = g.initializer.filter((x) => !unused.has(x.name) || g.node.some((n) => n.input.includes(x.name)));
+      const params = cloneParams(state.params);
+      const scales = new Map(acts.map(({ t, input }) => [input, params.get(t.key)!.scale[0]]));
+      const feeds = (override?: string, value?: number) =>
+        Object.fromEntries([...scales].map(([k, v]) => [k, new ort.Tensor('float32', Float32Array.of(k === override ? value! : v), [])]));
+      const session = await createSession(qdq, { mode: 'simulate', extraOutputs: ctx.outputs });
+      let runs = 0;
+      const error = (override?: string, value?: number) => (runs++, searchError(session, fit, ref, ctx.outputs, feeds(override, value)));
+      try {
+        const start = await error();
+        let e = start;
+        let moved = 0;
+        const changed = new Set<string>();
+        for (let sweep = 0; sweep < o.sweeps && runs < o.trials; sweep++) {
+          let movedThisSweep = 0;
+          for (const { t, input } of acts) {
+            if (runs >= o.trials) break;
+            let best = { scale: scales.get(input)!, error: e };
+            for (const c of scaleCandidates(t, best.scale)) {
+              if (runs >= o.trials) break;
+              const e2 = await error(input, c);
+              if (e2 < best.error) best = { scale: c, error: e2 };
+            }
+            if (best.error < e) {
+              scales.set(input, best.scale);
+              e = best.error;
+              movedThisSweep++;
+              changed.add(input);
+            }
+          }
+          moved += movedThisSweep;
+          if (!movedThisSweep) break;
+        }
+        for (const { t, input } of acts) params.get(t.key)!.scale[0] = scales.get(input)!;
+        const samples = fit.reduce((s, b) => s + batchSize(b), 0);
+        return {
+          state: { ...state, params },
+          detail: `${changed.size} of ${acts.length} activation scales moved (${moved} moves), output error on ${samples} fitting samples ${(start * 100).toFixed(3)}% → ${(e * 100).toFixed(3)}%, ${runs} runs`,
+        };
+      } finally {
+        await session.release();
+      }
+    },
+  };
+}
