@@ -176,20 +176,18 @@ export function firstSamples(batches: readonly Feeds[], samples: number): Feeds[
 }
 
 /**
- * A search session's error on a fixed set of batches: the mean over samples of the per-sample power ratio averaged
- * over the monitored outputs, with `extra` feeds (the searched values, graph inputs of the session) added to every
- * batch. Searches by network output error (rounding-search, scale-search) run this once per trial.
+ * A search session's error on a fixed set of batches, per sample: the power ratio averaged over the monitored
+ * outputs, with `extra` feeds (the searched values, graph inputs of the session) added to every batch. Searches by
+ * network output error (rounding-search, scale-search) run this once per trial.
  */
-export async function searchError(session: ModelSession, batches: readonly Feeds[], ref: ReadonlyMap<string, Float32Array[]>, outputs: readonly string[], extra: Record<string, ort.Tensor | Feeds[string]>): Promise<number> {
-  let sum = 0;
-  let n = 0;
+export async function searchErrors(session: ModelSession, batches: readonly Feeds[], ref: ReadonlyMap<string, Float32Array[]>, outputs: readonly string[], extra: Record<string, ort.Tensor | Feeds[string]>): Promise<Float64Array> {
+  const perOutput: Float64Array[][] = outputs.map(() => []);
   for (let i = 0; i < batches.length; i++) {
     const r = await session.run({ ...batches[i], ...extra }, outputs);
     const s = batchSize(batches[i]);
-    for (const out of outputs) for (const v of perSamplePowerRatio(r[out].data as Float32Array, ref.get(out)![i], s)) sum += v / outputs.length;
-    n += s;
+    outputs.forEach((out, j) => perOutput[j].push(perSamplePowerRatio(r[out].data as Float32Array, ref.get(out)![i], s)));
   }
-  return sum / n;
+  return meanOverOutputs(perOutput.map((chunks) => Float64Array.from(chunks.flatMap((c) => [...c]))));
 }
 
 export function cloneParams(params: ReadonlyMap<string, QuantParams>): Map<string, QuantParams> {

@@ -28,7 +28,7 @@ import { channelOf, fakeQuant } from '../quant/numerics.ts';
 import type { PlannedTensor } from '../quant/plan.ts';
 import { realiseQdq } from '../realise/qdq.ts';
 import { createSession } from '../runtime/session.ts';
-import { firstSamples, fittingBatches, floatOutputs, searchError, type OptimiseContext, type OptimisePass } from './context.ts';
+import { firstSamples, fittingBatches, floatOutputs, mean, searchErrors, type OptimiseContext, type OptimisePass } from './context.ts';
 
 export interface RoundingSearchOptions {
   /** Flip trials in all (each is one network run over the fitting samples). */
@@ -103,7 +103,7 @@ export function roundingSearch(opts: Partial<RoundingSearchOptions> = {}): Optim
         const extra: Feeds = {};
         for (const c of cands) extra[c.input] = { dims: c.dims, data: c === override ? values! : c.current };
         runs++;
-        return searchError(session, fit, ref, ctx.outputs, extra);
+        return mean(await searchErrors(session, fit, ref, ctx.outputs, extra));
       };
       try {
         const start = await error();
