@@ -95,13 +95,22 @@ export async function sampleErrorsByOutput(state: QuantState, ctx: OptimiseConte
   const ref = await floatOutputs(ctx.reference, ctx, ctx.outputs);
   const q = realiseQdq(state.model, state.plan, state.params);
   const s: ModelSession = await createSession(q, { mode: 'simulate', extraOutputs: ctx.outputs });
-  const perOutput: number[][] = ctx.outputs.map(() => []);
-  for (let i = 0; i < ctx.batches.length; i++) {
-    const r = await s.run(ctx.batches[i], ctx.outputs);
-    const n = batchSize(ctx.batches[i]);
-    ctx.outputs.forEach((o, j) => perOutput[j].push(...perSamplePowerRatio(r[o].data as Float32Array, ref.get(o)![i], n)));
+  try {
+    return await runErrorsByOutput(s, ctx.batches, ref, ctx.outputs);
+  } finally {
+    await s.release();
   }
-  await s.release();
+}
+
+/** Per monitored output and per sample of `batches`, the power ratio of `session`'s outputs against `ref` (the
+ * float outputs on the same batches), with `extra` feeds added to every batch. */
+async function runErrorsByOutput(session: ModelSession, batches: readonly Feeds[], ref: ReadonlyMap<string, Float32Array[]>, outputs: readonly string[], extra: Record<string, ort.Tensor | Feeds[string]> = {}): Promise<Float64Array[]> {
+  const perOutput: number[][] = outputs.map(() => []);
+  for (let i = 0; i < batches.length; i++) {
+    const r = await session.run({ ...batches[i], ...extra }, outputs);
+    const n = batchSize(batches[i]);
+    outputs.forEach((o, j) => perOutput[j].push(...perSamplePowerRatio(r[o].data as Float32Array, ref.get(o)![i], n)));
+  }
   return perOutput.map((v) => Float64Array.from(v));
 }
 
@@ -181,13 +190,7 @@ export function firstSamples(batches: readonly Feeds[], samples: number): Feeds[
  * network output error (rounding-search, scale-search) run this once per trial.
  */
 export async function searchErrors(session: ModelSession, batches: readonly Feeds[], ref: ReadonlyMap<string, Float32Array[]>, outputs: readonly string[], extra: Record<string, ort.Tensor | Feeds[string]>): Promise<Float64Array> {
-  const perOutput: Float64Array[][] = outputs.map(() => []);
-  for (let i = 0; i < batches.length; i++) {
-    const r = await session.run({ ...batches[i], ...extra }, outputs);
-    const s = batchSize(batches[i]);
-    outputs.forEach((out, j) => perOutput[j].push(perSamplePowerRatio(r[out].data as Float32Array, ref.get(out)![i], s)));
-  }
-  return meanOverOutputs(perOutput.map((chunks) => Float64Array.from(chunks.flatMap((c) => [...c]))));
+  return meanOverOutputs(await runErrorsByOutput(session, batches, ref, outputs, extra));
 }
 
 export function cloneParams(params: ReadonlyMap<string, QuantParams>): Map<string, QuantParams> {

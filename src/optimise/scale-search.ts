@@ -10,17 +10,18 @@
  * rule's candidate set. Zero points are unchanged (the OnnxQuant rules are symmetric).
  *
  * It runs on the recipe's fresh batches (`splitCalibration`), not on the ones weight rounding fitted to, which hold
- * that fit's noise (en_number power-of-2 after `best`: the measuring error went 1.785% → 2.143% when the search ran on
- * the fitting batches, → 1.949% on fresh ones; both rolled back).
+ * that fit's noise (en_number power-of-2 after `best`: the measuring error went 1.785% → 2.143% when the search
+ * ran on the fitting batches, → 1.949% on fresh ones; both rolled back).
  *
  * Cost: one network run over the search samples per trial. Every activation's Q/DQ reads its scale from a graph
  * input of one session (no session per trial). Activations are visited in graph order; each tries its candidates
  * and keeps the one with the lowest mean error when it is below the current one ('lower', the default), or only
  * among those whose per-sample errors are significantly lower (`accept: 'significant'`, the recipe's paired test).
  * Measured on en_number (IC15), the pass alone: per-channel 21.86% → 44.58% ('lower') vs 43.67% ('significant'),
- * power-of-2 3.51% → 5.15% vs 4.72% (10.06% with 'lower' on the fitting batches, before the fresh split). After `best`, 'lower' moves follow the search samples' noise (power-of-2:
- * search batches 1.577% → 1.457%, measuring 1.785% → 1.949%) and the recipe rolls them back; 'significant' makes
- * no move there. Neither gains after `best`, so the default is the one that gains alone.
+ * power-of-2 3.51% → 5.15% vs 4.72% (10.06% with 'lower' on the fitting batches, before the fresh split). After
+ * `best`, 'lower' moves follow the search samples' noise (power-of-2: search batches 1.577% → 1.457%, measuring
+ * 1.785% → 1.949%) and the recipe rolls them back; 'significant' makes no move there. Neither gains after `best`,
+ * so the default is the one that gains alone.
  */
 import { TensorProto_DataType as DT } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
@@ -89,7 +90,8 @@ export function scaleSearch(opts: Partial<ScaleSearchOptions> = {}): OptimisePas
         acts.push({ t, input });
       });
       if (!acts.length) return { state, detail: 'no activation scale to search' };
-      g.initializer = g.initializer.filter((x) => !unused.has(x.name) || g.node.some((n) => n.input.includes(x.name)));
+      // Each scale initializer belonged to one Q/DQ pair (realiseQdq names them afresh), now fed instead.
+      g.initializer = g.initializer.filter((x) => !unused.has(x.name));
       const params = cloneParams(state.params);
       const scales = new Map(acts.map(({ t, input }) => [input, params.get(t.key)!.scale[0]]));
       const feeds = (override?: string, value?: number) =>
