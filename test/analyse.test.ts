@@ -9,8 +9,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { create } from '@bufbuild/protobuf';
-import { ModelProtoSchema, TensorProto_DataType as DT, ValueInfoProtoSchema, type ValueInfoProto } from 'onnx-buf';
-import { makeNode } from '../src/ir/graph.ts';
+import { ModelProtoSchema, TensorProto_DataType as DT, type ValueInfoProto } from 'onnx-buf';
+import { makeNode, tensorValueInfo } from '../src/ir/graph.ts';
 import { makeTensor } from '../src/onnx/tensor-codec.ts';
 import { INT8_SYMMETRIC, type QuantParams } from '../src/quant/config.ts';
 import type { QuantPlan } from '../src/quant/plan.ts';
@@ -18,12 +18,7 @@ import { realiseQdq } from '../src/realise/qdq.ts';
 import { analyse } from '../src/analyse/analyse.ts';
 import { ErrorAccumulator } from '../src/analyse/error-measures.ts';
 
-function vi(name: string, dims: number[]): ValueInfoProto {
-  return create(ValueInfoProtoSchema, {
-    name,
-    type: { value: { case: 'tensorType', value: { elemType: DT.FLOAT, shape: { dim: dims.map((d) => ({ value: { case: 'dimValue' as const, value: BigInt(d) } })) } } } },
-  });
-}
+const vi = (name: string, dims: number[]): ValueInfoProto => tensorValueInfo(name, DT.FLOAT, dims);
 
 const floatModel = create(ModelProtoSchema, {
   irVersion: 8n,

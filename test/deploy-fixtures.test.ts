@@ -1,27 +1,12 @@
 /** Small models built in code for the deploy/export tests (no ../shared needed). */
 import { create } from '@bufbuild/protobuf';
-import { ModelProtoSchema, TensorProto_DataType as DT, ValueInfoProtoSchema, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from 'onnx-buf';
-import { makeNode } from '../src/ir/graph.ts';
+import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from 'onnx-buf';
+import { makeNode, tensorValueInfo } from '../src/ir/graph.ts';
 import { makeTensor } from '../src/onnx/tensor-codec.ts';
 import { seededRandom } from '../src/runtime/inputs.ts';
 import type { Feeds } from '../src/calibrate/calibrate.ts';
 
-export function vi(name: string, elemType: number, dims?: (number | string)[]): ValueInfoProto {
-  return create(ValueInfoProtoSchema, {
-    name,
-    type: {
-      value: {
-        case: 'tensorType',
-        value: {
-          elemType,
-          shape: dims
-            ? { dim: dims.map((d) => (typeof d === 'string' ? { value: { case: 'dimParam' as const, value: d } } : { value: { case: 'dimValue' as const, value: BigInt(d) } })) }
-            : undefined,
-        },
-      },
-    },
-  });
-}
+export const vi = tensorValueInfo;
 
 export function buildModel(nodes: NodeProto[], inputs: ValueInfoProto[], outputs: ValueInfoProto[], initializer: TensorProto[], opset = 13): ModelProto {
   return create(ModelProtoSchema, {

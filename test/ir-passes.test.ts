@@ -8,7 +8,6 @@ import { clone, create } from '@bufbuild/protobuf';
 import {
   ModelProtoSchema,
   TensorProto_DataType as DT,
-  ValueInfoProtoSchema,
   type ModelProto,
   type NodeProto,
   type TensorProto,
@@ -17,7 +16,7 @@ import {
 import type * as ort from 'onnxruntime-node';
 import { float32ToFloat16 } from '../src/onnx/float-formats.ts';
 import { decodeTensor, makeTensor, tensorToFloat32 } from '../src/onnx/tensor-codec.ts';
-import { attr, makeNode } from '../src/ir/graph.ts';
+import { attr, makeNode, tensorValueInfo } from '../src/ir/graph.ts';
 import { formatModel } from '../src/ir/format.ts';
 import type { Pass } from '../src/ir/passes/pass.ts';
 import { constantToInitializer } from '../src/ir/passes/constant-to-initializer.ts';
@@ -32,17 +31,7 @@ import { randomFeeds, seededRandom } from '../src/runtime/inputs.ts';
 
 // ---- building and running small models --------------------------------------------------------------------------
 
-function vi(name: string, elemType: number, dims?: number[]): ValueInfoProto {
-  return create(ValueInfoProtoSchema, {
-    name,
-    type: {
-      value: {
-        case: 'tensorType',
-        value: { elemType, shape: dims ? { dim: dims.map((d) => ({ value: { case: 'dimValue' as const, value: BigInt(d) } })) } : undefined },
-      },
-    },
-  });
-}
+const vi = tensorValueInfo;
 
 interface Spec {
   nodes: NodeProto[];

@@ -10,7 +10,6 @@ import {
   ModelProtoSchema,
   TensorProtoSchema,
   TensorProto_DataType as DT,
-  ValueInfoProtoSchema,
   type NodeProto,
   type TensorProto,
   type ValueInfoProto,
@@ -29,7 +28,7 @@ import {
   type Float8Kind,
 } from '../src/onnx/float-formats.ts';
 import { decodeTensor, makeTensor, packSubByte, tensorToFloat32, unpackSubByte } from '../src/onnx/tensor-codec.ts';
-import { makeNode } from '../src/ir/graph.ts';
+import { makeNode, tensorValueInfo } from '../src/ir/graph.ts';
 import { createSession } from '../src/runtime/session.ts';
 
 const hex = (n: number) => `0x${n.toString(16).toUpperCase()}`;
@@ -285,17 +284,7 @@ test('raw_data at an unaligned byte offset decodes correctly (and is not aliased
 
 // ---- onnxruntime as the reference -------------------------------------------------------------------------------
 
-function vi(name: string, elemType: number, dims: (number | string)[]): ValueInfoProto {
-  return create(ValueInfoProtoSchema, {
-    name,
-    type: {
-      value: {
-        case: 'tensorType',
-        value: { elemType, shape: { dim: dims.map((d) => ({ value: typeof d === 'number' ? { case: 'dimValue' as const, value: BigInt(d) } : { case: 'dimParam' as const, value: d } })) } },
-      },
-    },
-  });
-}
+const vi = tensorValueInfo;
 
 async function runOrt(nodes: NodeProto[], inputs: ValueInfoProto[], outputs: ValueInfoProto[], feeds: Record<string, ort.Tensor>, initializer: TensorProto[] = []) {
   const model = create(ModelProtoSchema, {

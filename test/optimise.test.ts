@@ -5,8 +5,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { create } from '@bufbuild/protobuf';
-import { ModelProtoSchema, TensorProto_DataType as DT, ValueInfoProtoSchema, type ModelProto, type NodeProto, type ValueInfoProto } from 'onnx-buf';
-import { makeNode, GraphView, opsetVersion } from '../src/ir/graph.ts';
+import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto, type NodeProto, type ValueInfoProto } from 'onnx-buf';
+import { makeNode, GraphView, opsetVersion, tensorValueInfo } from '../src/ir/graph.ts';
 import { constFloat } from '../src/ir/constants.ts';
 import { makeTensor } from '../src/onnx/tensor-codec.ts';
 import { getRule } from '../src/quant/rules.ts';
@@ -32,12 +32,7 @@ import { scaleCandidates, scaleSearch } from '../src/optimise/scale-search.ts';
 import { FP8_SCALE_CANDIDATES } from '../src/calibrate/observers.ts';
 import type { PlannedTensor } from '../src/quant/plan.ts';
 
-function vi(name: string, dims: number[]): ValueInfoProto {
-  return create(ValueInfoProtoSchema, {
-    name,
-    type: { value: { case: 'tensorType', value: { elemType: DT.FLOAT, shape: { dim: dims.map((d) => ({ value: { case: 'dimValue' as const, value: BigInt(d) } })) } } } },
-  });
-}
+const vi = (name: string, dims: number[]): ValueInfoProto => tensorValueInfo(name, DT.FLOAT, dims);
 
 /** x[N,3,8,8] → Conv 3→8 → Relu → Conv 8→8 → Relu → Conv 8→4 → GlobalAveragePool → Flatten → Gemm 4→5. Channel 0 of
  * the first conv is 30× larger than the others and channel 1 is 30× smaller: per-tensor scales hate that. */

@@ -9,9 +9,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { create } from '@bufbuild/protobuf';
-import { ModelProtoSchema, TensorProto_DataType as DT, ValueInfoProtoSchema, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from 'onnx-buf';
+import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
-import { makeNode, opsetVersion, type AttrValue } from '../src/ir/graph.ts';
+import { makeNode, opsetVersion, type AttrValue, tensorValueInfo } from '../src/ir/graph.ts';
 import { makeTensor } from '../src/onnx/tensor-codec.ts';
 import { fakeQuantFp8, fakeQuantInt, quantizeInt, roundHalfEven } from '../src/quant/numerics.ts';
 import { getRule, type QuantRule } from '../src/quant/rules.ts';
@@ -28,17 +28,7 @@ const f = Math.fround;
 
 // ---- model building --------------------------------------------------------------------------------------------------
 
-function vi(name: string, elemType: number, dims?: number[]): ValueInfoProto {
-  return create(ValueInfoProtoSchema, {
-    name,
-    type: {
-      value: {
-        case: 'tensorType',
-        value: { elemType, shape: dims ? { dim: dims.map((d) => ({ value: { case: 'dimValue' as const, value: BigInt(d) } })) } : undefined },
-      },
-    },
-  });
-}
+const vi = tensorValueInfo;
 
 function buildModel(nodes: NodeProto[], inputs: ValueInfoProto[], outputs: ValueInfoProto[], initializer: TensorProto[], opset: number): ModelProto {
   return create(ModelProtoSchema, {

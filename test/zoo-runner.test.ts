@@ -8,9 +8,9 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
-import { ModelProtoSchema, TensorProto_DataType as DT, ValueInfoProtoSchema, type ValueInfoProto } from 'onnx-buf';
+import { ModelProtoSchema, TensorProto_DataType as DT, type ValueInfoProto } from 'onnx-buf';
 import { writeZooOutputs } from '../src/cli/zoo.ts';
-import { makeNode } from '../src/ir/graph.ts';
+import { makeNode, tensorValueInfo } from '../src/ir/graph.ts';
 import { saveModel } from '../src/onnx/model-io.ts';
 import { makeTensor } from '../src/onnx/tensor-codec.ts';
 import { buildRule, RULE_NAMES } from '../src/quant/rules.ts';
@@ -19,20 +19,7 @@ import type { ZooEntry } from '../src/zoo/registry.ts';
 import { crossRecipes } from '../src/zoo/rule-recipe.ts';
 import { cellFile, parseShard, planCells, runZoo, type ZooOptions, type ZooRun } from '../src/zoo/runner.ts';
 
-function vi(name: string, dims: (number | string)[]): ValueInfoProto {
-  return create(ValueInfoProtoSchema, {
-    name,
-    type: {
-      value: {
-        case: 'tensorType',
-        value: {
-          elemType: DT.FLOAT,
-          shape: { dim: dims.map((d) => ({ value: typeof d === 'number' ? { case: 'dimValue' as const, value: BigInt(d) } : { case: 'dimParam' as const, value: d } })) },
-        },
-      },
-    },
-  });
-}
+const vi = (name: string, dims: (number | string)[]): ValueInfoProto => tensorValueInfo(name, DT.FLOAT, dims);
 
 const W = [1, -0.5, 0.25, 0.1, -0.3, 0.8, -0.2, 0.05, 0.4, 0.2, -0.9, 0.6]; // [3,4]
 const B = [0.05, -0.02, 0.01];

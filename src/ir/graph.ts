@@ -274,8 +274,10 @@ export function setAttr(n: NodeProto, name: string, v: AttrValue): void {
 }
 
 /** A graph input or output of a tensor type with fixed dims. */
-export function tensorValueInfo(name: string, elemType: number, dims: readonly number[]): ValueInfoProto {
-  return create(ValueInfoProtoSchema, { name, type: { value: { case: 'tensorType', value: { elemType, shape: { dim: dims.map((d) => ({ value: { case: 'dimValue' as const, value: BigInt(d) } })) } } } } });
+/** A tensor's value info; a string dim is symbolic (dimParam); without dims the shape is left unknown. */
+export function tensorValueInfo(name: string, elemType: number, dims?: readonly (number | string)[]): ValueInfoProto {
+  const dim = (d: number | string) => ({ value: typeof d === 'string' ? { case: 'dimParam' as const, value: d } : { case: 'dimValue' as const, value: BigInt(d) } });
+  return create(ValueInfoProtoSchema, { name, type: { value: { case: 'tensorType', value: { elemType, shape: dims ? { dim: dims.map(dim) } : undefined } } } });
 }
 
 export function makeNode(
