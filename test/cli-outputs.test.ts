@@ -4,7 +4,7 @@
  * to fail with a stack trace when writing the report, after the whole analysis), an output folder that is really a
  * file is refused before any work, and a successful quantize leaves its model and sidecar and no temp file.
  * Also: options a deployment target would ignore are refused up front, and undecodable calibration images fail
- * with one line naming the image. Model: the npm PP-OCRv4 recogniser; data: one generated image.
+ * with one line naming the image, and a zoo --root that is not a QuantZoo workspace fails before writing tables. Model: the npm PP-OCRv4 recogniser; data: one generated image.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -110,4 +110,14 @@ test('data of the wrong shape and an analysis of two unrelated models: one line 
   const det = NPM_MODEL.replace('ch_PP-OCRv4_rec_infer', 'ch_ppocr_mobile_v2.0_cls_infer');
   const dir = join(tmp, 'q');
   oneLineError(await cli('analyse', det, join(dir, 'q.onnx'), '--data', images, '--preprocess', 'ocr-48x320', '--quiet', '--out-dir', join(tmp, 'an-mismatch')), join(dir, 'q.onnx'), /is not a quantized .*cls_infer.onnx: that model's output '.*' is not among its outputs/);
+});
+
+test('zoo --root that is not a QuantZoo workspace: one line naming it, exit 2, no result folder', async () => {
+  const out = join(tmp, 'zoo-out');
+  const missing = join(tmp, 'no-such-zoo');
+  oneLineError(await cli('zoo', '--root', missing, '--out', out), missing, /^onnxquant: \S+: no such folder$/);
+  const empty = join(tmp, 'empty-zoo');
+  mkdirSync(join(empty, 'Data'), { recursive: true });
+  oneLineError(await cli('zoo', '--root', empty, '--out', out), empty, /not a QuantZoo workspace: it has no Model\/ folder/);
+  assert.equal(existsSync(out), false);
 });

@@ -5,6 +5,7 @@
  * --out; prints the table (--format) on stdout and progress on stderr.
  */
 import type { Command } from 'commander';
+import { statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { writeFileAtomic } from '../onnx/model-io.ts';
@@ -24,6 +25,14 @@ const posInt = (name: string) => (v: string): number => {
   if (!Number.isInteger(n) || n < 1) throw new UserError(`${name} must be a positive integer, got '${v}'`);
   return n;
 };
+
+function isDirectory(path: string): boolean {
+  try {
+    return statSync(path).isDirectory();
+  } catch {
+    return false;
+  }
+}
 
 export function writeZooOutputs(out: string, rows: readonly ZooRow[], title: string): void {
   ensureOutputDir(out);
@@ -89,9 +98,12 @@ export function registerZoo(program: Command): void {
       } catch (e) {
         throw new UserError((e as Error).message);
       }
+      const root = embedded ? '' : resolve(String(o.root));
+      // A mistyped --root would otherwise list every model as missing, exit 0 and write empty tables.
+      if (!embedded && !isDirectory(join(root, 'Model')))
+        throw new UserError(isDirectory(root) ? 'not a QuantZoo workspace: it has no Model/ folder (expected Model/… and Data/…)' : 'no such folder', String(o.root));
       const out = resolve(String(o.out));
       ensureOutputDir(out);
-      const root = embedded ? '' : resolve(String(o.root));
       const t0 = performance.now();
       const run = await runZoo({
         root,
