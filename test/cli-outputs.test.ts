@@ -3,8 +3,9 @@
  * (exit 2, one stderr line naming the path, nothing written), `analyse --out-dir` creates a missing folder (it used
  * to fail with a stack trace when writing the report, after the whole analysis), an output folder that is really a
  * file is refused before any work, and a successful quantize leaves its model and sidecar and no temp file.
- * Also: options a deployment target would ignore are refused up front, and undecodable calibration images fail
- * with one line naming the image, and a zoo --root that is not a QuantZoo workspace fails before writing tables. Model: the npm PP-OCRv4 recogniser; data: one generated image.
+ * Also: options a deployment target would ignore are refused up front, undecodable calibration images fail with
+ * one line naming the image, and a zoo --root that is not a QuantZoo workspace fails before writing any table.
+ * Model: the npm PP-OCRv4 recogniser; data: one generated image.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
