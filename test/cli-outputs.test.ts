@@ -122,3 +122,15 @@ test('zoo --root that is not a QuantZoo workspace: one line naming it, exit 2, n
   oneLineError(await cli('zoo', '--root', empty, '--out', out), empty, /not a QuantZoo workspace: it has no Model\/ folder/);
   assert.equal(existsSync(out), false);
 });
+
+test('an empty data folder is one line naming it (quantize used to end in a stack trace, analyse in an empty report)', async () => {
+  const empty = join(tmp, 'empty-data');
+  mkdirSync(empty);
+  writeFileSync(join(empty, 'notes.md'), 'no images here');
+  const q = await cli('quantize', NPM_MODEL, '--calib', empty, '--quiet', '-o', join(tmp, 'never.onnx'));
+  oneLineError(q, empty, /no samples in it/);
+  assert.equal(existsSync(join(tmp, 'never.onnx')), false);
+  const reports = join(tmp, 'never-reports');
+  oneLineError(await cli('analyse', NPM_MODEL, NPM_MODEL, '--data', empty, '--quiet', '--out-dir', reports), empty, /no samples in it/);
+  assert.equal(existsSync(reports), false);
+});

@@ -57,7 +57,14 @@ export function fitToModelInput(spec: PreprocessSpec, model: ModelProto, input: 
 }
 
 export function openDataset(path: string, spec: PreprocessSpec): Dataset<unknown> {
-  if (!existsSync(path)) throw new UserError('calibration data not found', path);
+  const ds = openAnyDataset(path, spec);
+  // An empty source would calibrate on nothing (a stack trace) or analyse nothing (an empty report, exit 0).
+  if (ds.size === 0) throw new UserError('no samples in it (no images, .npy/.npz arrays or label lines found)', path);
+  return ds;
+}
+
+function openAnyDataset(path: string, spec: PreprocessSpec): Dataset<unknown> {
+  if (!existsSync(path)) throw new UserError('data not found', path);
   const st = statSync(path);
   const ext = extname(path).toLowerCase();
   if (st.isFile()) {
