@@ -103,10 +103,8 @@ test('calibration data that cannot be decoded: one line naming the image (a corr
 test('data of the wrong shape and an analysis of two unrelated models: one line each that says what does not match', async () => {
   const out = join(tmp, 'shape.onnx');
   const r = await cli('quantize', NPM_MODEL, '--calib', images, '--preprocess', 'imagenet', '--batch', '1', '--calib-steps', '1', '--quiet', '-o', out);
-  assert.equal(r.code, 2, r.stderr);
-  const lines = r.stderr.trim().split('\n');
-  assert.equal(lines.length, 1, r.stderr);
-  assert.match(lines[0], /index: 2 Got: 224 Expected: 48.*check its preprocessing/);
+  // Checked before onnxruntime runs: its own message named neither the data nor the shape after preprocessing.
+  oneLineError(r, images, /samples of shape \[3, 224, 224\] \(after preprocessing\) do not fit input 'x' of shape \[\S+, 3, 48, \S+\]/);
   assert.equal(existsSync(out), false);
   const det = NPM_MODEL.replace('ch_PP-OCRv4_rec_infer', 'ch_ppocr_mobile_v2.0_cls_infer');
   const dir = join(tmp, 'q');

@@ -15,7 +15,7 @@ import type { QuantPlan } from '../quant/plan.ts';
 import { renderAnalysisHtml } from '../report/html.ts';
 import { renderAnalysisTable } from '../report/terminal.ts';
 import type { Dataset } from '../zoo/data/types.ts';
-import { feedBatches, fitToModelInput, openDataset, resolvePreprocess } from './data-source.ts';
+import { feedBatches, fitToModelInput, modelInput, openDataset, resolvePreprocess } from './data-source.ts';
 import { makeProgress } from './progress.ts';
 import { singleInput } from './quantize.ts';
 import { createHash } from 'node:crypto';
@@ -25,6 +25,8 @@ export interface WriteAnalysisOptions {
   rule?: string;
   floatPath: string;
   quantPath: string;
+  /** The data's path as given, named by errors about it. */
+  dataPath: string;
   known?: { plan: QuantPlan; params: ReadonlyMap<string, QuantParams> };
   outputs?: string[];
   isolated?: AnalyseOptions['isolated'];
@@ -53,7 +55,7 @@ export async function writeAnalysis(
   ensureOutputDir(dir);
   const progress = makeProgress(o.quiet);
   let stage = '';
-  const report = await analyse(floatModel, quantModel, () => feedBatches(ds, input, batch, o.steps), {
+  const report = await analyse(floatModel, quantModel, () => feedBatches(ds, modelInput(floatModel, input), batch, o.steps, o.dataPath), {
     rule: o.rule,
     outputs: o.outputs,
     isolated: o.isolated ?? 'none',
@@ -107,6 +109,7 @@ export function registerAnalyse(program: Command): void {
       await writeAnalysis(floatModel, quant, ds, input, o.batch as number, String(o.outDir), {
         floatPath: floatFile,
         quantPath: quantFile,
+        dataPath: String(o.data),
         outputs: o.outputs ? String(o.outputs).split(',') : undefined,
         isolated: o.isolated as AnalyseOptions['isolated'],
         quiet: Boolean(o.quiet),

@@ -14,7 +14,7 @@ import { IMAGENET_SPEC, parsePreprocessSpec, type PreprocessSpec } from '../zoo/
 import { batches, type Dataset } from '../zoo/data/types.ts';
 import { unlabelledImages } from '../zoo/data/unlabelled.ts';
 import type { ModelProto } from 'onnx-buf';
-import { graphInputs } from '../runtime/inputs.ts';
+import { graphInputs, type InputSpec } from '../runtime/inputs.ts';
 
 export const PREPROCESS_PRESETS: Record<string, PreprocessSpec> = {
   imagenet: IMAGENET_SPEC,
@@ -78,8 +78,23 @@ function openAnyDataset(path: string, spec: PreprocessSpec): Dataset<unknown> {
   return unlabelledImages(path, spec);
 }
 
-/** Batches as feeds for one input; `steps` limits the number of batches. */
-export async function* feedBatches(ds: Dataset<unknown>, inputName: string, batchSize: number, steps?: number): AsyncIterable<Feeds> {
+/** The model input `name` (singleInput picked it, so it exists). */
+export function modelInput(model: ModelProto, name: string): InputSpec {
+  return graphInputs(model).find((i) => i.name === name)!;
+}
+
+/**
+ * Batches as feeds for one input; `steps` limits the number of batches. A batch whose rank or fixed sizes (past the
+ * batch dimension) do not fit the input fails naming the data: onnxruntime's message would name neither it nor
+ * the shapes after preprocessing.
+ */
+export async function* feedBatches(ds: Dataset<unknown>, input: InputSpec, batchSize: number, steps: number | undefined, source: string): AsyncIterable<Feeds> {
   const limit = steps !== undefined ? steps * batchSize : Infinity;
-  for await (const b of batches(ds, batchSize, limit)) yield { [inputName]: b.input };
+  for await (const b of batches(ds, batchSize, limit)) {
+    const d = b.input.dims;
+    const want = input.dims;
+    if (want && (want.length !== d.length || want.some((w, i) => i > 0 && typeof w === 'number' && w > 0 && w !== d[i])))
+      throw new UserError(`samples of shape [${d.slice(1).join(', ')}] (after preprocessing) do not fit input '${input.name}' of shape [${want.map((w) => w ?? '?').join(', ')}]`, source);
+    yield { [input.name]: b.input };
+  }
 }

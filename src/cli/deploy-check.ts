@@ -5,7 +5,7 @@ import { UserError } from '../errors.ts';
 import type { Feeds } from '../calibrate/calibrate.ts';
 import { deployCheck, formatDeployReport } from '../export/deploy-check.ts';
 import { loadModel } from '../onnx/model-io.ts';
-import { feedBatches, fitToModelInput, openDataset, resolvePreprocess } from './data-source.ts';
+import { feedBatches, fitToModelInput, modelInput, openDataset, resolvePreprocess } from './data-source.ts';
 import { singleInput } from './quantize.ts';
 
 const int = (v: string) => parseInt(v, 10);
@@ -38,7 +38,7 @@ export function registerDeployCheck(program: Command): void {
       const task = String(o.task);
       if (!['auto', 'classify', 'regress'].includes(task)) throw new UserError(`--task must be auto, classify or regress, got '${task}'`);
       const batches: Feeds[] = [];
-      for await (const b of feedBatches(ds, input, batch, steps)) batches.push(b);
+      for await (const b of feedBatches(ds, modelInput(quant, input), batch, steps, String(o.data))) batches.push(b);
       const latencyBatches = String(o.latencyBatch)
         .split(',')
         .filter((s) => s.trim())

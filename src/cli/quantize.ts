@@ -7,7 +7,7 @@ import { validateModel } from '../onnx/validate.ts';
 import { buildRule, getRule, ONNXQUANT_RULES, type QuantRule, type RuleSpec } from '../quant/rules.ts';
 import { quantize } from '../quantize.ts';
 import { graphInputs } from '../runtime/inputs.ts';
-import { feedBatches, fitToModelInput, openDataset, resolvePreprocess } from './data-source.ts';
+import { feedBatches, fitToModelInput, modelInput, openDataset, resolvePreprocess } from './data-source.ts';
 import { makeProgress } from './progress.ts';
 import { writeAnalysis } from './analyse.ts';
 import { checkOutputFile } from './output-paths.ts';
@@ -126,8 +126,8 @@ export function registerQuantize(program: Command): void {
       for (const [flag, given] of [['--override', (o.override as string[]).length], ['--exclude-region', (o.excludeRegion as string[]).length]] as const)
         if (isTarget(rule) && given) throw new UserError(`${flag} applies to the OnnxQuant rules and rule files, not to deployment target '${rule.name}' (use --exclude-op / --exclude-node)`);
       const result = isTarget(rule)
-        ? await quantizeForTarget(model, feedBatches(ds, input, batch, steps), { ...common, target: rule })
-        : await quantize(model, feedBatches(ds, input, batch, steps), {
+        ? await quantizeForTarget(model, feedBatches(ds, modelInput(model, input), batch, steps, String(o.calib)), { ...common, target: rule })
+        : await quantize(model, feedBatches(ds, modelInput(model, input), batch, steps, String(o.calib)), {
         rule,
         steps,
         statsOn: o.statsOn === 'float' ? 'float' : 'quantized-weights',
@@ -157,6 +157,7 @@ export function registerQuantize(program: Command): void {
           rule: rule.name,
           floatPath: file,
           quantPath: out,
+          dataPath: String(o.test ?? o.calib),
           known: { plan: result.plan, params: result.params },
           quiet: Boolean(o.quiet),
           steps,
