@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { crc32, deflateRawSync } from 'node:zlib';
 import { npyDataset, parseNpy, parseNpz, type Sample } from '../src/zoo/data/index.ts';
+import { UserError } from '../src/errors.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'onnxquant-npy-'));
 after(() => rmSync(dir, { recursive: true, force: true }));
@@ -129,4 +130,17 @@ test('npyDataset: rows of every array become [1, ...] samples, files and members
   assert.equal(single.size, 2);
   writeFileSync(join(dir, 'scalar.npy'), npy('<f4', [], f32(1)));
   assert.throws(() => npyDataset(join(dir, 'scalar.npy')), /0-d array cannot be a sample/);
+});
+
+test('npyDataset: a .npy or .npz member shorter than its header announces is refused, naming it, not read as zeros', async () => {
+  const short = join(dir, 'short.npy');
+  writeFileSync(short, npy('<f4', [2, 3], f32(1, 2, 3, 4)));
+  assert.throws(() => npyDataset(short), (e: Error) => e instanceof UserError && /short\.npy: truncated: its header announces \[2, 3\] f4/.test(e.message));
+  const shortZ = join(dir, 'short.npz');
+  writeFileSync(shortZ, zip([{ name: 'x.npy', data: npy('<f4', [2, 3], f32(1, 2, 3, 4)), deflate: true }]));
+  const ds = npyDataset(shortZ);
+  await assert.rejects(async () => {
+    for await (const s of ds.samples()) void s;
+  }, (e: Error) => e instanceof UserError && /short\.npz:x\.npy: truncated/.test(e.message));
+  assert.throws(() => npyDataset(join(dir, 'scalar.npy')), UserError);
 });

@@ -10,6 +10,7 @@ import { byCodeUnit } from './files.ts';
 import { decodeImage, normalizeImage, type PreprocessSpec, type RawImage } from './preprocess.ts';
 import { resizeOpenCvLinear } from './resize.ts';
 import type { Dataset } from './types.ts';
+import { UserError } from '../../errors.ts';
 
 export interface CocoBox {
   /** [x, y, width, height] in original image pixels. */
@@ -47,7 +48,7 @@ interface CocoJson {
 function readCocoJson(file: string): CocoJson {
   const j: unknown = JSON.parse(readFileSync(file, 'utf8'));
   if (typeof j !== 'object' || j === null || !Array.isArray((j as { images?: unknown }).images)) {
-    throw new Error(`${file}: expected a COCO annotation object with an "images" array`);
+    throw new UserError(`expected a COCO annotation object with an "images" array`, file);
   }
   return j as CocoJson;
 }

@@ -4,6 +4,7 @@ import { basename } from 'node:path';
 import { constants, gunzipSync } from 'node:zlib';
 import { ByteReader, gunzipFile } from './stream.ts';
 import type { Dataset } from './types.ts';
+import { UserError } from '../../errors.ts';
 
 export interface MnistOptions {
   /** Index of the first record (0-based). */
@@ -19,7 +20,7 @@ function gzipHead(file: string, bytes: number): Buffer {
     const raw = Buffer.alloc(64 * 1024);
     const n = readSync(fd, raw, 0, raw.length, 0);
     const head = gunzipSync(raw.subarray(0, n), { finishFlush: constants.Z_SYNC_FLUSH });
-    if (head.length < bytes) throw new Error(`${file}: could not read the ${bytes}-byte idx header`);
+    if (head.length < bytes) throw new UserError(`could not read the ${bytes}-byte idx header`, file);
     return head;
   } finally {
     closeSync(fd);
@@ -32,7 +33,7 @@ interface IdxHeader {
 }
 
 function idxHeader(buf: Buffer, file: string): IdxHeader {
-  if (buf[0] !== 0 || buf[1] !== 0 || buf[2] !== 0x08) throw new Error(`${file}: not an unsigned-byte idx file (magic ${buf.subarray(0, 4).toString('hex')})`);
+  if (buf[0] !== 0 || buf[1] !== 0 || buf[2] !== 0x08) throw new UserError(`not an unsigned-byte idx file (magic ${buf.subarray(0, 4).toString('hex')})`, file);
   const nd = buf[3];
   const dims: number[] = [];
   for (let i = 0; i < nd; i++) dims.push(buf.readUInt32BE(4 + 4 * i));

@@ -9,6 +9,7 @@ import { type FloatTensor, numel } from '../../tensor.ts';
 import { listFiles } from './files.ts';
 import type { Dataset, Sample } from './types.ts';
 import { readZipDirectory, readZipEntry, type ZipEntry } from './zip.ts';
+import { UserError } from '../../errors.ts';
 
 export type NpyDtype = 'f2' | 'f4' | 'f8' | 'i1' | 'u1' | 'i4' | 'i8' | 'b1';
 
@@ -25,36 +26,36 @@ const MAGIC = '\x93NUMPY';
 
 /** Parses the magic, version and Python-dict header; needs only the first bytes of the file. */
 export function parseNpyHeader(buf: Buffer, source: string): NpyHeader {
-  if (buf.length < 10 || buf.toString('latin1', 0, 6) !== MAGIC) throw new Error(`${source}: not a .npy file (bad magic)`);
+  if (buf.length < 10 || buf.toString('latin1', 0, 6) !== MAGIC) throw new UserError(`not a .npy file (bad magic)`, source);
   const major = buf[6];
   let len: number;
   let start: number;
   if (major === 1) [len, start] = [buf.readUInt16LE(8), 10];
   else if (major === 2 || major === 3) {
-    if (buf.length < 12) throw new Error(`${source}: truncated .npy header`);
+    if (buf.length < 12) throw new UserError(`truncated .npy header`, source);
     [len, start] = [buf.readUInt32LE(8), 12];
-  } else throw new Error(`${source}: unsupported .npy format version ${major}.${buf[7]}`);
-  if (buf.length < start + len) throw new Error(`${source}: truncated .npy header (${len} bytes announced)`);
+  } else throw new UserError(`unsupported .npy format version ${major}.${buf[7]}`, source);
+  if (buf.length < start + len) throw new UserError(`truncated .npy header (${len} bytes announced)`, source);
   const text = buf.toString(major === 3 ? 'utf8' : 'latin1', start, start + len);
   const descr = /['"]descr['"]\s*:\s*['"]([^'"]*)['"]/.exec(text)?.[1];
   const fortran = /['"]fortran_order['"]\s*:\s*(True|False)/.exec(text)?.[1];
   const shapeText = /['"]shape['"]\s*:\s*\(([^)]*)\)/.exec(text)?.[1];
   if (descr === undefined || fortran === undefined || shapeText === undefined) {
-    throw new Error(`${source}: malformed .npy header ${JSON.stringify(text.trim())}`);
+    throw new UserError(`malformed .npy header ${JSON.stringify(text.trim())}`, source);
   }
-  if (fortran === 'True') throw new Error(`${source}: fortran_order arrays are not supported; save with np.ascontiguousarray(a)`);
+  if (fortran === 'True') throw new UserError(`fortran_order arrays are not supported; save with np.ascontiguousarray(a)`, source);
   const m = /^([<>|=])([fiub])(\d+)$/.exec(descr);
-  if (!m) throw new Error(`${source}: unsupported dtype '${descr}' (structured or non-numeric)`);
+  if (!m) throw new UserError(`unsupported dtype '${descr}' (structured or non-numeric)`, source);
   const dtype = `${m[2]}${m[3]}` as NpyDtype;
-  if (!(dtype in ITEM_SIZE)) throw new Error(`${source}: unsupported dtype '${descr}' (supported: f2 f4 f8 i1 u1 i4 i8 b1)`);
-  if (m[1] === '>' && ITEM_SIZE[dtype] > 1) throw new Error(`${source}: big-endian dtype '${descr}' is not supported`);
+  if (!(dtype in ITEM_SIZE)) throw new UserError(`unsupported dtype '${descr}' (supported: f2 f4 f8 i1 u1 i4 i8 b1)`, source);
+  if (m[1] === '>' && ITEM_SIZE[dtype] > 1) throw new UserError(`big-endian dtype '${descr}' is not supported`, source);
   const shape = shapeText
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s.length > 0)
     .map((s) => {
       const v = Number(s.replace(/L$/, ''));
-      if (!Number.isInteger(v) || v < 0) throw new Error(`${source}: bad shape entry '${s}'`);
+      if (!Number.isInteger(v) || v < 0) throw new UserError(`bad shape entry '${s}'`, source);
       return v;
     });
   return { dtype, itemSize: ITEM_SIZE[dtype], shape, dataOffset: start + len };
@@ -141,6 +142,12 @@ function readNpyFileHeader(file: string): NpyHeader {
   }
 }
 
+/** A short file would otherwise read as zeros past its end (readSync fills what it can). */
+function checkDataLength(h: NpyHeader, bytes: number, source: string): void {
+  const need = h.dataOffset + numel(h.shape) * h.itemSize;
+  if (bytes < need) throw new UserError(`truncated: its header announces [${h.shape.join(', ')}] ${h.dtype} (${need} bytes in all), it holds ${bytes}`, source);
+}
+
 interface ArraySource {
   file: string;
   member?: ZipEntry;
@@ -148,7 +155,7 @@ interface ArraySource {
 }
 
 function rowsOf(h: NpyHeader, source: string): number {
-  if (h.shape.length === 0) throw new Error(`${source}: a 0-d array cannot be a sample; give it a leading batch dim`);
+  if (h.shape.length === 0) throw new UserError(`a 0-d array cannot be a sample; give it a leading batch dim`, source);
   return h.shape[0];
 }
 
@@ -166,7 +173,11 @@ export function npyDataset(pathOrDir: string): Dataset<null> {
     if (extname(file).toLowerCase() === '.npz') {
       const buf = readFileSync(file);
       for (const member of npyMembers(buf, file)) sources.push({ file, member, header: npzMemberHeader(buf, member, file) });
-    } else sources.push({ file, header: readNpyFileHeader(file) });
+    } else {
+      const header = readNpyFileHeader(file);
+      checkDataLength(header, statSync(file).size, file);
+      sources.push({ file, header });
+    }
   }
   const size = sources.reduce((n, s) => n + rowsOf(s.header, s.member ? `${s.file}:${s.member.name}` : s.file), 0);
   return {
@@ -182,6 +193,7 @@ export function npyDataset(pathOrDir: string): Dataset<null> {
         if (src.member) {
           if (npz?.file !== src.file) npz = { file: src.file, buf: readFileSync(src.file) };
           const arr = readZipEntry(npz.buf, src.member, src.file);
+          checkDataLength(h, arr.length, `${src.file}:${src.member.name}`);
           for (let r = 0; r < h.shape[0]; r++) {
             const bytes = arr.subarray(h.dataOffset + r * rowBytes, h.dataOffset + (r + 1) * rowBytes);
             yield { id: `${basename(src.file)}:${memberKey(src.member)}#${r}`, input: { dims: [1, ...inner], data: toFloat32(bytes, h.dtype, rowElems) }, label: null };

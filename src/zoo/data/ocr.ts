@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { type PreprocessSpec, preprocessImage } from './preprocess.ts';
 import type { Dataset } from './types.ts';
+import { UserError } from '../../errors.ts';
 
 export interface OcrLabelLine {
   path: string;
@@ -19,7 +20,7 @@ export function parsePaddleOcrLabels(text: string, source: string): OcrLabelLine
     const line = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
     if (line.trim() === '') return;
     const tab = line.indexOf('\t');
-    if (tab <= 0) throw new Error(`${source}:${i + 1}: expected "path<TAB>label", got ${JSON.stringify(line)}`);
+    if (tab <= 0) throw new UserError(`expected "path<TAB>label", got ${JSON.stringify(line)}`, `${source}:${i + 1}`);
     out.push({ path: line.slice(0, tab), label: line.slice(tab + 1) });
   });
   return out;

@@ -118,7 +118,7 @@ export function normalizeImage(img: RawImage, spec: PreprocessSpec, source = 'im
   const h = img.height;
   const w = img.width;
   const W = spec.padTo ? spec.padTo.width : w;
-  if (W < w) throw new Error(`${source}: image width ${w} exceeds padTo.width ${W}`);
+  if (W < w) throw new UserError(`image width ${w} exceeds padTo.width ${W}`, source);
   const nhwc = (spec.layout ?? 'nchw') === 'nhwc';
   const out = new Float32Array(c * h * W);
   if (spec.padTo && W > w) out.fill(spec.padTo.value);
@@ -141,7 +141,7 @@ export function normalizeImage(img: RawImage, spec: PreprocessSpec, source = 'im
 function broadcast(v: number[] | undefined, c: number, dflt: number, field: string, source: string): number[] {
   if (v === undefined) return new Array<number>(c).fill(dflt);
   if (v.length === 1) return new Array<number>(c).fill(v[0]);
-  if (v.length !== c) throw new Error(`${source}: ${field} has ${v.length} values but the image has ${c} channel(s)`);
+  if (v.length !== c) throw new UserError(`${field} has ${v.length} values but the image has ${c} channel(s)`, source);
   return v;
 }
 
@@ -162,7 +162,7 @@ const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !
 /** Validates untrusted JSON (a config file) into a PreprocessSpec; errors name the source and the field. */
 export function parsePreprocessSpec(json: unknown, source: string): PreprocessSpec {
   const fail = (field: string, why: string): never => {
-    throw new Error(`${source}: preprocess.${field} ${why}`);
+    throw new UserError(`preprocess.${field} ${why}`, source);
   };
   if (!isObj(json)) return fail('', 'must be an object');
   const known = ['resize', 'crop', 'interpolation', 'colorOrder', 'scale', 'mean', 'std', 'layout', 'padTo'];

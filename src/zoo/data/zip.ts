@@ -3,6 +3,7 @@
  * No dependency because numpy's writer only ever uses those two methods.
  */
 import { inflateRawSync } from 'node:zlib';
+import { UserError } from '../../errors.ts';
 
 export interface ZipEntry {
   name: string;
@@ -28,19 +29,19 @@ export function readZipDirectory(buf: Buffer, source: string): ZipEntry[] {
       break;
     }
   }
-  if (eocd < 0) throw new Error(`${source}: not a zip file (no end-of-central-directory record)`);
+  if (eocd < 0) throw new UserError(`not a zip file (no end-of-central-directory record)`, source);
   let count = buf.readUInt16LE(eocd + 10);
   let offset = buf.readUInt32LE(eocd + 16);
   if ((count === 0xffff || offset === MAX32) && eocd >= 20 && buf.readUInt32LE(eocd - 20) === ZIP64_EOCD_LOCATOR) {
     const z = Number(buf.readBigUInt64LE(eocd - 20 + 8));
-    if (buf.readUInt32LE(z) !== ZIP64_EOCD) throw new Error(`${source}: broken zip64 end record`);
+    if (buf.readUInt32LE(z) !== ZIP64_EOCD) throw new UserError(`broken zip64 end record`, source);
     count = Number(buf.readBigUInt64LE(z + 32));
     offset = Number(buf.readBigUInt64LE(z + 48));
   }
   const entries: ZipEntry[] = [];
   let p = offset;
   for (let i = 0; i < count; i++) {
-    if (buf.readUInt32LE(p) !== CENTRAL) throw new Error(`${source}: bad central directory entry ${i}`);
+    if (buf.readUInt32LE(p) !== CENTRAL) throw new UserError(`bad central directory entry ${i}`, source);
     const method = buf.readUInt16LE(p + 10);
     let compressedSize = buf.readUInt32LE(p + 20);
     let size = buf.readUInt32LE(p + 24);
@@ -77,7 +78,7 @@ export function readZipDirectory(buf: Buffer, source: string): ZipEntry[] {
 /** Byte range of an entry's (possibly compressed) data: the local header's own name/extra lengths apply. */
 function dataRange(buf: Buffer, entry: ZipEntry, source: string): Buffer {
   const h = entry.localHeaderOffset;
-  if (buf.readUInt32LE(h) !== LOCAL) throw new Error(`${source}: bad local header for ${entry.name}`);
+  if (buf.readUInt32LE(h) !== LOCAL) throw new UserError(`bad local header for ${entry.name}`, source);
   const start = h + 30 + buf.readUInt16LE(h + 26) + buf.readUInt16LE(h + 28);
   return buf.subarray(start, start + entry.compressedSize);
 }
@@ -86,5 +87,5 @@ export function readZipEntry(buf: Buffer, entry: ZipEntry, source: string): Buff
   const data = dataRange(buf, entry, source);
   if (entry.method === 0) return data;
   if (entry.method === 8) return inflateRawSync(data);
-  throw new Error(`${source}: ${entry.name} uses zip compression method ${entry.method}; only stored (0) and deflate (8) are supported`);
+  throw new UserError(`${entry.name} uses zip compression method ${entry.method}; only stored (0) and deflate (8) are supported`, source);
 }
