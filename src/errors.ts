@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+
 /**
  * The one error type the CLI prints as a single line ("onnxquant: <file>: <problem>") with exit code 2.
  * Anything else is a bug and gets a stack trace.
@@ -9,6 +11,16 @@ export class UserError extends Error {
   ) {
     super(file ? `${file}: ${message}` : message);
     this.name = 'UserError';
+  }
+}
+
+/** The bytes of a file the user named; a missing, unreadable or folder path is a UserError naming it. */
+export function readUserFile(path: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UserError(code === 'ENOENT' ? 'file not found' : code === 'EISDIR' ? 'is a folder, expected a file' : `cannot read (${fsErrorReason(e)})`, path);
   }
 }
 

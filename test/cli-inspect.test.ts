@@ -147,6 +147,7 @@ const BAD: [string, () => string, RegExp][] = [
     /model has no inputs/,
   ],
   ['a missing file', () => join(tmp, 'nope.onnx'), /file not found/],
+  ['a folder', () => tmp, /is a folder, expected a file/],
 ];
 
 for (const [what, make, problem] of BAD) {

@@ -59,6 +59,8 @@ test('quantize writes the model and its sidecar and leaves no temp file; export 
   assert.deepEqual(readdirSync(dir).sort(), ['q.onnx', 'q.qparams.json']);
   const out = join(tmp, 'nope', 'model.cache');
   oneLineError(await cli('export', join(dir, 'q.qparams.json'), '--format', 'trt-cache', '-o', out), out, /does not exist/);
+  const noSidecar = join(dir, 'nope.qparams.json');
+  oneLineError(await cli('export', noSidecar, '--format', 'trt-cache', '-o', join(dir, 'x.cache')), noSidecar, /file not found/);
 });
 
 test('analyse --out-dir: a missing folder is created; a file in its place is refused before the analysis', async () => {

@@ -3,9 +3,8 @@
  * `onnxquant quantize` (src/realise/sidecar.ts), read back, or rebuilt from a QDQ model's QuantizeLinear /
  * DequantizeLinear nodes when only the model is at hand.
  */
-import { readFileSync } from 'node:fs';
 import { TensorProto_DataType as DT, type ModelProto } from 'onnx-buf';
-import { UserError } from '../errors.ts';
+import { readUserFile, UserError } from '../errors.ts';
 import { attrInt, GraphView } from '../ir/graph.ts';
 import { loadModel } from '../onnx/model-io.ts';
 import { tensorDims, tensorToFloat32 } from '../onnx/tensor-codec.ts';
@@ -128,7 +127,7 @@ export function sidecarFromModel(model: ModelProto): Sidecar {
 
 /** A sidecar JSON file, or a QDQ .onnx model (parameters rebuilt from its Q/DQ nodes). */
 export function readQParams(path: string): Sidecar {
-  if (path.endsWith('.json')) return parseQParamsJson(readFileSync(path, 'utf8'), path);
+  if (path.endsWith('.json')) return parseQParamsJson(readUserFile(path).toString('utf8'), path);
   return sidecarFromModel(loadModel(path));
 }
 

@@ -6,9 +6,9 @@
  */
 import { fromBinary, toBinary } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataLocation, type GraphProto, type ModelProto, type TensorProto } from 'onnx-buf';
-import { closeSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { closeSync, openSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, isAbsolute, join, normalize, relative } from 'node:path';
-import { fsErrorReason, UserError } from '../errors.ts';
+import { fsErrorReason, readUserFile, UserError } from '../errors.ts';
 import { dtypeInfo } from './dtype.ts';
 import { tensorSize } from './tensor-codec.ts';
 
@@ -36,14 +36,8 @@ export function parseModel(bytes: Uint8Array, source = '<buffer>'): ModelProto {
 export function loadModel(pathOrBytes: string | Uint8Array, opts: LoadOptions = {}): ModelProto {
   const source = typeof pathOrBytes === 'string' ? pathOrBytes : (opts.source ?? '<buffer>');
   let bytes: Uint8Array;
-  if (typeof pathOrBytes === 'string') {
-    try {
-      bytes = readFileSync(pathOrBytes);
-    } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      throw new UserError(code === 'ENOENT' ? 'file not found' : `cannot read (${code ?? String(e)})`, source);
-    }
-  } else bytes = pathOrBytes;
+  if (typeof pathOrBytes === 'string') bytes = readUserFile(pathOrBytes);
+  else bytes = pathOrBytes;
   const model = parseModel(bytes, source);
   const baseDir = opts.baseDir ?? (typeof pathOrBytes === 'string' ? dirname(pathOrBytes) : undefined);
   loadExternalData(model, baseDir, source);
