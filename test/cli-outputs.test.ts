@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
@@ -133,4 +133,16 @@ test('an empty data folder is one line naming it (quantize used to end in a stac
   const reports = join(tmp, 'never-reports');
   oneLineError(await cli('analyse', NPM_MODEL, NPM_MODEL, '--data', empty, '--quiet', '--out-dir', reports), empty, /no samples in it/);
   assert.equal(existsSync(reports), false);
+});
+
+test('quantize -o onto the input model (by another spelling of its path) is refused; the model is left as it was', async () => {
+  const dir = join(tmp, 'self');
+  mkdirSync(dir);
+  const model = join(dir, 'm.onnx');
+  copyFileSync(NPM_MODEL, model);
+  const before = readFileSync(model);
+  const out = `${dir}/./m.onnx`; // not normalised: path.join would make it the same string
+  oneLineError(await cli('quantize', model, ...data, '-o', out), out, /is the model being quantized: writing there would replace it/);
+  assert.ok(readFileSync(model).equals(before));
+  assert.deepEqual(readdirSync(dir), ['m.onnx']);
 });

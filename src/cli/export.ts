@@ -6,7 +6,7 @@ import { readQParams, writeQParamsJson } from '../export/qparams.ts';
 import { toQOperator } from '../export/qoperator.ts';
 import { DEFAULT_TRT_HEADER, trtCacheFromSidecar, writeTrtCache } from '../export/trt-cache.ts';
 import { loadModel, saveModel, writeFileAtomic } from '../onnx/model-io.ts';
-import { checkOutputFile } from './output-paths.ts';
+import { checkOutputFile, sameFile } from './output-paths.ts';
 
 const FORMATS = ['trt-cache', 'ncnn-table', 'qparams-json', 'qoperator'] as const;
 
@@ -23,6 +23,7 @@ export function registerExport(program: Command): void {
       const out = String(o.output);
       if (!(FORMATS as readonly string[]).includes(format)) throw new UserError(`--format must be one of ${FORMATS.join(', ')}, got '${format}'`);
       checkOutputFile(out);
+      if (sameFile(out, source)) throw new UserError('is the source being exported: writing there would replace it (choose another -o)', out);
       if (format === 'qoperator') {
         if (source.endsWith('.json')) throw new UserError('qoperator needs the QDQ .onnx model, not the sidecar', source);
         const { model, converted, left } = toQOperator(loadModel(source));

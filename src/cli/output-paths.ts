@@ -3,7 +3,7 @@
  * once instead of a stack trace after minutes of calibration or analysis (analyse used to fail only when writing
  * its report into a missing folder).
  */
-import { accessSync, constants, mkdirSync, statSync } from 'node:fs';
+import { accessSync, constants, mkdirSync, realpathSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fsErrorReason, UserError } from '../errors.ts';
 
@@ -40,5 +40,14 @@ export function ensureOutputDir(dir: string): void {
     accessSync(dir, constants.W_OK);
   } catch (e) {
     throw new UserError(`cannot write into the output folder: ${fsErrorReason(e)}`, dir);
+  }
+}
+
+/** Do two paths name one file (through links and relative parts)? False when either does not exist. */
+export function sameFile(a: string, b: string): boolean {
+  try {
+    return realpathSync(a) === realpathSync(b);
+  } catch {
+    return false;
   }
 }

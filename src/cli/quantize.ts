@@ -10,7 +10,7 @@ import { graphInputs } from '../runtime/inputs.ts';
 import { feedBatches, fitToModelInput, modelInput, openDataset, resolvePreprocess } from './data-source.ts';
 import { makeProgress } from './progress.ts';
 import { writeAnalysis } from './analyse.ts';
-import { checkOutputFile } from './output-paths.ts';
+import { checkOutputFile, sameFile } from './output-paths.ts';
 import { getRecipe, RECIPES, type PassSpec } from '../optimise/recipes.ts';
 import { getTarget, isTarget, TARGETS } from '../quant/targets.ts';
 import { quantizeForTarget } from '../quant/plan-target.ts';
@@ -100,6 +100,7 @@ export function registerQuantize(program: Command): void {
       const input = singleInput(model, file, o.input as string | undefined);
       const out = (o.output as string | undefined) ?? join(dirname(file), `${basename(file, '.onnx')}.${rule.name}.onnx`);
       checkOutputFile(out);
+      if (sameFile(out, file)) throw new UserError('is the model being quantized: writing there would replace it (choose another -o)', out);
       const spec = fitToModelInput(resolvePreprocess(o.preprocess as string), model, input);
       const ds = openDataset(String(o.calib), spec);
       const batch = o.batch as number;
