@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { create } from '@bufbuild/protobuf';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -134,8 +134,12 @@ test('runs every cell, writes cell files and reports, and skips finished cells o
   assert.deepEqual([reused.ran, reused.skipped, reused.notComputed, reused.rows.length], [0, 5, 1, 5]);
   assert.ok(!existsSync(cellFile(out, 'tiny2', 'onnxquant-fp8')));
   assert.ok(!reused.rows.some((r) => r.model === 'tiny2' && r.rule === 'onnxquant-fp8'));
+  // A damaged float cache (an edited or foreign file) is recomputed, not a crash.
+  writeFileSync(join(out, 'tiny2', 'float.json'), '{ "value": 10');
   const partial = await runZoo(base(out));
   assert.deepEqual([partial.ran, partial.skipped], [1, 5]);
+  assert.equal(partial.rows.find((r) => r.model === 'tiny2' && r.rule === 'onnxquant-fp8')!.float, 100);
+  assert.equal((JSON.parse(readFileSync(join(out, 'tiny2', 'float.json'), 'utf8')) as { value: number }).value, 100);
   const forced = await runZoo({ ...base(out), entries: [entries[0]], rules: ['onnxquant-int8-pot'], force: true });
   assert.deepEqual([forced.ran, forced.skipped], [1, 0]);
 });

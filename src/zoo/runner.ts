@@ -10,7 +10,7 @@
  * row (not saved, so a rerun retries it).
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { arch, platform } from 'node:os';
 import { join } from 'node:path';
 import type { ModelProto } from 'onnx-buf';
@@ -131,13 +131,18 @@ export function parseShard(s: string): { index: number; count: number } {
   return { index, count };
 }
 
-function readCell(file: string): ZooRow | undefined {
+/** A cached result; a missing or unreadable one (an edited or foreign file) is a cache miss, not a crash. */
+function readCached<T>(file: string): T | undefined {
   try {
-    const r = JSON.parse(readFileSync(file, 'utf8')) as ZooRow;
-    return r.schema === CELL_SCHEMA && r.status === 'ok' ? r : undefined;
+    return JSON.parse(readFileSync(file, 'utf8')) as T;
   } catch {
     return undefined;
   }
+}
+
+function readCell(file: string): ZooRow | undefined {
+  const r = readCached<ZooRow>(file);
+  return r?.schema === CELL_SCHEMA && r.status === 'ok' ? r : undefined;
 }
 
 function fmtDuration(ms: number): string {
@@ -267,7 +272,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
   // Float metric: once per model (cached on disk for labelled tasks).
   const floatFile = join(dir, 'float.json');
   let float: EvaluateResult & { ms: number };
-  const prev = !o.force && !evaluator.needsReference && existsSync(floatFile) ? (JSON.parse(readFileSync(floatFile, 'utf8')) as EvaluateResult & { ms: number; sha256: string; test: string }) : undefined;
+  const prev = !o.force && !evaluator.needsReference ? readCached<EvaluateResult & { ms: number; sha256: string; test: string }>(floatFile) : undefined;
   if (prev && prev.sha256 === sha256 && prev.samples === test.size && prev.test === test.name) {
     float = prev;
     log(`${entry.id}: float ${evaluator.metric.name} ${float.value.toFixed(2)}${evaluator.metric.unit === '%' ? '%' : ' dB'} (from ${floatFile})`);
