@@ -83,7 +83,7 @@ export function scaleSearch(opts: Partial<ScaleSearchOptions> = {}): OptimisePas
         const dq = view.producer.get(nodes.get(use.node)!.input[use.input]);
         const q = dq && view.producer.get(dq.input[0]);
         if (dq?.opType !== 'DequantizeLinear' || q?.opType !== 'QuantizeLinear' || q.input[0] !== t.tensor) return;
-        const input = `__scale_${i}`;
+        const input = view.freshName(`__scale_${i}`); // distinct bases, so the picks cannot collide either
         unused.add(q.input[1]);
         q.input[1] = dq.input[1] = input;
         g.input.push(tensorValueInfo(input, DT.FLOAT, []));
