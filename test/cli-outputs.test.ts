@@ -146,3 +146,24 @@ test('quantize -o onto the input model (by another spelling of its path) is refu
   assert.ok(readFileSync(model).equals(before));
   assert.deepEqual(readdirSync(dir), ['m.onnx']);
 });
+
+test('a filter or option that names nothing in the model is a one-line error before calibration, not silently ignored', async () => {
+  const out = join(tmp, 'filtered.onnx');
+  for (const [flag, value, problem] of [
+    ['--exclude-node', 'p2o.Conv.999', /--exclude-node 'p2o\.Conv\.999' matches no node of the model/],
+    ['--override', 'no_such_tensor=16', /--override 'no_such_tensor' matches no tensor of the model/],
+    ['--exclude-region', 'x:no_such_tensor', /--exclude-region 'no_such_tensor' matches no tensor of the model/],
+    ['--exclude-op', 'Matmul', /--exclude-op 'Matmul' is not an op type the rule quantizes \(Conv, ConvTranspose, Gemm, MatMul/],
+  ] as const)
+    oneLineError(await cli('quantize', NPM_MODEL, ...data, flag, value, '-o', out), NPM_MODEL, problem);
+  assert.equal(existsSync(out), false);
+  // A glob that matches is accepted (and an op type the rule quantizes), so the check is not a blanket refusal.
+  const ok = await cli('quantize', NPM_MODEL, ...data, '--exclude-node', 'p2o.Conv.3?', '--exclude-op', 'Gemm', '-o', out);
+  assert.equal(ok.code, 0, ok.stderr);
+  const analyse = (...extra: string[]) => cli('analyse', NPM_MODEL, out, '--data', images, '--preprocess', 'ocr-48x320', '--batch', '1', '--quiet', '--out-dir', join(tmp, 'an-opts'), ...extra);
+  oneLineError(await analyse('--outputs', 'no_such_tensor'), NPM_MODEL, /--outputs 'no_such_tensor': no node of this model computes it/);
+  const bad = await analyse('--isolated', 'sometimes');
+  assert.equal(bad.code, 2);
+  assert.equal(bad.stderr.trim(), "onnxquant: --isolated must be none, both or all, got 'sometimes'");
+  assert.equal(existsSync(join(tmp, 'an-opts')), false);
+});

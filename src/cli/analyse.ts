@@ -103,6 +103,14 @@ export function registerAnalyse(program: Command): void {
         const missing = [...names(floatModel, part)].filter((n) => !names(quant, part).has(n));
         if (missing.length) throw new UserError(`is not a quantized ${floatFile}: that model's ${part} '${missing[0]}' is not among its ${part}s`, quantFile);
       }
+      const isolated = String(o.isolated);
+      if (!['none', 'both', 'all'].includes(isolated)) throw new UserError(`--isolated must be none, both or all, got '${isolated}'`);
+      const outputs = o.outputs ? String(o.outputs).split(',') : undefined;
+      for (const [m, file] of [[floatModel, floatFile], [quant, quantFile]] as const) {
+        const produced = new Set(m.graph!.node.flatMap((n) => n.output));
+        const absent = outputs?.find((t) => !produced.has(t));
+        if (absent !== undefined) throw new UserError(`--outputs '${absent}': no node of this model computes it`, file);
+      }
       upgradeOpset(floatModel, Math.max(opsetVersion(floatModel), opsetVersion(quant)));
       const input = singleInput(floatModel, floatFile, o.input as string | undefined);
       const ds = openDataset(String(o.data), fitToModelInput(resolvePreprocess(o.preprocess as string), floatModel, input));
@@ -110,8 +118,8 @@ export function registerAnalyse(program: Command): void {
         floatPath: floatFile,
         quantPath: quantFile,
         dataPath: String(o.data),
-        outputs: o.outputs ? String(o.outputs).split(',') : undefined,
-        isolated: o.isolated as AnalyseOptions['isolated'],
+        outputs,
+        isolated: isolated as AnalyseOptions['isolated'],
         quiet: Boolean(o.quiet),
         steps: o.steps as number | undefined,
       });

@@ -14,7 +14,7 @@ import { checkOutputFile, sameFile } from './output-paths.ts';
 import { getRecipe, RECIPES, type PassSpec } from '../optimise/recipes.ts';
 import { getTarget, isTarget, TARGETS } from '../quant/targets.ts';
 import { quantizeForTarget } from '../quant/plan-target.ts';
-import type { Filter } from '../quant/plan.ts';
+import { checkFilter, type Filter } from '../quant/plan.ts';
 import type { TensorQuantConfig } from '../quant/config.ts';
 
 export function resolveRule(name: string): QuantRule {
@@ -106,6 +106,21 @@ export function registerQuantize(program: Command): void {
       const batch = o.batch as number;
       const steps = o.calibSteps as number;
       if (!(batch > 0) || !(steps > 0)) throw new UserError('--batch and --calib-steps must be positive integers');
+      const filter: Filter = {
+        excludeOps: o.excludeOp as string[],
+        excludeNodes: o.excludeNode as string[],
+        overrides: parseOverrides(o.override as string[]),
+        excludeRegions: (o.excludeRegion as string[]).map((r) => {
+          const [from, to] = r.split(':');
+          if (!from || !to) throw new UserError(`--exclude-region '${r}': expected from-tensors:to-tensors`);
+          return { from: from.split(','), to: to.split(',') };
+        }),
+      };
+      if (isTarget(rule) && o.recipe !== 'none') throw new UserError(`--recipe applies to the OnnxQuant rules, not to deployment target '${rule.name}'`);
+      // The target planner places Q/DQ by the runtime's fusion rules and reads only op and node exclusions.
+      for (const [flag, given] of [['--override', (o.override as string[]).length], ['--exclude-region', (o.excludeRegion as string[]).length]] as const)
+        if (isTarget(rule) && given) throw new UserError(`${flag} applies to the OnnxQuant rules and rule files, not to deployment target '${rule.name}' (use --exclude-op / --exclude-node)`);
+      checkFilter(model, filter, [...rule.ops, ...(isTarget(rule) ? rule.extraOps.map((e) => e.op) : [])], file);
       const progress = makeProgress(Boolean(o.quiet));
       const total = Math.min(steps, Math.ceil(ds.size / batch));
       progress.stage(`calibrate ${rule.name}`, total);
@@ -113,19 +128,9 @@ export function registerQuantize(program: Command): void {
         rule,
         steps,
         statsOn: (o.statsOn === 'float' ? 'float' : 'quantized-weights') as 'float' | 'quantized-weights',
-        filter: { excludeOps: o.excludeOp as string[], excludeNodes: o.excludeNode as string[], overrides: parseOverrides(o.override as string[]),
-          excludeRegions: (o.excludeRegion as string[]).map((r) => {
-            const [from, to] = r.split(':');
-            if (!from || !to) throw new UserError(`--exclude-region '${r}': expected from-tensors:to-tensors`);
-            return { from: from.split(','), to: to.split(',') };
-          }),
-        },
+        filter,
         onBatch: (d: number) => progress.tick(d),
       };
-      if (isTarget(rule) && o.recipe !== 'none') throw new UserError(`--recipe applies to the OnnxQuant rules, not to deployment target '${rule.name}'`);
-      // The target planner places Q/DQ by the runtime's fusion rules and reads only op and node exclusions.
-      for (const [flag, given] of [['--override', (o.override as string[]).length], ['--exclude-region', (o.excludeRegion as string[]).length]] as const)
-        if (isTarget(rule) && given) throw new UserError(`${flag} applies to the OnnxQuant rules and rule files, not to deployment target '${rule.name}' (use --exclude-op / --exclude-node)`);
       const result = isTarget(rule)
         ? await quantizeForTarget(model, feedBatches(ds, modelInput(model, input), batch, steps, String(o.calib)), { ...common, target: rule })
         : await quantize(model, feedBatches(ds, modelInput(model, input), batch, steps, String(o.calib)), {

@@ -10,6 +10,7 @@
  */
 import { TensorProto_DataType as DT, type ModelProto, type NodeProto } from 'onnx-buf';
 import { dtypeName } from '../onnx/dtype.ts';
+import { UserError } from '../errors.ts';
 import { attrInt, GraphView, nodeLabel, nodeSubgraphs } from '../ir/graph.ts';
 import { applyOverride, type TensorQuantConfig } from './config.ts';
 import type { QuantRule, QuantizedOp } from './rules.ts';
@@ -89,6 +90,25 @@ export interface QuantPlan {
   /** The quantized layers in graph order (for error analysis). */
   layers: { node: string; op: string; output: string }[];
   skipped: { node: string; reason: string }[];
+}
+
+/**
+ * A filter that names nothing in the model is almost always a typo (a node name from another export, 'Matmul'),
+ * and it would silently quantize what the user meant to leave float: every node pattern must match a node, every
+ * override key and region boundary a tensor, and every excluded op type must be one the rule quantizes. An op type
+ * the rule quantizes but the model lacks is fine (a list kept for several models).
+ */
+export function checkFilter(model: ModelProto, filter: Filter, quantizedOps: readonly string[], source: string): void {
+  const g = model.graph!;
+  const nodes = g.node.map((n) => n.name);
+  const tensors = new Set([...g.input.map((v) => v.name), ...g.initializer.map((t) => t.name), ...g.node.flatMap((n) => [...n.input, ...n.output])]);
+  const none = (what: string, flag: string, p: string) => new UserError(`${flag} '${p}' matches no ${what} of the model`, source);
+  for (const [flag, list] of [['--exclude-node', filter.excludeNodes], ['--include-node', filter.includeNodes]] as const)
+    for (const p of list ?? []) if (!nodes.some((n) => matchName(n, p))) throw none('node', flag, p);
+  for (const p of Object.keys(filter.overrides ?? {})) if (![...tensors].some((t) => matchName(t, p))) throw none('tensor', '--override', p);
+  for (const r of filter.excludeRegions ?? []) for (const t of [...r.from, ...r.to]) if (!tensors.has(t)) throw none('tensor', '--exclude-region', t);
+  for (const op of filter.excludeOps ?? [])
+    if (!quantizedOps.includes(op)) throw new UserError(`--exclude-op '${op}' is not an op type the rule quantizes (${quantizedOps.join(', ')})`, source);
 }
 
 export function matchName(name: string, pattern: string): boolean {
