@@ -156,6 +156,8 @@ test('a filter or option that names nothing in the model is a one-line error bef
     ['--exclude-op', 'Matmul', /--exclude-op 'Matmul' is not an op type the rule quantizes \(Conv, ConvTranspose, Gemm, MatMul/],
   ] as const)
     oneLineError(await cli('quantize', NPM_MODEL, ...data, flag, value, '-o', out), NPM_MODEL, problem);
+  const stats = await cli('quantize', NPM_MODEL, ...data, '--stats-on', 'floats', '-o', out);
+  assert.equal(stats.stderr.trim(), "onnxquant: --stats-on must be quantized-weights or float, got 'floats'"); // was read as quantized-weights
   assert.equal(existsSync(out), false);
   // A glob that matches is accepted (and an op type the rule quantizes), so the check is not a blanket refusal.
   const ok = await cli('quantize', NPM_MODEL, ...data, '--exclude-node', 'p2o.Conv.3?', '--exclude-op', 'Gemm', '-o', out);

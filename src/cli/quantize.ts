@@ -121,27 +121,17 @@ export function registerQuantize(program: Command): void {
       for (const [flag, given] of [['--override', (o.override as string[]).length], ['--exclude-region', (o.excludeRegion as string[]).length]] as const)
         if (isTarget(rule) && given) throw new UserError(`${flag} applies to the OnnxQuant rules and rule files, not to deployment target '${rule.name}' (use --exclude-op / --exclude-node)`);
       checkFilter(model, filter, [...rule.ops, ...(isTarget(rule) ? rule.extraOps.map((e) => e.op) : [])], file);
+      const statsOn = String(o.statsOn);
+      if (statsOn !== 'float' && statsOn !== 'quantized-weights') throw new UserError(`--stats-on must be quantized-weights or float, got '${statsOn}'`);
+      const recipe = withFallbackBudget(getRecipe(String(o.recipe)), o.fallbackBudget as number | undefined);
       const progress = makeProgress(Boolean(o.quiet));
       const total = Math.min(steps, Math.ceil(ds.size / batch));
       progress.stage(`calibrate ${rule.name}`, total);
-      const common = {
-        rule,
-        steps,
-        statsOn: (o.statsOn === 'float' ? 'float' : 'quantized-weights') as 'float' | 'quantized-weights',
-        filter,
-        onBatch: (d: number) => progress.tick(d),
-      };
+      const common = { rule, steps, statsOn, filter, onBatch: (d: number) => progress.tick(d) } as const;
+      const feeds = feedBatches(ds, modelInput(model, input), batch, steps, String(o.calib));
       const result = isTarget(rule)
-        ? await quantizeForTarget(model, feedBatches(ds, modelInput(model, input), batch, steps, String(o.calib)), { ...common, target: rule })
-        : await quantize(model, feedBatches(ds, modelInput(model, input), batch, steps, String(o.calib)), {
-        rule,
-        steps,
-        statsOn: o.statsOn === 'float' ? 'float' : 'quantized-weights',
-        filter: common.filter,
-        onBatch: common.onBatch,
-        recipe: withFallbackBudget(getRecipe(String(o.recipe)), o.fallbackBudget as number | undefined),
-        log: o.quiet ? undefined : (line) => process.stderr.write(`${line}\n`),
-      });
+        ? await quantizeForTarget(model, feeds, { ...common, target: rule })
+        : await quantize(model, feeds, { ...common, recipe, log: o.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
       progress.stop();
       for (const p of ('passes' in result ? result.passes : undefined) ?? [])
         process.stdout.write(`${p.pass}: calibration output error ${(p.before * 100).toFixed(3)}% → ${(p.after * 100).toFixed(3)}% ${p.kept ? 'kept' : 'rolled back'} (${(p.ms / 1000).toFixed(1)} s)${p.detail ? `; ${p.detail}` : ''}\n`);
