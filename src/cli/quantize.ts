@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
-import { readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { UserError } from '../errors.ts';
+import { readUserFile, UserError } from '../errors.ts';
 import { loadModel, modelBytes, writeFilesAtomic } from '../onnx/model-io.ts';
 import { validateModel } from '../onnx/validate.ts';
 import { buildRule, getRule, ONNXQUANT_RULES, type QuantRule, type RuleSpec } from '../quant/rules.ts';
@@ -21,11 +20,12 @@ export function resolveRule(name: string): QuantRule {
   if (ONNXQUANT_RULES[name]) return getRule(name);
   if (TARGETS[name]) return getTarget(name);
   if (name.endsWith('.json')) {
+    const text = readUserFile(name).toString('utf8');
     let spec: RuleSpec;
     try {
-      spec = JSON.parse(readFileSync(name, 'utf8')) as RuleSpec;
+      spec = JSON.parse(text) as RuleSpec;
     } catch (e) {
-      throw new UserError(`cannot read rule file (${(e as Error).message})`, name);
+      throw new UserError(`rule file is not valid JSON (${(e as Error).message})`, name);
     }
     if (typeof spec?.name !== 'string') throw new UserError('rule file needs a "name" string', name);
     return buildRule(spec, name);
