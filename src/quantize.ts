@@ -72,7 +72,7 @@ export async function quantize(model: ModelProto, data: AsyncIterable<Feeds>, op
       calibration.push(b);
       opts.onBatch?.(calibration.length);
     }
-    const { state, reports, reference } = await runRecipe(prepared.model, opts.recipe, { rule: opts.rule, filter: opts.filter, calibration, statsOn: opts.statsOn, log: opts.log });
+    const { state, reports, reference } = await runRecipe(prepared.model, opts.recipe, { rule: opts.rule, filter: opts.filter, calibration, statsOn: opts.statsOn, provider: opts.provider, log: opts.log });
     const t2 = performance.now();
     const qdq = realiseQdq(state.model, state.plan, state.params);
     const t3 = performance.now();

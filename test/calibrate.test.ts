@@ -21,6 +21,7 @@ import { makeNode } from '../src/ir/graph.ts';
 import { makeTensor } from '../src/onnx/tensor-codec.ts';
 import { loadModel } from '../src/onnx/model-io.ts';
 import { buildRule, getRule } from '../src/quant/rules.ts';
+import type { QuantParams } from '../src/quant/config.ts';
 import { planModel } from '../src/quant/plan.ts';
 import { calibrate, type Feeds } from '../src/calibrate/calibrate.ts';
 import { prepareModel } from '../src/quantize.ts';
@@ -225,4 +226,36 @@ test('statistics scheduling holds where onnxruntime replaces the output node (mo
   // The fused output node gets the highest index and would be searched first without the guard consumers.
   const { float, before, after } = await schedulePeaks(mnv2, 'input', [4, 3, 224, 224]);
   assert.ok(before > 1.5 * after, `the unordered model (${before} bytes) was expected to need far more than the ordered one (${after}; float ${float})`);
+});
+
+test('a statistics session per input shape (the default) gives the parameters of one session for all shapes (PP-OCRv4 rec, ragged batches)', async () => {
+  const model = loadModel(NPM_MODEL);
+  const input = graphInputs(model)[0].name;
+  const r = seededRandom(11);
+  const batch = (n: number, w: number): Feeds => ({ [input]: { dims: [n, 3, 48, w], data: Float32Array.from({ length: n * 3 * 48 * w }, () => r() * 2 - 1) } });
+  const feeds = [batch(2, 160), batch(2, 96), batch(1, 160)];
+  for (const name of ['onnxquant-int8-perchannel', 'onnxquant-fp8']) {
+    const rule = getRule(name);
+    const prepared = prepareModel(model, rule).model;
+    const plan = planModel(prepared, rule);
+    const run = async (sessionPerShape: boolean, batches = feeds) => {
+      async function* data() {
+        yield* batches;
+      }
+      return (await calibrate(prepared, plan, data(), { sessionPerShape })).params;
+    };
+    const worstRelDiff = (a: Map<string, QuantParams>, b: Map<string, QuantParams>) =>
+      Math.max(...[...a].flatMap(([k, p]) => [...p.scale].map((v, i) => Math.abs(b.get(k)!.scale[i] - v) / v)));
+    const one = await run(false);
+    assert.ok(one.size > 100);
+    // With fixed shapes onnxruntime may pick other float kernels for a few nodes, so activations (and a handful of
+    // scales: 10 of the per-channel rule's) move by a few float32 ulps; the statistics themselves are exact.
+    assert.ok(worstRelDiff(one, await run(true)) < 1e-6, name);
+    // …while leaving out the last (ragged, own-session) batch moves the scales far more: every batch was seen.
+    if (name === 'onnxquant-int8-perchannel') assert.ok(worstRelDiff(one, await run(true, feeds.slice(0, 2))) > 1e-3);
+  }
+});
+
+test('the WebGPU provider is refused for simulation, which must run the CPU kernels the deployment check compares against', async () => {
+  await assert.rejects(createSession(loadModel(NPM_MODEL), { mode: 'simulate', provider: 'webgpu' }), /the webgpu provider runs float and calibration sessions only; 'simulate' sessions run on the CPU provider/);
 });

@@ -156,6 +156,13 @@ test('a filter or option that names nothing in the model is a one-line error bef
     ['--exclude-op', 'Matmul', /--exclude-op 'Matmul' is not an op type the rule quantizes \(Conv, ConvTranspose, Gemm, MatMul/],
   ] as const)
     oneLineError(await cli('quantize', NPM_MODEL, ...data, flag, value, '-o', out), NPM_MODEL, problem);
+  const provider = await cli('quantize', NPM_MODEL, ...data, '--provider', 'cuda', '-o', out);
+  assert.equal(provider.stderr.trim(), "onnxquant: --provider must be cpu or webgpu, got 'cuda'");
+  // WebGPU needs a GPU with a Vulkan driver: where there is none (CI), a one-line error and no output; where there
+  // is one, the model is written.
+  const gpu = await cli('quantize', NPM_MODEL, ...data, '--provider', 'webgpu', '-o', out);
+  if (gpu.code === 0) rmSync(out);
+  else assert.match(gpu.stderr.trim(), /^onnxquant: the WebGPU provider is not available here \(it needs a GPU with a Vulkan driver and libvulkan\.so\.1\): [^\n]*$/);
   const stats = await cli('quantize', NPM_MODEL, ...data, '--stats-on', 'floats', '-o', out);
   assert.equal(stats.stderr.trim(), "onnxquant: --stats-on must be quantized-weights or float, got 'floats'"); // was read as quantized-weights
   assert.equal(existsSync(out), false);

@@ -6,6 +6,7 @@ import { validateModel } from '../onnx/validate.ts';
 import { buildRule, getRule, ONNXQUANT_RULES, type QuantRule, type RuleSpec } from '../quant/rules.ts';
 import { quantize } from '../quantize.ts';
 import { graphInputs } from '../runtime/inputs.ts';
+import { checkProvider, EXECUTION_PROVIDERS, type ExecutionProvider } from '../runtime/session.ts';
 import { feedBatches, fitToModelInput, modelInput, openDataset, resolvePreprocess } from './data-source.ts';
 import { makeProgress } from './progress.ts';
 import { writeAnalysis } from './analyse.ts';
@@ -82,6 +83,7 @@ export function registerQuantize(program: Command): void {
     .option('--calib-steps <n>', 'number of calibration batches', (v) => parseInt(v, 10), 32)
     .option('--input <name>', 'model input fed with the data (default: the only input)')
     .option('--stats-on <which>', "collect activation statistics on 'quantized-weights' (PPQ) or 'float'", 'quantized-weights')
+    .option('--provider <name>', `execution provider of the calibration runs: ${EXECUTION_PROVIDERS.join(' or ')} (webgpu: Dawn over Vulkan, needs a GPU; simulation and analysis always run on cpu)`, 'cpu')
     .option('--exclude-op <op>', 'leave this op type float (repeatable)', collect, [])
     .option('--exclude-node <pattern>', 'leave matching nodes float: name, glob or /regex/ (repeatable)', collect, [])
     .option('--exclude-region <from:to>', 'leave float the nodes between tensors, e.g. feat1,feat2:boxes,scores (repeatable)', collect, [])
@@ -123,11 +125,14 @@ export function registerQuantize(program: Command): void {
       checkFilter(model, filter, [...rule.ops, ...(isTarget(rule) ? rule.extraOps.map((e) => e.op) : [])], file);
       const statsOn = String(o.statsOn);
       if (statsOn !== 'float' && statsOn !== 'quantized-weights') throw new UserError(`--stats-on must be quantized-weights or float, got '${statsOn}'`);
+      const provider = String(o.provider) as ExecutionProvider;
+      if (!EXECUTION_PROVIDERS.includes(provider)) throw new UserError(`--provider must be ${EXECUTION_PROVIDERS.join(' or ')}, got '${provider}'`);
+      checkProvider(provider);
       const recipe = withFallbackBudget(getRecipe(String(o.recipe)), o.fallbackBudget as number | undefined);
       const progress = makeProgress(Boolean(o.quiet));
       const total = Math.min(steps, Math.ceil(ds.size / batch));
       progress.stage(`calibrate ${rule.name}`, total);
-      const common = { rule, steps, statsOn, filter, onBatch: (d: number) => progress.tick(d) } as const;
+      const common = { rule, steps, statsOn, filter, provider, onBatch: (d: number) => progress.tick(d) } as const;
       const feeds = feedBatches(ds, modelInput(model, input), batch, steps, String(o.calib));
       const result = isTarget(rule)
         ? await quantizeForTarget(model, feeds, { ...common, target: rule })

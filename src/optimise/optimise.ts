@@ -5,6 +5,7 @@
  */
 import type { ModelProto } from 'onnx-buf';
 import { batchSize, calibrate, type Feeds } from '../calibrate/calibrate.ts';
+import type { ExecutionProvider } from '../runtime/session.ts';
 import { planModel, type Filter } from '../quant/plan.ts';
 import type { QuantRule } from '../quant/rules.ts';
 import { keepDecision, mean, meanOverOutputs, sampleErrorsByOutput, type OptimiseContext, type PassReport, type QuantState } from './context.ts';
@@ -18,6 +19,8 @@ export interface OptimiseOptions {
   /** How many of them the passes use to measure error (default: 4, or 16 samples when batches are small). */
   measureBatches?: number;
   statsOn?: 'quantized-weights' | 'float';
+  /** Execution provider of the calibration sessions (the passes' measurements simulate on the CPU provider). */
+  provider?: ExecutionProvider;
   log?: (line: string) => void;
 }
 
@@ -26,7 +29,7 @@ async function calibrated(model: ModelProto, o: OptimiseOptions): Promise<QuantS
   async function* data() {
     yield* o.calibration;
   }
-  const { params } = await calibrate(model, plan, data(), { statsOn: o.statsOn });
+  const { params } = await calibrate(model, plan, data(), { statsOn: o.statsOn, provider: o.provider });
   return { model, plan, params };
 }
 

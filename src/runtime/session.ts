@@ -7,6 +7,8 @@
  */
 import { clone, create } from '@bufbuild/protobuf';
 import { ModelProtoSchema, ValueInfoProtoSchema, type ModelProto } from 'onnx-buf';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { serializeModel } from '../onnx/model-io.ts';
 import { UserError } from '../errors.ts';
@@ -24,7 +26,14 @@ export interface SessionOptions {
   foldConstantDequantize?: boolean;
   /** Where onnxruntime writes its optimized model (deploy-check reads it to list integer kernels). */
   optimizedModelPath?: string;
+  /** Execution provider. 'webgpu' (Dawn over Vulkan on Linux) is for float and calibration sessions only: the
+   * simulation must run the CPU kernels whose results the deployment check compares against. Nodes the WebGPU
+   * provider lacks fall back to the CPU provider inside onnxruntime. */
+  provider?: ExecutionProvider;
 }
+
+export type ExecutionProvider = 'cpu' | 'webgpu';
+export const EXECUTION_PROVIDERS: readonly ExecutionProvider[] = ['cpu', 'webgpu'];
 
 export interface ModelSession {
   inputNames: readonly string[];
@@ -43,6 +52,10 @@ export function withExtraOutputs(model: ModelProto, names: readonly string[]): M
 
 export async function createSession(model: ModelProto | Uint8Array, opts: SessionOptions = {}): Promise<ModelSession> {
   const mode = opts.mode ?? 'float';
+  const provider = opts.provider ?? 'cpu';
+  if (provider !== 'cpu' && mode !== 'float')
+    throw new UserError(`the ${provider} provider runs float and calibration sessions only; '${mode}' sessions run on the CPU provider`);
+  checkProvider(provider);
   let bytes: Uint8Array;
   // onnxruntime 1.30's level-'all' Q/DQ fusions build invalid graphs for float8 Q/DQ (QLinearConv over fp8,
   // ClipQuantFusion throws on an fp8 zero point) and its CPU provider has no float8 kernels to fuse into anyway:
@@ -62,13 +75,17 @@ export async function createSession(model: ModelProto | Uint8Array, opts: Sessio
     interOpNumThreads: 1,
     executionMode: 'sequential',
     logSeverityLevel: 3,
+    executionProviders: [provider],
   };
   if (opts.optimizedModelPath) so.optimizedModelFilePath = opts.optimizedModelPath;
   let session: ort.InferenceSession;
   try {
     session = await ort.InferenceSession.create(bytes, so);
   } catch (e) {
-    throw new UserError(`onnxruntime cannot load the model: ${oneLine(e)}`);
+    const msg = oneLine(e);
+    // Dawn finds no adapter without a GPU and a Vulkan loader (libvulkan.so.1): say so rather than blame the model.
+    if (provider === 'webgpu' && /WebGPU|adapter|Dawn/i.test(msg)) throw new UserError(`${WEBGPU_MISSING}: ${msg}`);
+    throw new UserError(`onnxruntime cannot load the model: ${msg}`);
   }
   return {
     inputNames: session.inputNames,
@@ -90,6 +107,28 @@ export async function createSession(model: ModelProto | Uint8Array, opts: Sessio
     },
     release: () => session.release(),
   };
+}
+
+const WEBGPU_MISSING = 'the WebGPU provider is not available here (it needs a GPU with a Vulkan driver and libvulkan.so.1)';
+
+/**
+ * On Linux onnxruntime's WebGPU provider (Dawn) reaches the GPU through the Vulkan loader. Without it Dawn prints
+ * several lines of warnings of its own before failing, so look for the loader first: in the dynamic linker's cache
+ * (its file holds the library names as strings) or on LD_LIBRARY_PATH.
+ */
+function vulkanLoaderMissing(): boolean {
+  if (process.platform !== 'linux') return false;
+  if ((process.env.LD_LIBRARY_PATH ?? '').split(':').some((d) => d && existsSync(join(d, 'libvulkan.so.1')))) return false;
+  try {
+    return !readFileSync('/etc/ld.so.cache').includes('libvulkan.so.1');
+  } catch {
+    return false; // no cache to read: let onnxruntime try
+  }
+}
+
+/** Refuse a provider that cannot load here before any work (the WebGPU provider without a Vulkan loader). */
+export function checkProvider(provider: ExecutionProvider): void {
+  if (provider === 'webgpu' && vulkanLoaderMissing()) throw new UserError(`${WEBGPU_MISSING}: no libvulkan.so.1 in the loader's cache or LD_LIBRARY_PATH`);
 }
 
 /** onnxruntime's message on one line: its details (which index, got, expected) are on the lines after the first. */
