@@ -176,3 +176,23 @@ test('a filter or option that names nothing in the model is a one-line error bef
   assert.equal(bad.stderr.trim(), "onnxquant: --isolated must be none, both or all, got 'sometimes'");
   assert.equal(existsSync(join(tmp, 'an-opts')), false);
 });
+
+test('deploy-check: a --json path that cannot be written, or a --float model with another interface, is refused before the check', async () => {
+  const dir = join(tmp, 'dc');
+  mkdirSync(dir);
+  const q = join(dir, 'q.onnx');
+  assert.equal((await cli('quantize', NPM_MODEL, ...data, '-o', q)).code, 0);
+  const check = (...extra: string[]) => cli('deploy-check', q, '--data', images, '--preprocess', 'ocr-48x320', '--batch', '1', '--steps', '1', '--latency-batch', '', ...extra);
+  const json = join(tmp, 'no-such-folder', 'r.json');
+  oneLineError(await check('--json', json), json, /cannot write here: folder .*no-such-folder does not exist/); // was a stack trace after the whole check
+  // The PP-OCRv4 detector takes the same input name 'x' but computes other outputs: it cannot be the float model.
+  const det = NPM_MODEL.replace('ch_PP-OCRv4_rec_infer', 'ch_PP-OCRv4_det_infer');
+  oneLineError(await check('--float', det), det, /has no output 'softmax_\d+\.tmp_0' \(the quantized model's; its outputs: .*\): is it the float model of /);
+  const ok = await check('--float', NPM_MODEL, '--json', join(dir, 'r.json'));
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.ok(JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8')).floatVsDeploy.length > 0);
+  // A float model passed as the quantized one runs, with a warning that there is nothing quantized to check.
+  const flt = await cli('deploy-check', NPM_MODEL, '--data', images, '--preprocess', 'ocr-48x320', '--batch', '1', '--steps', '1', '--latency-batch', '');
+  assert.equal(flt.code, 0, flt.stderr);
+  assert.match(flt.stderr, /warning: .*ch_PP-OCRv4_rec_infer\.onnx has no QuantizeLinear\/DequantizeLinear nodes: it is not a QDQ model/);
+});

@@ -1,10 +1,11 @@
 /** `onnxquant deploy-check`: simulate vs deploy agreement, onnxruntime's integer kernels, float vs int8 latency. */
 import type { Command } from 'commander';
-import { writeFileSync } from 'node:fs';
 import { UserError } from '../errors.ts';
 import type { Feeds } from '../calibrate/calibrate.ts';
 import { deployCheck, formatDeployReport } from '../export/deploy-check.ts';
-import { loadModel } from '../onnx/model-io.ts';
+import { loadModel, writeFilesAtomic } from '../onnx/model-io.ts';
+import { graphInputs, graphOutputs } from '../runtime/inputs.ts';
+import { checkOutputFile } from './output-paths.ts';
 import { feedBatches, fitToModelInput, modelInput, openDataset, resolvePreprocess } from './data-source.ts';
 import { singleInput } from './quantize.ts';
 
@@ -31,6 +32,17 @@ export function registerDeployCheck(program: Command): void {
       const quant = loadModel(file);
       const floatModel = o.float ? loadModel(String(o.float)) : undefined;
       const input = singleInput(quant, file, o.input as string | undefined);
+      if (o.json) checkOutputFile(String(o.json));
+      if (floatModel) {
+        // The float run gets the quantized model's feeds and is compared output by output: the same interface.
+        const names = (specs: { name: string }[]) => specs.map((v) => v.name).join(', ');
+        if (!graphInputs(floatModel).some((v) => v.name === input))
+          throw new UserError(`has no input '${input}' (the quantized model's; its inputs: ${names(graphInputs(floatModel))}): is it the float model of ${file}?`, String(o.float));
+        const missing = graphOutputs(quant).find((v) => !graphOutputs(floatModel).some((f) => f.name === v.name));
+        if (missing) throw new UserError(`has no output '${missing.name}' (the quantized model's; its outputs: ${names(graphOutputs(floatModel))}): is it the float model of ${file}?`, String(o.float));
+      }
+      if (!quant.graph!.node.some((n) => n.opType === 'QuantizeLinear' || n.opType === 'DequantizeLinear'))
+        process.stderr.write(`warning: ${file} has no QuantizeLinear/DequantizeLinear nodes: it is not a QDQ model, so simulate and deploy run the same float graph\n`);
       const ds = openDataset(String(o.data), fitToModelInput(resolvePreprocess(o.preprocess as string), quant, input));
       const batch = o.batch as number;
       const steps = o.steps as number;
@@ -57,6 +69,6 @@ export function registerDeployCheck(program: Command): void {
         intraOpThreads: (o.threads as number) || undefined,
       });
       process.stdout.write(formatDeployReport(report));
-      if (o.json) writeFileSync(String(o.json), JSON.stringify(report, null, 1));
+      if (o.json) writeFilesAtomic([{ path: String(o.json), data: JSON.stringify(report, null, 1) }]);
     });
 }
