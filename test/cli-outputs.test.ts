@@ -177,7 +177,7 @@ test('a filter or option that names nothing in the model is a one-line error bef
   assert.equal(existsSync(join(tmp, 'an-opts')), false);
 });
 
-test('deploy-check: a --json path that cannot be written, or a --float model with another interface, is refused before the check', async () => {
+test('deploy-check: a --json path that cannot be written, or a --float model with another interface, is refused before the check; a model without Q/DQ is warned about', async () => {
   const dir = join(tmp, 'dc');
   mkdirSync(dir);
   const q = join(dir, 'q.onnx');
@@ -187,12 +187,24 @@ test('deploy-check: a --json path that cannot be written, or a --float model wit
   oneLineError(await check('--json', json), json, /cannot write here: folder .*no-such-folder does not exist/); // was a stack trace after the whole check
   // The PP-OCRv4 detector takes the same input name 'x' but computes other outputs: it cannot be the float model.
   const det = NPM_MODEL.replace('ch_PP-OCRv4_rec_infer', 'ch_PP-OCRv4_det_infer');
-  oneLineError(await check('--float', det), det, /has no output 'softmax_\d+\.tmp_0' \(the quantized model's; its outputs: .*\): is it the float model of /);
+  oneLineError(await check('--float', det), q, /is not a quantized .*ch_PP-OCRv4_det_infer\.onnx: that model's output 'sigmoid_0\.tmp_0' is not among its outputs/);
   const ok = await check('--float', NPM_MODEL, '--json', join(dir, 'r.json'));
   assert.equal(ok.code, 0, ok.stderr);
   assert.ok(JSON.parse(readFileSync(join(dir, 'r.json'), 'utf8')).floatVsDeploy.length > 0);
   // A float model passed as the quantized one runs, with a warning that there is nothing quantized to check.
   const flt = await cli('deploy-check', NPM_MODEL, '--data', images, '--preprocess', 'ocr-48x320', '--batch', '1', '--steps', '1', '--latency-batch', '');
   assert.equal(flt.code, 0, flt.stderr);
-  assert.match(flt.stderr, /warning: .*ch_PP-OCRv4_rec_infer\.onnx has no QuantizeLinear\/DequantizeLinear nodes: it is not a QDQ model/);
+  assert.match(flt.stderr, /warning: .*ch_PP-OCRv4_rec_infer\.onnx has no QuantizeLinear\/DequantizeLinear nodes: it is not a QDQ model, so simulate and deploy run the same float graph/);
+  // analyse of a float model against itself: the report is written, and the warning says why AQE and MQE are NaN.
+  const an = await cli('analyse', NPM_MODEL, NPM_MODEL, '--data', images, '--preprocess', 'ocr-48x320', '--batch', '1', '--quiet', '--out-dir', join(dir, 'an'));
+  assert.equal(an.code, 0, an.stderr);
+  assert.match(an.stderr, /has no QuantizeLinear\/DequantizeLinear nodes: it is not a QDQ model, so no layer is quantized and AQE and MQE are undefined \(NaN\)/);
+});
+
+test('export of a float model is refused in one line, with nothing written (it wrote empty caches and an unchanged model)', async () => {
+  for (const format of ['trt-cache', 'ncnn-table', 'qparams-json', 'qoperator']) {
+    const out = join(tmp, `float.${format}`);
+    oneLineError(await cli('export', NPM_MODEL, '--format', format, '-o', out), NPM_MODEL, format === 'qoperator' ? /has no QuantizeLinear\/DequantizeLinear nodes: nothing to convert/ : /holds no quantization parameters/);
+    assert.equal(existsSync(out), false, format);
+  }
 });

@@ -4,7 +4,7 @@ import type { ModelProto } from 'onnx-buf';
 import { analyse, type AnalyseOptions } from '../analyse/analyse.ts';
 import type { AnalysisReport } from '../analyse/schema.ts';
 import { formatModel } from '../ir/format.ts';
-import { opsetVersion } from '../ir/graph.ts';
+import { hasQdqNodes, opsetVersion } from '../ir/graph.ts';
 import { upgradeOpset } from '../ir/opset-upgrade.ts';
 import { loadModel, writeFileAtomic } from '../onnx/model-io.ts';
 import { UserError } from '../errors.ts';
@@ -77,6 +77,25 @@ export async function writeAnalysis(
   return report;
 }
 
+/**
+ * The float and quantized models must be the same network: the quantized one keeps the float one's inputs and
+ * outputs (graphInputs leaves out initializers listed as inputs, i.e. weights). Both are fed the same data and
+ * compared output by output.
+ */
+export function checkQuantizedFrom(floatModel: ModelProto, floatFile: string, quant: ModelProto, quantFile: string): void {
+  const names = (m: ModelProto, part: 'input' | 'output') => new Set((part === 'input' ? graphInputs(m) : graphOutputs(m)).map((v) => v.name));
+  for (const part of ['input', 'output'] as const) {
+    const missing = [...names(floatModel, part)].filter((n) => !names(quant, part).has(n));
+    if (missing.length) throw new UserError(`is not a quantized ${floatFile}: that model's ${part} '${missing[0]}' is not among its ${part}s`, quantFile);
+  }
+}
+
+/** A model given as the quantized one without any Q/DQ node runs, with a warning saying what that means. */
+export function warnIfNoQdq(quant: ModelProto, quantFile: string, consequence: string): void {
+  if (!hasQdqNodes(quant))
+    process.stderr.write(`warning: ${quantFile} has no QuantizeLinear/DequantizeLinear nodes: it is not a QDQ model, so ${consequence}\n`);
+}
+
 export function registerAnalyse(program: Command): void {
   program
     .command('analyse')
@@ -96,13 +115,7 @@ export function registerAnalyse(program: Command): void {
     .action(async (floatFile: string, quantFile: string, o: Record<string, unknown>) => {
       const quant = loadModel(quantFile);
       const floatModel = formatModel(loadModel(floatFile)).model;
-      // The two must be the same network: the quantized one keeps the float one's inputs and outputs.
-      // graphInputs leaves out initializers listed as inputs (weights).
-      const names = (m: typeof quant, part: 'input' | 'output') => new Set((part === 'input' ? graphInputs(m) : graphOutputs(m)).map((v) => v.name));
-      for (const part of ['input', 'output'] as const) {
-        const missing = [...names(floatModel, part)].filter((n) => !names(quant, part).has(n));
-        if (missing.length) throw new UserError(`is not a quantized ${floatFile}: that model's ${part} '${missing[0]}' is not among its ${part}s`, quantFile);
-      }
+      checkQuantizedFrom(floatModel, floatFile, quant, quantFile);
       const isolated = String(o.isolated);
       if (!['none', 'both', 'all'].includes(isolated)) throw new UserError(`--isolated must be none, both or all, got '${isolated}'`);
       const outputs = o.outputs ? String(o.outputs).split(',') : undefined;
@@ -114,6 +127,7 @@ export function registerAnalyse(program: Command): void {
       upgradeOpset(floatModel, Math.max(opsetVersion(floatModel), opsetVersion(quant)));
       const input = singleInput(floatModel, floatFile, o.input as string | undefined);
       const ds = openDataset(String(o.data), fitToModelInput(resolvePreprocess(o.preprocess as string), floatModel, input));
+      warnIfNoQdq(quant, quantFile, 'no layer is quantized and AQE and MQE are undefined (NaN)');
       await writeAnalysis(floatModel, quant, ds, input, o.batch as number, String(o.outDir), {
         floatPath: floatFile,
         quantPath: quantFile,

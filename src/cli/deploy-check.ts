@@ -4,8 +4,8 @@ import { UserError } from '../errors.ts';
 import type { Feeds } from '../calibrate/calibrate.ts';
 import { deployCheck, formatDeployReport } from '../export/deploy-check.ts';
 import { loadModel, writeFilesAtomic } from '../onnx/model-io.ts';
-import { graphInputs, graphOutputs } from '../runtime/inputs.ts';
 import { checkOutputFile } from './output-paths.ts';
+import { checkQuantizedFrom, warnIfNoQdq } from './analyse.ts';
 import { feedBatches, fitToModelInput, modelInput, openDataset, resolvePreprocess } from './data-source.ts';
 import { singleInput } from './quantize.ts';
 
@@ -33,16 +33,7 @@ export function registerDeployCheck(program: Command): void {
       const floatModel = o.float ? loadModel(String(o.float)) : undefined;
       const input = singleInput(quant, file, o.input as string | undefined);
       if (o.json) checkOutputFile(String(o.json));
-      if (floatModel) {
-        // The float run gets the quantized model's feeds and is compared output by output: the same interface.
-        const names = (specs: { name: string }[]) => specs.map((v) => v.name).join(', ');
-        if (!graphInputs(floatModel).some((v) => v.name === input))
-          throw new UserError(`has no input '${input}' (the quantized model's; its inputs: ${names(graphInputs(floatModel))}): is it the float model of ${file}?`, String(o.float));
-        const missing = graphOutputs(quant).find((v) => !graphOutputs(floatModel).some((f) => f.name === v.name));
-        if (missing) throw new UserError(`has no output '${missing.name}' (the quantized model's; its outputs: ${names(graphOutputs(floatModel))}): is it the float model of ${file}?`, String(o.float));
-      }
-      if (!quant.graph!.node.some((n) => n.opType === 'QuantizeLinear' || n.opType === 'DequantizeLinear'))
-        process.stderr.write(`warning: ${file} has no QuantizeLinear/DequantizeLinear nodes: it is not a QDQ model, so simulate and deploy run the same float graph\n`);
+      if (floatModel) checkQuantizedFrom(floatModel, String(o.float), quant, file);
       const ds = openDataset(String(o.data), fitToModelInput(resolvePreprocess(o.preprocess as string), quant, input));
       const batch = o.batch as number;
       const steps = o.steps as number;
@@ -59,6 +50,7 @@ export function registerDeployCheck(program: Command): void {
           if (!(n > 0)) throw new UserError(`--latency-batch: '${s}' is not a positive integer`);
           return n;
         });
+      warnIfNoQdq(quant, file, 'simulate and deploy run the same float graph');
       const report = await deployCheck(quant, {
         floatModel,
         batches,

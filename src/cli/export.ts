@@ -7,6 +7,7 @@ import { toQOperator } from '../export/qoperator.ts';
 import { DEFAULT_TRT_HEADER, trtCacheFromSidecar, writeTrtCache } from '../export/trt-cache.ts';
 import { loadModel, saveModel, writeFileAtomic } from '../onnx/model-io.ts';
 import { checkOutputFile, sameFile } from './output-paths.ts';
+import { hasQdqNodes } from '../ir/graph.ts';
 
 const FORMATS = ['trt-cache', 'ncnn-table', 'qparams-json', 'qoperator'] as const;
 
@@ -26,7 +27,9 @@ export function registerExport(program: Command): void {
       if (sameFile(out, source)) throw new UserError('is the source being exported: writing there would replace it (choose another -o)', out);
       if (format === 'qoperator') {
         if (source.endsWith('.json')) throw new UserError('qoperator needs the QDQ .onnx model, not the sidecar', source);
-        const { model, converted, left } = toQOperator(loadModel(source));
+        const qdq = loadModel(source);
+        if (!hasQdqNodes(qdq)) throw new UserError('has no QuantizeLinear/DequantizeLinear nodes: nothing to convert (export a quantized QDQ model)', source);
+        const { model, converted, left } = toQOperator(qdq);
         saveModel(model, out);
         const list = Object.entries(converted).map(([op, n]) => `${op}×${n}`).join(', ') || 'nothing';
         process.stdout.write(`wrote ${out}: converted ${list}; ${left.length} layer(s) left as DQ → float op → Q\n`);
@@ -36,6 +39,7 @@ export function registerExport(program: Command): void {
       const header = String(o.trtHeader);
       if (!/^TRT-\d+-\w+$/.test(header)) throw new UserError(`--trt-header must look like TRT-8601-EntropyCalibration2, got '${header}'`);
       const qp = readQParams(source);
+      if (qp.tensors.length === 0) throw new UserError('holds no quantization parameters (no quantized tensor): export a quantized QDQ model or its .qparams.json', source);
       const text =
         format === 'trt-cache' ? writeTrtCache(trtCacheFromSidecar(qp, header)) : format === 'ncnn-table' ? writeNcnnTable(ncnnTableFromSidecar(qp)) : writeQParamsJson(qp);
       writeFileAtomic(out, text);
