@@ -208,3 +208,15 @@ test('export of a float model is refused in one line, with nothing written (it w
     assert.equal(existsSync(out), false, format);
   }
 });
+
+test('quantize: --test without --analyse, a --test path that does not exist, a --fallback-budget that is not a number: refused before any work', async () => {
+  const out = join(tmp, 'test-opts.onnx');
+  const bare = await cli('quantize', NPM_MODEL, ...data, '--test', images, '-o', out); // --test was silently ignored
+  assert.equal(bare.code, 2);
+  assert.equal(bare.stderr.trim(), 'onnxquant: --test is the data for --analyse: add --analyse, or leave --test out');
+  const nowhere = join(tmp, 'no-test-data');
+  oneLineError(await cli('quantize', NPM_MODEL, ...data, '--analyse', '--test', nowhere, '-o', out), nowhere, /data not found/); // the model used to be written first
+  const budget = await cli('quantize', NPM_MODEL, ...data, '--recipe', 'fallback', '--fallback-budget', 'abc', '-o', out);
+  assert.equal(budget.stderr.trim(), "onnxquant: --fallback-budget must be a ratio ≥ 0, got 'abc'"); // said 'got NaN'
+  assert.equal(existsSync(out), false);
+});

@@ -64,9 +64,12 @@ function parseOverrides(list: string[]): Filter['overrides'] {
 }
 
 /** The recipe with its fallback pass's budget set (a fallback pass is added, in float, when the recipe has none). */
-function withFallbackBudget(recipe: readonly PassSpec[], budget: number | undefined): PassSpec[] {
-  if (budget === undefined) return [...recipe];
-  if (!(budget >= 0)) throw new UserError(`--fallback-budget must be a ratio ≥ 0, got ${budget}`);
+/** The recipe with a mixed-precision fallback pass at this budget (replacing its own, keeping its precision) or,
+ * without a recipe, the fallback alone: a budget asks for the fallback whatever the recipe. */
+function withFallbackBudget(recipe: readonly PassSpec[], raw: string | undefined): PassSpec[] {
+  if (raw === undefined) return [...recipe];
+  const budget = Number(raw);
+  if (!(raw.trim() !== '' && budget >= 0)) throw new UserError(`--fallback-budget must be a ratio ≥ 0, got '${raw}'`);
   const fallback = recipe.find((p) => p.pass === 'fallback');
   return [...recipe.filter((p) => p.pass !== 'fallback'), { pass: 'fallback', budget, precision: fallback?.pass === 'fallback' ? fallback.precision : undefined }];
 }
@@ -90,7 +93,7 @@ export function registerQuantize(program: Command): void {
     .option('--override <tensor=spec>', "per-tensor override: 'name=float' or 'name={\"bits\":16}' (any rule field; a new width gets its full range unless qmin/qmax are given; name may be a glob; repeatable)", collect, [])
     .option('-o, --output <file>', 'output model (default: <model>.<rule>.onnx beside the input)')
     .option('--recipe <name>', `accuracy-recovery recipe: ${Object.keys(RECIPES).join(', ')} (best = equalization, outlier migration, range search, weight rounding (GPTQ), bias correction; each kept only if it lowers the error)`, 'none')
-    .option('--fallback-budget <ratio>', 'with --recipe fallback or fallback-int16: output power-ratio budget on calibration data (default 0.01)', parseFloat)
+    .option('--fallback-budget <ratio>', 'output power-ratio budget on calibration data of the mixed-precision fallback (default 0.01); adds the fallback (float) to a recipe without one, e.g. --recipe best')
     .option('--analyse', 'also write report.html and report.json beside the output')
     .option('--test <path>', 'data for --analyse (default: the calibration data)')
     .option('--quiet', 'no progress output')
@@ -128,7 +131,10 @@ export function registerQuantize(program: Command): void {
       const provider = String(o.provider) as ExecutionProvider;
       if (!EXECUTION_PROVIDERS.includes(provider)) throw new UserError(`--provider must be ${EXECUTION_PROVIDERS.join(' or ')}, got '${provider}'`);
       checkProvider(provider);
-      const recipe = withFallbackBudget(getRecipe(String(o.recipe)), o.fallbackBudget as number | undefined);
+      const recipe = withFallbackBudget(getRecipe(String(o.recipe)), o.fallbackBudget as string | undefined);
+      // The analysis data are opened before any work, so a wrong --test path fails before the model is written.
+      if (o.test && !o.analyse) throw new UserError('--test is the data for --analyse: add --analyse, or leave --test out');
+      const testDs = o.test ? openDataset(String(o.test), spec) : ds;
       const progress = makeProgress(Boolean(o.quiet));
       const total = Math.min(steps, Math.ceil(ds.size / batch));
       progress.stage(`calibrate ${rule.name}`, total);
@@ -153,7 +159,6 @@ export function registerQuantize(program: Command): void {
       );
       for (const s of result.plan.skipped) process.stderr.write(`warning: left float: ${s.node} (${s.reason})\n`);
       if (o.analyse) {
-        const testDs = o.test ? openDataset(String(o.test), spec) : ds;
         await writeAnalysis(result.floatModel, result.model, testDs, input, batch, dirname(out), {
           rule: rule.name,
           floatPath: file,
