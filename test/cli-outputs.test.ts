@@ -220,3 +220,15 @@ test('quantize: --test without --analyse, a --test path that does not exist, a -
   assert.equal(budget.stderr.trim(), "onnxquant: --fallback-budget must be a ratio ≥ 0, got 'abc'"); // said 'got NaN'
   assert.equal(existsSync(out), false);
 });
+
+test('analyse --steps 0 / --batch 0 and deploy-check --runs 0 / --threads -1 are refused (an empty report, a stack trace, NaN latencies, onnxruntime\'s message)', async () => {
+  const dir = join(tmp, 'counts');
+  for (const flag of ['--steps', '--batch']) {
+    const r = await cli('analyse', NPM_MODEL, NPM_MODEL, '--data', images, '--preprocess', 'ocr-48x320', '--quiet', '--out-dir', dir, flag, '0');
+    assert.equal(r.stderr.trim(), 'onnxquant: --batch and --steps must be positive integers', flag);
+  }
+  assert.equal(existsSync(dir), false);
+  const dc = (...extra: string[]) => cli('deploy-check', NPM_MODEL, '--data', images, '--preprocess', 'ocr-48x320', '--batch', '1', '--steps', '1', ...extra);
+  assert.equal((await dc('--runs', '0')).stderr.trim(), 'onnxquant: --batch, --steps and --runs must be positive integers');
+  assert.equal((await dc('--threads', '-1')).stderr.trim(), 'onnxquant: --warmup and --threads must be integers ≥ 0');
+});

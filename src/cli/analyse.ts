@@ -116,6 +116,9 @@ export function registerAnalyse(program: Command): void {
       const quant = loadModel(quantFile);
       const floatModel = formatModel(loadModel(floatFile)).model;
       checkQuantizedFrom(floatModel, floatFile, quant, quantFile);
+      const batch = o.batch as number;
+      const steps = o.steps as number | undefined;
+      if (!(batch > 0) || (steps !== undefined && !(steps > 0))) throw new UserError('--batch and --steps must be positive integers');
       const isolated = String(o.isolated);
       if (!['none', 'both', 'all'].includes(isolated)) throw new UserError(`--isolated must be none, both or all, got '${isolated}'`);
       const outputs = o.outputs ? String(o.outputs).split(',') : undefined;
@@ -128,14 +131,14 @@ export function registerAnalyse(program: Command): void {
       const input = singleInput(floatModel, floatFile, o.input as string | undefined);
       const ds = openDataset(String(o.data), fitToModelInput(resolvePreprocess(o.preprocess as string), floatModel, input));
       warnIfNoQdq(quant, quantFile, 'no layer is quantized and AQE and MQE are undefined (NaN)');
-      await writeAnalysis(floatModel, quant, ds, input, o.batch as number, String(o.outDir), {
+      await writeAnalysis(floatModel, quant, ds, input, batch, String(o.outDir), {
         floatPath: floatFile,
         quantPath: quantFile,
         dataPath: String(o.data),
         outputs,
         isolated: isolated as AnalyseOptions['isolated'],
         quiet: Boolean(o.quiet),
-        steps: o.steps as number | undefined,
+        steps,
       });
     });
 }

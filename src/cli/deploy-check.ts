@@ -37,7 +37,8 @@ export function registerDeployCheck(program: Command): void {
       const ds = openDataset(String(o.data), fitToModelInput(resolvePreprocess(o.preprocess as string), quant, input));
       const batch = o.batch as number;
       const steps = o.steps as number;
-      if (!(batch > 0) || !(steps > 0)) throw new UserError('--batch and --steps must be positive integers');
+      if (!(batch > 0) || !(steps > 0) || !((o.runs as number) > 0)) throw new UserError('--batch, --steps and --runs must be positive integers');
+      if (!((o.warmup as number) >= 0) || !((o.threads as number) >= 0)) throw new UserError('--warmup and --threads must be integers ≥ 0');
       const task = String(o.task);
       if (!['auto', 'classify', 'regress'].includes(task)) throw new UserError(`--task must be auto, classify or regress, got '${task}'`);
       const batches: Feeds[] = [];
