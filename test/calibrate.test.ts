@@ -17,7 +17,7 @@ import { realiseQdq } from '../src/realise/qdq.ts';
 import { NPM_MODEL, SHARED } from './helpers/models.ts';
 import { create } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto } from 'onnx-buf';
-import { makeNode } from '../src/ir/graph.ts';
+import { makeNode, tensorValueInfo } from '../src/ir/graph.ts';
 import { makeTensor } from '../src/onnx/tensor-codec.ts';
 import { loadModel } from '../src/onnx/model-io.ts';
 import { buildRule, getRule } from '../src/quant/rules.ts';
@@ -258,4 +258,22 @@ test('a statistics session per input shape (the default) gives the parameters of
 
 test('the WebGPU provider is refused for simulation, which must run the CPU kernels the deployment check compares against', async () => {
   await assert.rejects(createSession(loadModel(NPM_MODEL), { mode: 'simulate', provider: 'webgpu' }), /the webgpu provider runs float and calibration sessions only; 'simulate' sessions run on the CPU provider/);
+});
+
+test('a per-shape statistics session keeps the dimensions the model fixes: a batch the model refuses is still refused', async () => {
+  // PP-OCRv4 rec with its batch dimension fixed at 1 (the width stays symbolic).
+  const model = clone(ModelProtoSchema, loadModel(NPM_MODEL));
+  const input = model.graph!.input[0];
+  model.graph!.input[0] = tensorValueInfo(input.name, DT.FLOAT, [1, 3, 48, 'W']);
+  const rule = getRule('onnxquant-int8-perchannel');
+  const prepared = prepareModel(model, rule).model;
+  const plan = planModel(prepared, rule);
+  const r = seededRandom(5);
+  const batch = (n: number): Feeds => ({ [input.name]: { dims: [n, 3, 48, 64], data: Float32Array.from({ length: n * 3 * 48 * 64 }, () => r()) } });
+  const run = (feeds: Feeds[]) =>
+    calibrate(prepared, plan, (async function* () {
+      yield* feeds;
+    })());
+  assert.ok((await run([batch(1), batch(1)])).params.size > 100); // the width is filled in per shape
+  await assert.rejects(run([batch(2)]), /invalid dimensions for input: x .*Got: 2 Expected: 1/); // writing 2 over the fixed 1 let it through
 });

@@ -15,6 +15,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { NPM_MODEL } from './helpers/models.ts';
+import { clone } from '@bufbuild/protobuf';
+import { ModelProtoSchema, TensorProto_DataType } from 'onnx-buf';
+import { tensorValueInfo } from '../src/ir/graph.ts';
+import { loadModel, saveModel } from '../src/onnx/model-io.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const BIN = join(ROOT, 'bin/onnxquant.js');
@@ -231,4 +235,21 @@ test('analyse --steps 0 / --batch 0 and deploy-check --runs 0 / --threads -1 are
   const dc = (...extra: string[]) => cli('deploy-check', NPM_MODEL, '--data', images, '--preprocess', 'ocr-48x320', '--batch', '1', '--steps', '1', ...extra);
   assert.equal((await dc('--runs', '0')).stderr.trim(), 'onnxquant: --batch, --steps and --runs must be positive integers');
   assert.equal((await dc('--threads', '-1')).stderr.trim(), 'onnxquant: --warmup and --threads must be integers ≥ 0');
+});
+
+test('a --batch the model cannot take (its batch dimension is fixed) is one line saying which batch size it takes', async () => {
+  const model = clone(ModelProtoSchema, loadModel(NPM_MODEL));
+  const input = model.graph!.input[0];
+  model.graph!.input[0] = tensorValueInfo(input.name, TensorProto_DataType.FLOAT, [1, 3, 48, 'W']);
+  const file = join(tmp, 'batch1.onnx');
+  saveModel(model, file);
+  const out = join(tmp, 'batch1.q.onnx');
+  const two = join(tmp, 'two-lines');
+  mkdirSync(two);
+  for (const f of ['a.png', 'b.png']) copyFileSync(join(images, 'line.png'), join(two, f));
+  const r = await cli('quantize', file, '--calib', two, '--preprocess', 'ocr-48x320', '--batch', '2', '--quiet', '-o', out);
+  assert.equal(r.code, 2, r.stderr);
+  assert.equal(r.stderr.trim(), "onnxquant: input 'x' takes batches of exactly 1 (fixed in the model), got a batch of 2: use --batch 1");
+  assert.equal(existsSync(out), false);
+  assert.equal((await cli('quantize', file, '--calib', two, '--preprocess', 'ocr-48x320', '--batch', '1', '--quiet', '-o', out)).code, 0);
 });

@@ -14,6 +14,7 @@ import type { QuantParams } from '../quant/config.ts';
 import type { QuantPlan } from '../quant/plan.ts';
 import { realiseQdq } from '../realise/qdq.ts';
 import { createSession, type ExecutionProvider, type ModelSession } from '../runtime/session.ts';
+import { valueInfoSpec } from '../runtime/inputs.ts';
 import type { FloatTensor } from '../tensor.ts';
 import { Fp8MseObserver, makeObserver, MinMaxObserver, PercentileObserver, type Observer } from './observers.ts';
 import { nonNegativeTensors } from '../ir/non-negative.ts';
@@ -47,13 +48,21 @@ export interface CalibrateOptions {
 
 const SHAPED_SESSIONS = 2;
 
-/** The model with its graph inputs' shapes set to those of one batch's feeds. */
+/**
+ * The model with the symbolic and unknown dimensions of its graph inputs set to those of one batch's feeds. Fixed
+ * dimensions stay as the model declares them, so a batch that does not fit is refused as by the generic session.
+ */
 function withInputShapes(model: ModelProto, feeds: Feeds): ModelProto {
   const m = clone(ModelProtoSchema, model);
   m.graph!.input = m.graph!.input.map((v) => {
     const f = feeds[v.name];
-    const elem = v.type?.value.case === 'tensorType' ? v.type.value.value.elemType : undefined;
-    return f && elem !== undefined ? tensorValueInfo(v.name, elem, f.dims) : v;
+    const spec = valueInfoSpec(v);
+    if (!f || (spec.dims && spec.dims.length !== f.dims.length)) return v;
+    const dims = f.dims.map((d, i) => {
+      const declared = spec.dims?.[i];
+      return typeof declared === 'number' && declared > 0 ? declared : d;
+    });
+    return tensorValueInfo(v.name, spec.dataType, dims);
   });
   return m;
 }

@@ -93,6 +93,8 @@ export async function* feedBatches(ds: Dataset<unknown>, input: InputSpec, batch
   for await (const b of batches(ds, batchSize, limit)) {
     const d = b.input.dims;
     const want = input.dims;
+    if (typeof want?.[0] === 'number' && want[0] > 0 && d.length === want.length && d[0] !== want[0])
+      throw new UserError(`input '${input.name}' takes batches of exactly ${want[0]} (fixed in the model), got a batch of ${d[0]}: use --batch ${want[0]}`);
     if (want && (want.length !== d.length || want.some((w, i) => i > 0 && typeof w === 'number' && w > 0 && w !== d[i])))
       throw new UserError(`samples of shape [${d.slice(1).join(', ')}] (after preprocessing) do not fit input '${input.name}' of shape [${want.map((w) => w ?? '?').join(', ')}]`, source);
     yield { [input.name]: b.input };
