@@ -63,9 +63,8 @@ function parseOverrides(list: string[]): Filter['overrides'] {
   return out;
 }
 
-/** The recipe with its fallback pass's budget set (a fallback pass is added, in float, when the recipe has none). */
-/** The recipe with a mixed-precision fallback pass at this budget (replacing its own, keeping its precision) or,
- * without a recipe, the fallback alone: a budget asks for the fallback whatever the recipe. */
+/** The recipe with its fallback pass's budget set: the recipe's own fallback keeps its precision; a recipe without
+ * one (`none` included) gets a float fallback — a budget asks for the fallback whatever the recipe. */
 function withFallbackBudget(recipe: readonly PassSpec[], raw: string | undefined): PassSpec[] {
   if (raw === undefined) return [...recipe];
   const budget = Number(raw);

@@ -273,13 +273,13 @@ export function setAttr(n: NodeProto, name: string, v: AttrValue): void {
   n.attribute.push(makeAttr(name, v));
 }
 
-/** A graph input or output of a tensor type with fixed dims. */
-/** A tensor's value info; a string dim is symbolic (dimParam); without dims the shape is left unknown. */
 /** Does the model hold any QuantizeLinear/DequantizeLinear node (is it a QDQ model at all)? */
 export function hasQdqNodes(model: ModelProto): boolean {
   return model.graph!.node.some((n) => n.opType === 'QuantizeLinear' || n.opType === 'DequantizeLinear');
 }
 
+/** A tensor's value info (a graph input or output): a string dim is symbolic (dimParam); without dims the shape is
+ * left unknown. */
 export function tensorValueInfo(name: string, elemType: number, dims?: readonly (number | string)[]): ValueInfoProto {
   const dim = (d: number | string) => ({ value: typeof d === 'string' ? { case: 'dimParam' as const, value: d } : { case: 'dimValue' as const, value: BigInt(d) } });
   return create(ValueInfoProtoSchema, { name, type: { value: { case: 'tensorType', value: { elemType, shape: dims ? { dim: dims.map(dim) } : undefined } } } });
