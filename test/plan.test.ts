@@ -6,7 +6,7 @@ import { create } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto } from 'onnx-buf';
 import { makeNode } from '../src/ir/graph.ts';
 import { makeTensor } from '../src/onnx/tensor-codec.ts';
-import { buildRule, getRule } from '../src/quant/rules.ts';
+import { buildRule, getRule, type RuleSpec } from '../src/quant/rules.ts';
 import { matchName, planModel } from '../src/quant/plan.ts';
 import { applyOverride, minOpsetFor } from '../src/quant/config.ts';
 import { UserError } from '../src/errors.ts';
@@ -129,4 +129,19 @@ test('16-bit overrides and 4-bit rules give models onnxruntime loads (opset 21),
   // 8 more bits: ~2^-16 of the int8 power error; int8's range stored in 16 bits (the old behaviour) would give e8.
   assert.ok(e16 < e8 / 1000, `int16 error ${e16} against int8 ${e8}`);
   assert.ok(e4 > e8, `int4 error ${e4} against int8 ${e8}`);
+});
+
+test('a rule spec with a field the rule does not have, or a value of the wrong kind, is refused naming the field (it was ignored)', () => {
+  const bad: [Record<string, unknown>, RegExp][] = [
+    [{ name: 'r', activation: { bits: 9 } }, /'activation' is not a rule field \(fields: name, bits, symmetric/],
+    [{ name: 'r', perchannel: false }, /'perchannel' is not a rule field/],
+    [{ name: 'r', symmetric: 'no' }, /symmetric must be true or false, got "no"/],
+    [{ name: 'r', percentile: 99.99 }, /percentile must be a number in \(0, 1\], got 99.99/],
+    [{ name: 'r', matmulWeightAxis: 'input' }, /matmulWeightAxis must be 'ppq' or 'output'/],
+    [{ name: 'r', ops: 'Conv' }, /ops must be a list of op types/],
+  ];
+  for (const [spec, message] of bad) assert.throws(() => buildRule(spec as unknown as RuleSpec, 'r.json'), message, JSON.stringify(spec));
+  // The README's example builds, with what it says.
+  const r = buildRule({ name: 'int4-weights', bits: 4, symmetric: true, perChannel: true, activationObserver: 'kl' });
+  assert.deepEqual([r.weight.qmin, r.weight.qmax, r.weight.perChannel, r.activation.observer], [-8, 7, true, 'kl']);
 });

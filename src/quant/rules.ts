@@ -71,7 +71,20 @@ export interface RuleSpec {
   matmulWeightAxis?: 'ppq' | 'output';
 }
 
+const RULE_FIELDS: readonly (keyof RuleSpec)[] = ['name', 'bits', 'symmetric', 'perChannel', 'pow2', 'activationObserver', 'weightObserver', 'percentile', 'ops', 'matmulWeightAxis'];
+
 export function buildRule(spec: RuleSpec, source = 'rule'): QuantRule {
+  // A field the rule does not have (a typo, or a nested {"activation": …}) would otherwise be ignored, leaving the
+  // default in its place unseen; likewise a boolean given as a string.
+  const unknown = Object.keys(spec).find((k) => !(RULE_FIELDS as readonly string[]).includes(k));
+  if (unknown !== undefined) throw new UserError(`'${unknown}' is not a rule field (fields: ${RULE_FIELDS.join(', ')})`, source);
+  for (const k of ['symmetric', 'perChannel', 'pow2'] as const)
+    if (spec[k] !== undefined && typeof spec[k] !== 'boolean') throw new UserError(`${k} must be true or false, got ${JSON.stringify(spec[k])}`, source);
+  if (spec.percentile !== undefined && !(typeof spec.percentile === 'number' && spec.percentile > 0 && spec.percentile <= 1))
+    throw new UserError(`percentile must be a number in (0, 1], got ${JSON.stringify(spec.percentile)}`, source);
+  if (spec.matmulWeightAxis !== undefined && spec.matmulWeightAxis !== 'ppq' && spec.matmulWeightAxis !== 'output')
+    throw new UserError(`matmulWeightAxis must be 'ppq' or 'output', got ${JSON.stringify(spec.matmulWeightAxis)}`, source);
+  if (spec.ops !== undefined && !Array.isArray(spec.ops)) throw new UserError(`ops must be a list of op types, got ${JSON.stringify(spec.ops)}`, source);
   const bits = spec.bits ?? 8;
   if (!Number.isInteger(bits) || bits < 2 || bits > 16) throw new UserError(`bits must be an integer from 2 to 16, got ${spec.bits}`, source);
   const symmetric = spec.symmetric ?? true;
