@@ -145,3 +145,26 @@ test('a rule spec with a field the rule does not have, or a value of the wrong k
   const r = buildRule({ name: 'int4-weights', bits: 4, symmetric: true, perChannel: true, activationObserver: 'kl' });
   assert.deepEqual([r.weight.qmin, r.weight.qmax, r.weight.perChannel, r.activation.observer], [-8, 7, true, 'kl']);
 });
+
+test('an override that is not an object of config fields, or has a field of the wrong kind, is refused (it was ignored); a switch to FP8 gets the FP8 range', () => {
+  const base = getRule('onnxquant-int8-perchannel').activation;
+  const bad: [unknown, RegExp][] = [
+    [17, /expected 'float' or a JSON object of fields \(format, bits, qmin, qmax, symmetric, perChannel, pow2, observer, percentile\), got 17/],
+    [{ bitz: 16 }, /'bitz' is not a field/],
+    [{ bits: '16' }, /bits must be an integer from 2 to 16, got "16"/],
+    [{ symmetric: 'no' }, /symmetric must be true or false, got "no"/],
+    [{ format: 'fp8' }, /format must be one of int, fp8e4m3, fp8e5m2, got "fp8"/],
+    [{ observer: 'entropy' }, /observer must be one of minmax, percentile, kl, mse, fp8-mse/],
+    [{ qmin: 5.5 }, /qmin must be an integer, got 5\.5/],
+    [{ percentile: 99.99 }, /percentile must be a number in \(0, 1\]/],
+  ];
+  for (const [o, message] of bad) assert.throws(() => applyOverride(base, o as Partial<typeof base>, "override for 'x'"), message, JSON.stringify(o));
+  // int8 → E4M3 without a range: ±448, not int8's −128…127 inside E4M3 (whose scale would then map the range to 127.5).
+  assert.deepEqual(pick(applyOverride(base, { format: 'fp8e4m3' }, 'o')), { format: 'fp8e4m3', bits: 8, qmin: -448, qmax: 448 });
+  assert.deepEqual(pick(applyOverride(base, { format: 'fp8e5m2' }, 'o')), { format: 'fp8e5m2', bits: 8, qmin: -57344, qmax: 57344 });
+  assert.deepEqual(pick(applyOverride(base, { format: 'fp8e4m3', qmin: -240, qmax: 240 }, 'o')), { format: 'fp8e4m3', bits: 8, qmin: -240, qmax: 240 });
+});
+
+function pick(c: { format: string; bits: number; qmin: number; qmax: number }) {
+  return { format: c.format, bits: c.bits, qmin: c.qmin, qmax: c.qmax };
+}

@@ -3,6 +3,7 @@
  * sidecar records them.
  */
 import { UserError } from '../errors.ts';
+import { float8MaxFinite } from '../onnx/float-formats.ts';
 
 export type NumberFormat = 'int' | 'fp8e4m3' | 'fp8e5m2';
 export type ObserverKind = 'minmax' | 'percentile' | 'kl' | 'mse' | 'fp8-mse';
@@ -56,6 +57,23 @@ export function minOpsetFor(cfg: TensorQuantConfig): number {
   return cfg.perChannel ? 13 : 10;
 }
 
+const NUMBER_FORMATS: readonly NumberFormat[] = ['int', 'fp8e4m3', 'fp8e5m2'];
+const OBSERVERS: readonly ObserverKind[] = ['minmax', 'percentile', 'kl', 'mse', 'fp8-mse'];
+const CONFIG_FIELDS: readonly (keyof TensorQuantConfig)[] = ['format', 'bits', 'qmin', 'qmax', 'symmetric', 'perChannel', 'pow2', 'observer', 'percentile'];
+
+/** An override is a JSON object of config fields, each of its kind: anything else would be ignored unseen. */
+function checkOverrideFields(o: unknown, what: string): asserts o is Partial<TensorQuantConfig> {
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) throw new UserError(`${what}: expected 'float' or a JSON object of fields (${CONFIG_FIELDS.join(', ')}), got ${JSON.stringify(o)}`);
+  const r = o as Record<string, unknown>;
+  const unknown = Object.keys(r).find((k) => !(CONFIG_FIELDS as readonly string[]).includes(k));
+  if (unknown !== undefined) throw new UserError(`${what}: '${unknown}' is not a field (fields: ${CONFIG_FIELDS.join(', ')})`);
+  if (r.format !== undefined && !(NUMBER_FORMATS as readonly unknown[]).includes(r.format)) throw new UserError(`${what}: format must be one of ${NUMBER_FORMATS.join(', ')}, got ${JSON.stringify(r.format)}`);
+  if (r.observer !== undefined && !(OBSERVERS as readonly unknown[]).includes(r.observer)) throw new UserError(`${what}: observer must be one of ${OBSERVERS.join(', ')}, got ${JSON.stringify(r.observer)}`);
+  for (const k of ['symmetric', 'perChannel', 'pow2']) if (r[k] !== undefined && typeof r[k] !== 'boolean') throw new UserError(`${what}: ${k} must be true or false, got ${JSON.stringify(r[k])}`);
+  for (const k of ['qmin', 'qmax']) if (r[k] !== undefined && !Number.isInteger(r[k])) throw new UserError(`${what}: ${k} must be an integer, got ${JSON.stringify(r[k])}`);
+  if (r.percentile !== undefined && !(typeof r.percentile === 'number' && r.percentile > 0 && r.percentile <= 1)) throw new UserError(`${what}: percentile must be a number in (0, 1], got ${JSON.stringify(r.percentile)}`);
+}
+
 /**
  * A config with a user's override applied. An override that changes the integer width, the symmetry or the format
  * (to int) without giving the range gets the full range of the new width (signed when symmetric, as rules are
@@ -63,10 +81,19 @@ export function minOpsetFor(cfg: TensorQuantConfig): number {
  * in errors.
  */
 export function applyOverride(base: TensorQuantConfig, o: Partial<TensorQuantConfig>, what: string): TensorQuantConfig {
+  checkOverrideFields(o, what);
   const cfg = { ...base, ...o };
-  if (cfg.format !== 'int') return cfg;
+  if (cfg.format !== 'int') {
+    // A switch to FP8 without a range gets the format's whole range (±448 for E4M3), as a new integer width gets
+    // its own: an int rule's −128…127 kept there would use a sliver of E4M3.
+    if (o.format !== undefined && o.qmin === undefined && o.qmax === undefined) {
+      const max = float8MaxFinite(cfg.format === 'fp8e4m3' ? 'e4m3fn' : 'e5m2');
+      Object.assign(cfg, { bits: 8, qmin: -max, qmax: max, symmetric: true });
+    }
+    return cfg;
+  }
   if (cfg.observer === 'fp8-mse') throw new UserError(`${what}: the fp8-mse observer picks FP8 scales; give an integer tensor another observer (minmax, percentile, kl, mse)`);
-  if (!Number.isInteger(cfg.bits) || cfg.bits < 2 || cfg.bits > 16) throw new UserError(`${what}: bits must be an integer from 2 to 16, got ${cfg.bits}`);
+  if (!Number.isInteger(cfg.bits) || cfg.bits < 2 || cfg.bits > 16) throw new UserError(`${what}: bits must be an integer from 2 to 16, got ${JSON.stringify(cfg.bits)}`);
   if ((o.bits !== undefined || o.symmetric !== undefined || o.format !== undefined) && o.qmin === undefined && o.qmax === undefined) Object.assign(cfg, intRange(cfg.bits, cfg.symmetric));
   const full = intRange(cfg.bits, cfg.qmin < 0);
   if (!(cfg.qmin < cfg.qmax && cfg.qmin >= full.qmin && cfg.qmax <= full.qmax))
