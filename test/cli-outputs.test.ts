@@ -117,7 +117,7 @@ test('data of the wrong shape and an analysis of two unrelated models: one line 
   oneLineError(await cli('analyse', det, join(dir, 'q.onnx'), '--data', images, '--preprocess', 'ocr-48x320', '--quiet', '--out-dir', join(tmp, 'an-mismatch')), join(dir, 'q.onnx'), /is not a quantized .*cls_infer.onnx: that model's output '.*' is not among its outputs/);
 });
 
-test('zoo --root that is not a QuantZoo workspace: one line naming it, exit 2, no result folder', async () => {
+test('zoo --root that is not a QuantZoo workspace, or --reuse-only on a folder without cells: one line naming it, exit 2, no tables', async () => {
   const out = join(tmp, 'zoo-out');
   const missing = join(tmp, 'no-such-zoo');
   oneLineError(await cli('zoo', '--root', missing, '--out', out), missing, /^onnxquant: \S+: no such folder$/);
@@ -125,6 +125,12 @@ test('zoo --root that is not a QuantZoo workspace: one line naming it, exit 2, n
   mkdirSync(join(empty, 'Data'), { recursive: true });
   oneLineError(await cli('zoo', '--root', empty, '--out', out), empty, /not a QuantZoo workspace: it has no Model\/ folder/);
   assert.equal(existsSync(out), false);
+  // --reuse-only on a folder that is not there, or holds no cell: one line, no tables (they were written empty, exit 0).
+  oneLineError(await cli('zoo', '--reuse-only', '--out', out), out, /no such folder \(--reuse-only tabulates the cells already there\)/);
+  assert.equal(existsSync(out), false);
+  mkdirSync(out);
+  oneLineError(await cli('zoo', '--reuse-only', '--out', out), out, /holds no result for these 3 cell\(s\) \(--reuse-only computes nothing; tables not written\)/);
+  assert.deepEqual(readdirSync(out), []);
 });
 
 test('an empty data folder is one line naming it (quantize used to end in a stack trace, analyse in an empty report)', async () => {

@@ -103,6 +103,8 @@ export function registerZoo(program: Command): void {
       if (!embedded && !isDirectory(join(root, 'Model')))
         throw new UserError(isDirectory(root) ? 'not a QuantZoo workspace: it has no Model/ folder (expected Model/… and Data/…)' : 'no such folder', String(o.root));
       const out = resolve(String(o.out));
+      // --reuse-only tabulates what a folder holds: a mistyped --out would otherwise write empty tables, exit 0.
+      if (o.reuseOnly && !isDirectory(out)) throw new UserError('no such folder (--reuse-only tabulates the cells already there)', String(o.out));
       ensureOutputDir(out);
       const t0 = performance.now();
       const run = await runZoo({
@@ -122,6 +124,8 @@ export function registerZoo(program: Command): void {
           : {}),
         saveModels: Boolean(o.saveModels),
       });
+      if (o.reuseOnly && run.skipped === 0)
+        throw new UserError(`holds no result for these ${run.notComputed} cell(s) (--reuse-only computes nothing; tables not written)`, String(o.out));
       const title = embedded ? 'onnxquant zoo (embedded: PP-OCRv4 rec on rendered text lines)' : `onnxquant zoo: ${root}`;
       writeZooOutputs(out, run.rows, title);
       const text =
