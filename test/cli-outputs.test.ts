@@ -110,8 +110,18 @@ test('data of the wrong shape and an analysis of two unrelated models: one line 
   const out = join(tmp, 'shape.onnx');
   const r = await cli('quantize', NPM_MODEL, '--calib', images, '--preprocess', 'imagenet', '--batch', '1', '--calib-steps', '1', '--quiet', '-o', out);
   // Checked before onnxruntime runs: its own message named neither the data nor the shape after preprocessing.
-  oneLineError(r, images, /samples of shape \[3, 224, 224\] \(after preprocessing\) do not fit input 'x' of shape \[\S+, 3, 48, \S+\]/);
+  oneLineError(r, images, /samples of shape \[3, 224, 224\] \(after preprocessing\) do not fit input 'x' of shape \[\S+, 3, 48, \S+\]$/);
   assert.equal(existsSync(out), false);
+  // Channels-first images for a channels-last input: the message says which layout the model takes.
+  const nhwc = clone(ModelProtoSchema, loadModel(NPM_MODEL));
+  nhwc.graph!.input[0] = tensorValueInfo('x', TensorProto_DataType.FLOAT, ['N', 48, 320, 3]);
+  const nhwcFile = join(tmp, 'nhwc.onnx');
+  saveModel(nhwc, nhwcFile);
+  oneLineError(
+    await cli('quantize', nhwcFile, '--calib', images, '--preprocess', 'ocr-48x320', '--batch', '1', '--quiet', '-o', out),
+    images,
+    /samples of shape \[3, 48, 320\] \(after preprocessing\) do not fit input 'x' of shape \[N, 48, 320, 3\]: the model takes channels last — use a preprocessing with "layout": "nhwc"/,
+  );
   const det = NPM_MODEL.replace('ch_PP-OCRv4_rec_infer', 'ch_ppocr_mobile_v2.0_cls_infer');
   const dir = join(tmp, 'q');
   oneLineError(await cli('analyse', det, join(dir, 'q.onnx'), '--data', images, '--preprocess', 'ocr-48x320', '--quiet', '--out-dir', join(tmp, 'an-mismatch')), join(dir, 'q.onnx'), /is not a quantized .*cls_infer.onnx: that model's output '.*' is not among its outputs/);

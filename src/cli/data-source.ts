@@ -88,6 +88,15 @@ export function modelInput(model: ModelProto, name: string): InputSpec {
  * batch dimension) do not fit the input fails naming the data: onnxruntime's message would name neither it nor
  * the shapes after preprocessing.
  */
+/** Images laid out channels-first for a channels-last input (or the reverse) get a hint at the preprocessing. */
+function layoutHint(d: readonly number[], want: InputSpec['dims'] & {}): string {
+  if (d.length !== 4 || want.length !== 4) return '';
+  const channels = (c: unknown) => c === 1 || c === 3;
+  if (channels(want[3]) && d[1] === want[3] && !channels(want[1])) return `: the model takes channels last — use a preprocessing with "layout": "nhwc" (e.g. --preprocess rgb01-nhwc)`;
+  if (channels(want[1]) && d[3] === want[1] && !channels(want[3])) return `: the model takes channels first — use a preprocessing with "layout": "nchw" (e.g. --preprocess imagenet)`;
+  return '';
+}
+
 export async function* feedBatches(ds: Dataset<unknown>, input: InputSpec, batchSize: number, steps: number | undefined, source: string): AsyncIterable<Feeds> {
   const limit = steps !== undefined ? steps * batchSize : Infinity;
   for await (const b of batches(ds, batchSize, limit)) {
@@ -96,7 +105,7 @@ export async function* feedBatches(ds: Dataset<unknown>, input: InputSpec, batch
     if (typeof want?.[0] === 'number' && want[0] > 0 && d.length === want.length && d[0] !== want[0])
       throw new UserError(`input '${input.name}' takes batches of exactly ${want[0]} (fixed in the model), got a batch of ${d[0]}: use --batch ${want[0]}`);
     if (want && (want.length !== d.length || want.some((w, i) => i > 0 && typeof w === 'number' && w > 0 && w !== d[i])))
-      throw new UserError(`samples of shape [${d.slice(1).join(', ')}] (after preprocessing) do not fit input '${input.name}' of shape [${want.map((w) => w ?? '?').join(', ')}]`, source);
+      throw new UserError(`samples of shape [${d.slice(1).join(', ')}] (after preprocessing) do not fit input '${input.name}' of shape [${want.map((w) => w ?? '?').join(', ')}]${layoutHint(d, want)}`, source);
     yield { [input.name]: b.input };
   }
 }
