@@ -123,6 +123,20 @@ test('qparams JSON: the sidecar round-trips; rebuilt from the QDQ model it has t
   }
 });
 
+test('qparams rebuilt from an FP8 QDQ model: every tensor, as E4M3 with the rule\'s ±448, the same scales (it rebuilt none, and exports were empty)', async () => {
+  const q = await quantize(smallNet(), iter(randomBatches(4, 4)), { rule: getRule('onnxquant-fp8') });
+  const rebuilt = sidecarFromModel(q.model);
+  assert.equal(rebuilt.tensors.length, q.sidecar.tensors.length);
+  for (const t of q.sidecar.tensors) {
+    const r = rebuilt.tensors.find((x) => x.tensor === t.tensor && x.role === t.role);
+    assert.ok(r, `${t.role} ${t.tensor} rebuilt`);
+    assert.deepEqual([r.format, r.bits, r.qmin, r.qmax, r.symmetric], ['fp8e4m3', 8, -448, 448, true], t.tensor);
+    assert.deepEqual(r.scale, t.scale, t.tensor);
+    // Activations: the representable range ±448·s.
+    if (t.role === 'activation') assert.deepEqual(r.max, t.scale.map((s) => Math.fround(448 * s)), t.tensor);
+  }
+});
+
 test('QOperator: QLinearConv model runs in onnxruntime and matches the QDQ model as deployed', async () => {
   const { model } = await res;
   const { model: qop, converted, left } = toQOperator(model);

@@ -7,6 +7,7 @@ import { TensorProto_DataType as DT, type ModelProto } from 'onnx-buf';
 import { readUserFile, UserError } from '../errors.ts';
 import { attrInt, GraphView } from '../ir/graph.ts';
 import { loadModel } from '../onnx/model-io.ts';
+import { float8MaxFinite } from '../onnx/float-formats.ts';
 import { tensorDims, tensorToFloat32 } from '../onnx/tensor-codec.ts';
 import { SIDECAR_SCHEMA, type Sidecar, type SidecarTensor } from '../realise/sidecar.ts';
 
@@ -42,12 +43,23 @@ const RANGES: Record<number, [number, number]> = {
 /**
  * Rebuild the sidecar from a QDQ model: each QuantizeLinear is an activation (range = the representable range
  * (qmin − z)·s … (qmax − z)·s), each DequantizeLinear over an integer initializer is a weight (range = the
- * dequantized values per channel). int32 DequantizeLinears (biases) are left out. Weight names lose the
+ * dequantized values per channel), in an integer or FP8 format. int32 DequantizeLinears (biases) are left out. Weight names lose the
  * `_quantized` suffix realiseQdq gives them.
  */
 /** Bit width of a stored integer type (Q/DQ zero points and quantized weights). */
 function bitsOf(dt: number): number {
   return dt === DT.INT16 || dt === DT.UINT16 ? 16 : dt === DT.INT4 || dt === DT.UINT4 ? 4 : 8;
+}
+
+/** The number format a Q/DQ stores in: integers by their range, FP8 by its largest finite value (the FP8 rules'
+ * qmin/qmax). undefined for anything else (int32 biases). */
+function storedFormat(dt: number): Pick<SidecarTensor, 'format' | 'bits' | 'qmin' | 'qmax'> | undefined {
+  const range = RANGES[dt];
+  if (range) return { format: 'int', bits: bitsOf(dt), qmin: range[0], qmax: range[1] };
+  const fp8 = dt === DT.FLOAT8E4M3FN ? ({ format: 'fp8e4m3', kind: 'e4m3fn' } as const) : dt === DT.FLOAT8E5M2 ? ({ format: 'fp8e5m2', kind: 'e5m2' } as const) : undefined;
+  if (!fp8) return undefined;
+  const max = float8MaxFinite(fp8.kind);
+  return { format: fp8.format, bits: 8, qmin: -max, qmax: max };
 }
 
 export function sidecarFromModel(model: ModelProto): Sidecar {
@@ -62,18 +74,15 @@ export function sidecarFromModel(model: ModelProto): Sidecar {
       if (!scale) continue;
       const zpT = n.input[2] ? view.initializers.get(n.input[2]) : undefined;
       const dt = zpT?.dataType ?? DT.UINT8;
-      const range = RANGES[dt];
-      if (!range) continue;
+      const stored = storedFormat(dt);
+      if (!stored) continue;
       const zp = num(n.input[2]) ?? [0];
-      const [qmin, qmax] = range;
+      const { qmin, qmax } = stored;
       const dqs = view.uses(n.output[0]).filter((c) => c.opType === 'DequantizeLinear');
       tensors.push({
         tensor: n.input[0],
         role: 'activation',
-        format: 'int',
-        bits: bitsOf(dt),
-        qmin,
-        qmax,
+        ...stored,
         symmetric: zp.every((z) => z === 0) && qmin < 0,
         pow2: scale.every((s) => Number.isInteger(Math.log2(s))),
         observer: 'unknown',
@@ -85,8 +94,8 @@ export function sidecarFromModel(model: ModelProto): Sidecar {
       });
     } else if (n.opType === 'DequantizeLinear' && view.isConstant(n.input[0])) {
       const q = view.initializers.get(n.input[0])!;
-      const range = RANGES[q.dataType];
-      if (!range) continue; // int32 biases, float8
+      const stored = storedFormat(q.dataType);
+      if (!stored) continue; // int32 biases
       const scale = num(n.input[1])!;
       const zp = num(n.input[2]) ?? scale.map(() => 0);
       const dims = tensorDims(q);
@@ -106,10 +115,7 @@ export function sidecarFromModel(model: ModelProto): Sidecar {
       tensors.push({
         tensor: n.input[0].replace(/_quantized(_\d+)?$/, ''),
         role: 'weight',
-        format: 'int',
-        bits: bitsOf(q.dataType),
-        qmin: range[0],
-        qmax: range[1],
+        ...stored,
         symmetric: zp.every((z) => z === 0),
         pow2: scale.every((s) => Number.isInteger(Math.log2(s))),
         observer: 'unknown',
