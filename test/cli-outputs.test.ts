@@ -221,12 +221,20 @@ test('deploy-check: a --json path that cannot be written, or a --float model wit
   assert.match(an.stderr, /has no QuantizeLinear\/DequantizeLinear nodes: it is not a QDQ model, so no layer is quantized and AQE and MQE are undefined \(NaN\)/);
 });
 
-test('export of a float model is refused in one line, with nothing written (it wrote empty caches and an unchanged model)', async () => {
+test('export of a float model is refused in one line, with nothing written (it wrote empty caches and an unchanged model); an FP8 model exports its parameters but no QOperator model', async () => {
   for (const format of ['trt-cache', 'ncnn-table', 'qparams-json', 'qoperator']) {
     const out = join(tmp, `float.${format}`);
     oneLineError(await cli('export', NPM_MODEL, '--format', format, '-o', out), NPM_MODEL, format === 'qoperator' ? /has no QuantizeLinear\/DequantizeLinear nodes: nothing to convert/ : /holds no quantization parameters/);
     assert.equal(existsSync(out), false, format);
   }
+  // An FP8 model: its parameters export (they were rebuilt as none), but it has no QOperator kernels.
+  const f8 = join(tmp, 'f8.onnx');
+  assert.equal((await cli('quantize', NPM_MODEL, ...data, '--rule', 'onnxquant-fp8', '-o', f8)).code, 0);
+  const cache = await cli('export', f8, '--format', 'trt-cache', '-o', join(tmp, 'f8.cache'));
+  assert.match(cache.stdout, /wrote .*f8\.cache \(trt-cache, 107 tensors in the source\)/);
+  const qop = join(tmp, 'f8.qop.onnx');
+  oneLineError(await cli('export', f8, '--format', 'qoperator', '-o', qop), f8, /no layer converts to a QOperator kernel \(e\.g\. p2o\.Conv\.0: not 8-bit/);
+  assert.equal(existsSync(qop), false);
 });
 
 test('quantize: --test without --analyse, a --test path that does not exist, a --fallback-budget that is not a number: refused before any work', async () => {

@@ -30,6 +30,9 @@ export function registerExport(program: Command): void {
         const qdq = loadModel(source);
         if (!hasQdqNodes(qdq)) throw new UserError('has no QuantizeLinear/DequantizeLinear nodes: nothing to convert (export a quantized QDQ model)', source);
         const { model, converted, left } = toQOperator(qdq);
+        // An FP8 or 16-bit model has no QOperator kernels: writing it back unchanged would only look like a result.
+        if (Object.keys(converted).length === 0)
+          throw new UserError(`no layer converts to a QOperator kernel (e.g. ${left[0]?.node}: ${left[0]?.reason}); nothing written`, source);
         saveModel(model, out);
         const list = Object.entries(converted).map(([op, n]) => `${op}×${n}`).join(', ') || 'nothing';
         process.stdout.write(`wrote ${out}: converted ${list}; ${left.length} layer(s) left as DQ → float op → Q\n`);
