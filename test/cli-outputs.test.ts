@@ -232,6 +232,10 @@ test('export of a float model is refused in one line, with nothing written (it w
   assert.equal((await cli('quantize', NPM_MODEL, ...data, '--rule', 'onnxquant-fp8', '-o', f8)).code, 0);
   const cache = await cli('export', f8, '--format', 'trt-cache', '-o', join(tmp, 'f8.cache'));
   assert.match(cache.stdout, /wrote .*f8\.cache \(trt-cache, 107 tensors in the source\)/);
+  // Quantizing the quantized model again would put a second quantizer on every activation.
+  const again = join(tmp, 'f8-again.onnx');
+  oneLineError(await cli('quantize', f8, ...data, '-o', again), f8, /already has QuantizeLinear\/DequantizeLinear nodes \(is it a quantized model\?\): quantize the float model/);
+  assert.equal(existsSync(again), false);
   const qop = join(tmp, 'f8.qop.onnx');
   oneLineError(await cli('export', f8, '--format', 'qoperator', '-o', qop), f8, /no layer converts to a QOperator kernel \(e\.g\. p2o\.Conv\.0: not 8-bit/);
   assert.equal(existsSync(qop), false);
@@ -276,4 +280,11 @@ test('a --batch the model cannot take (its batch dimension is fixed) is one line
   assert.equal(r.stderr.trim(), "onnxquant: input 'x' takes batches of exactly 1 (fixed in the model), got a batch of 2: use --batch 1");
   assert.equal(existsSync(out), false);
   assert.equal((await cli('quantize', file, '--calib', two, '--preprocess', 'ocr-48x320', '--batch', '1', '--quiet', '-o', out)).code, 0);
+});
+
+test('quantize with every layer excluded is refused, nothing written (it wrote a copy of the float model with exit 0)', async () => {
+  const out = join(tmp, 'nothing.onnx');
+  const r = await cli('quantize', NPM_MODEL, ...data, '--exclude-op', 'Conv', '--exclude-op', 'MatMul', '--exclude-op', 'LayerNormalization', '-o', out);
+  oneLineError(r, NPM_MODEL, /no layer to quantize under onnxquant-int8-perchannel \(e\.g\. p2o\.Conv\.0: excluded by filter\); nothing written/);
+  assert.equal(existsSync(out), false);
 });

@@ -15,6 +15,7 @@ import { getRecipe, RECIPES, type PassSpec } from '../optimise/recipes.ts';
 import { getTarget, isTarget, TARGETS } from '../quant/targets.ts';
 import { quantizeForTarget } from '../quant/plan-target.ts';
 import { checkFilter, type Filter } from '../quant/plan.ts';
+import { hasQdqNodes } from '../ir/graph.ts';
 import type { TensorQuantConfig } from '../quant/config.ts';
 
 export function resolveRule(name: string): QuantRule {
@@ -100,6 +101,8 @@ export function registerQuantize(program: Command): void {
       const t0 = performance.now();
       const model = loadModel(file);
       validateModel(model, file);
+      // Quantizing Q/DQ output again would put a second quantizer on every activation.
+      if (hasQdqNodes(model)) throw new UserError('already has QuantizeLinear/DequantizeLinear nodes (is it a quantized model?): quantize the float model', file);
       const rule = resolveRule(String(o.rule));
       const input = singleInput(model, file, o.input as string | undefined);
       const out = (o.output as string | undefined) ?? join(dirname(file), `${basename(file, '.onnx')}.${rule.name}.onnx`);
@@ -143,6 +146,10 @@ export function registerQuantize(program: Command): void {
         ? await quantizeForTarget(model, feeds, { ...common, target: rule })
         : await quantize(model, feeds, { ...common, recipe, log: o.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
       progress.stop();
+      if (result.plan.layers.length === 0) {
+        const why = result.plan.skipped[0] ? ` (e.g. ${result.plan.skipped[0].node}: ${result.plan.skipped[0].reason})` : '';
+        throw new UserError(`no layer to quantize under ${rule.name}${why}; nothing written`, file);
+      }
       for (const p of ('passes' in result ? result.passes : undefined) ?? [])
         process.stdout.write(`${p.pass}: calibration output error ${(p.before * 100).toFixed(3)}% → ${(p.after * 100).toFixed(3)}% ${p.kept ? 'kept' : 'rolled back'} (${(p.ms / 1000).toFixed(1)} s)${p.detail ? `; ${p.detail}` : ''}\n`);
       const sidecar = out.replace(/\.onnx$/, '') + '.qparams.json';
