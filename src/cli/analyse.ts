@@ -4,7 +4,7 @@ import type { ModelProto } from 'onnx-buf';
 import { analyse, type AnalyseOptions } from '../analyse/analyse.ts';
 import type { AnalysisReport } from '../analyse/schema.ts';
 import { formatModel } from '../ir/format.ts';
-import { hasQdqNodes, opsetVersion } from '../ir/graph.ts';
+import { opsetVersion } from '../ir/graph.ts';
 import { upgradeOpset } from '../ir/opset-upgrade.ts';
 import { loadModel, writeFileAtomic } from '../onnx/model-io.ts';
 import { UserError } from '../errors.ts';
@@ -74,6 +74,9 @@ export async function writeAnalysis(
   writeFileAtomic(join(dir, 'report.html'), await renderAnalysisHtml(report));
   process.stdout.write(renderAnalysisTable(report) + '\n');
   process.stdout.write(`wrote ${join(dir, 'report.json')} and ${join(dir, 'report.html')}\n`);
+  // A float model, or a QOperator one (QLinearConv…), has no Conv/Gemm/MatMul fed through DequantizeLinear.
+  if (report.layers.length === 0)
+    process.stderr.write(`warning: ${o.quantPath} has no quantized layer to compare (no Conv/Gemm/MatMul fed by DequantizeLinear): AQE and MQE are undefined (NaN); OQE compares the outputs only\n`);
   return report;
 }
 
@@ -88,12 +91,6 @@ export function checkQuantizedFrom(floatModel: ModelProto, floatFile: string, qu
     const missing = [...names(floatModel, part)].filter((n) => !names(quant, part).has(n));
     if (missing.length) throw new UserError(`is not a quantized ${floatFile}: that model's ${part} '${missing[0]}' is not among its ${part}s`, quantFile);
   }
-}
-
-/** A model given as the quantized one without any Q/DQ node runs, with a warning saying what that means. */
-export function warnIfNoQdq(quant: ModelProto, quantFile: string, consequence: string): void {
-  if (!hasQdqNodes(quant))
-    process.stderr.write(`warning: ${quantFile} has no QuantizeLinear/DequantizeLinear nodes: it is not a QDQ model, so ${consequence}\n`);
 }
 
 export function registerAnalyse(program: Command): void {
@@ -130,7 +127,6 @@ export function registerAnalyse(program: Command): void {
       upgradeOpset(floatModel, Math.max(opsetVersion(floatModel), opsetVersion(quant)));
       const input = singleInput(floatModel, floatFile, o.input as string | undefined);
       const ds = openDataset(String(o.data), fitToModelInput(resolvePreprocess(o.preprocess as string), floatModel, input));
-      warnIfNoQdq(quant, quantFile, 'no layer is quantized and AQE and MQE are undefined (NaN)');
       await writeAnalysis(floatModel, quant, ds, input, batch, String(o.outDir), {
         floatPath: floatFile,
         quantPath: quantFile,
