@@ -83,11 +83,6 @@ export function modelInput(model: ModelProto, name: string): InputSpec {
   return graphInputs(model).find((i) => i.name === name)!;
 }
 
-/**
- * Batches as feeds for one input; `steps` limits the number of batches. A batch whose rank or fixed sizes (past the
- * batch dimension) do not fit the input fails naming the data: onnxruntime's message would name neither it nor
- * the shapes after preprocessing.
- */
 /** Images laid out channels-first for a channels-last input (or the reverse) get a hint at the preprocessing. */
 function layoutHint(d: readonly number[], want: InputSpec['dims'] & {}): string {
   if (d.length !== 4 || want.length !== 4) return '';
@@ -97,6 +92,11 @@ function layoutHint(d: readonly number[], want: InputSpec['dims'] & {}): string 
   return '';
 }
 
+/**
+ * Batches as feeds for one input; `steps` limits the number of batches. A batch whose rank or fixed sizes (past the
+ * batch dimension) do not fit the input fails naming the data: onnxruntime's message would name neither it nor
+ * the shapes after preprocessing.
+ */
 export async function* feedBatches(ds: Dataset<unknown>, input: InputSpec, batchSize: number, steps: number | undefined, source: string): AsyncIterable<Feeds> {
   const limit = steps !== undefined ? steps * batchSize : Infinity;
   for await (const b of batches(ds, batchSize, limit)) {

@@ -40,12 +40,6 @@ const RANGES: Record<number, [number, number]> = {
   [DT.UINT4]: [0, 15],
 };
 
-/**
- * Rebuild the sidecar from a QDQ model: each QuantizeLinear is an activation (range = the representable range
- * (qmin − z)·s … (qmax − z)·s), each DequantizeLinear over an integer initializer is a weight (range = the
- * dequantized values per channel), in an integer or FP8 format. int32 DequantizeLinears (biases) are left out. Weight names lose the
- * `_quantized` suffix realiseQdq gives them.
- */
 /** Bit width of a stored integer type (Q/DQ zero points and quantized weights). */
 function bitsOf(dt: number): number {
   return dt === DT.INT16 || dt === DT.UINT16 ? 16 : dt === DT.INT4 || dt === DT.UINT4 ? 4 : 8;
@@ -62,6 +56,12 @@ function storedFormat(dt: number): Pick<SidecarTensor, 'format' | 'bits' | 'qmin
   return { format: fp8.format, bits: 8, qmin: -max, qmax: max };
 }
 
+/**
+ * Rebuild the sidecar from a QDQ model: each QuantizeLinear is an activation (range = the representable range
+ * (qmin − z)·s … (qmax − z)·s), each DequantizeLinear over an integer or FP8 initializer is a weight (range = the
+ * dequantized values per channel). int32 DequantizeLinears (biases) are left out. Weight names lose the
+ * `_quantized` suffix realiseQdq gives them.
+ */
 export function sidecarFromModel(model: ModelProto): Sidecar {
   const view = new GraphView(model.graph!);
   const tensors: SidecarTensor[] = [];

@@ -69,9 +69,16 @@ function checkOverrideFields(o: unknown, what: string): asserts o is Partial<Ten
   if (unknown !== undefined) throw new UserError(`${what}: '${unknown}' is not a field (fields: ${CONFIG_FIELDS.join(', ')})`);
   if (r.format !== undefined && !(NUMBER_FORMATS as readonly unknown[]).includes(r.format)) throw new UserError(`${what}: format must be one of ${NUMBER_FORMATS.join(', ')}, got ${JSON.stringify(r.format)}`);
   if (r.observer !== undefined && !(OBSERVERS as readonly unknown[]).includes(r.observer)) throw new UserError(`${what}: observer must be one of ${OBSERVERS.join(', ')}, got ${JSON.stringify(r.observer)}`);
-  for (const k of ['symmetric', 'perChannel', 'pow2']) if (r[k] !== undefined && typeof r[k] !== 'boolean') throw new UserError(`${what}: ${k} must be true or false, got ${JSON.stringify(r[k])}`);
   for (const k of ['qmin', 'qmax']) if (r[k] !== undefined && !Number.isInteger(r[k])) throw new UserError(`${what}: ${k} must be an integer, got ${JSON.stringify(r[k])}`);
-  if (r.percentile !== undefined && !(typeof r.percentile === 'number' && r.percentile > 0 && r.percentile <= 1)) throw new UserError(`${what}: percentile must be a number in (0, 1], got ${JSON.stringify(r.percentile)}`);
+  const problem = flagOrPercentileProblem(r);
+  if (problem) throw new UserError(`${what}: ${problem}`);
+}
+
+/** The fields rules and overrides share the kind of: the booleans, and a percentile as a fraction in (0, 1]. */
+export function flagOrPercentileProblem(r: Record<string, unknown>): string | undefined {
+  for (const k of ['symmetric', 'perChannel', 'pow2']) if (r[k] !== undefined && typeof r[k] !== 'boolean') return `${k} must be true or false, got ${JSON.stringify(r[k])}`;
+  if (r.percentile !== undefined && !(typeof r.percentile === 'number' && r.percentile > 0 && r.percentile <= 1)) return `percentile must be a number in (0, 1], got ${JSON.stringify(r.percentile)}`;
+  return undefined;
 }
 
 /**

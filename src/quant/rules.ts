@@ -3,7 +3,7 @@
  * planner decides which tensors that touches. The three OnnxQuant rules follow PPQ's semantics (DESIGN.md §2).
  */
 import { UserError } from '../errors.ts';
-import { INT8_SYMMETRIC, intRange, minOpsetFor, type ObserverKind, type TensorQuantConfig } from './config.ts';
+import { flagOrPercentileProblem, INT8_SYMMETRIC, intRange, minOpsetFor, type ObserverKind, type TensorQuantConfig } from './config.ts';
 
 export type QuantizedOp = 'Conv' | 'ConvTranspose' | 'Gemm' | 'MatMul' | 'LayerNormalization';
 
@@ -78,10 +78,8 @@ export function buildRule(spec: RuleSpec, source = 'rule'): QuantRule {
   // default in its place unseen; likewise a boolean given as a string.
   const unknown = Object.keys(spec).find((k) => !(RULE_FIELDS as readonly string[]).includes(k));
   if (unknown !== undefined) throw new UserError(`'${unknown}' is not a rule field (fields: ${RULE_FIELDS.join(', ')})`, source);
-  for (const k of ['symmetric', 'perChannel', 'pow2'] as const)
-    if (spec[k] !== undefined && typeof spec[k] !== 'boolean') throw new UserError(`${k} must be true or false, got ${JSON.stringify(spec[k])}`, source);
-  if (spec.percentile !== undefined && !(typeof spec.percentile === 'number' && spec.percentile > 0 && spec.percentile <= 1))
-    throw new UserError(`percentile must be a number in (0, 1], got ${JSON.stringify(spec.percentile)}`, source);
+  const problem = flagOrPercentileProblem(spec as unknown as Record<string, unknown>);
+  if (problem) throw new UserError(problem, source);
   if (spec.matmulWeightAxis !== undefined && spec.matmulWeightAxis !== 'ppq' && spec.matmulWeightAxis !== 'output')
     throw new UserError(`matmulWeightAxis must be 'ppq' or 'output', got ${JSON.stringify(spec.matmulWeightAxis)}`, source);
   if (spec.ops !== undefined && !Array.isArray(spec.ops)) throw new UserError(`ops must be a list of op types, got ${JSON.stringify(spec.ops)}`, source);
