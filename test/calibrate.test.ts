@@ -14,10 +14,10 @@ import * as ort from 'onnxruntime-node';
 import { serializeModel } from '../src/onnx/model-io.ts';
 import { calibrateWeights } from '../src/calibrate/calibrate.ts';
 import { realiseQdq } from '../src/realise/qdq.ts';
-import { NPM_MODEL, SHARED } from './helpers/models.ts';
+import { NPM_MODEL, npmModelWithInput, SHARED } from './helpers/models.ts';
 import { create } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto } from 'onnx-buf';
-import { makeNode, tensorValueInfo } from '../src/ir/graph.ts';
+import { makeNode } from '../src/ir/graph.ts';
 import { makeTensor } from '../src/onnx/tensor-codec.ts';
 import { loadModel } from '../src/onnx/model-io.ts';
 import { buildRule, getRule } from '../src/quant/rules.ts';
@@ -228,12 +228,16 @@ test('statistics scheduling holds where onnxruntime replaces the output node (mo
   assert.ok(before > 1.5 * after, `the unordered model (${before} bytes) was expected to need far more than the ordered one (${after}; float ${float})`);
 });
 
+/** A random batch for a PP-OCRv4 rec input: n text lines of width w, values in [−1, 1). */
+function ocrBatch(input: string, n: number, w: number, r: () => number): Feeds {
+  return { [input]: { dims: [n, 3, 48, w], data: Float32Array.from({ length: n * 3 * 48 * w }, () => r() * 2 - 1) } };
+}
+
 test('a statistics session per input shape (the default) gives the parameters of one session for all shapes (PP-OCRv4 rec, ragged batches)', async () => {
   const model = loadModel(NPM_MODEL);
   const input = graphInputs(model)[0].name;
   const r = seededRandom(11);
-  const batch = (n: number, w: number): Feeds => ({ [input]: { dims: [n, 3, 48, w], data: Float32Array.from({ length: n * 3 * 48 * w }, () => r() * 2 - 1) } });
-  const feeds = [batch(2, 160), batch(2, 96), batch(1, 160)];
+  const feeds = [ocrBatch(input, 2, 160, r), ocrBatch(input, 2, 96, r), ocrBatch(input, 1, 160, r)];
   for (const name of ['onnxquant-int8-perchannel', 'onnxquant-fp8']) {
     const rule = getRule(name);
     const prepared = prepareModel(model, rule).model;
@@ -262,14 +266,13 @@ test('the WebGPU provider is refused for simulation, which must run the CPU kern
 
 test('a per-shape statistics session keeps the dimensions the model fixes: a batch the model refuses is still refused', async () => {
   // PP-OCRv4 rec with its batch dimension fixed at 1 (the width stays symbolic).
-  const model = clone(ModelProtoSchema, loadModel(NPM_MODEL));
-  const input = model.graph!.input[0];
-  model.graph!.input[0] = tensorValueInfo(input.name, DT.FLOAT, [1, 3, 48, 'W']);
+  const model = npmModelWithInput([1, 3, 48, 'W']);
+  const input = graphInputs(model)[0].name;
   const rule = getRule('onnxquant-int8-perchannel');
   const prepared = prepareModel(model, rule).model;
   const plan = planModel(prepared, rule);
   const r = seededRandom(5);
-  const batch = (n: number): Feeds => ({ [input.name]: { dims: [n, 3, 48, 64], data: Float32Array.from({ length: n * 3 * 48 * 64 }, () => r()) } });
+  const batch = (n: number) => ocrBatch(input, n, 64, r);
   const run = (feeds: Feeds[]) =>
     calibrate(prepared, plan, (async function* () {
       yield* feeds;

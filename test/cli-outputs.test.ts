@@ -14,11 +14,8 @@ import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFile
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
-import { NPM_MODEL } from './helpers/models.ts';
-import { clone } from '@bufbuild/protobuf';
-import { ModelProtoSchema, TensorProto_DataType } from 'onnx-buf';
-import { tensorValueInfo } from '../src/ir/graph.ts';
-import { loadModel, saveModel } from '../src/onnx/model-io.ts';
+import { NPM_MODEL, npmModelWithInput } from './helpers/models.ts';
+import { saveModel } from '../src/onnx/model-io.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
 const BIN = join(ROOT, 'bin/onnxquant.js');
@@ -113,10 +110,8 @@ test('data of the wrong shape and an analysis of two unrelated models: one line 
   oneLineError(r, images, /samples of shape \[3, 224, 224\] \(after preprocessing\) do not fit input 'x' of shape \[\S+, 3, 48, \S+\]$/);
   assert.equal(existsSync(out), false);
   // Channels-first images for a channels-last input: the message says which layout the model takes.
-  const nhwc = clone(ModelProtoSchema, loadModel(NPM_MODEL));
-  nhwc.graph!.input[0] = tensorValueInfo('x', TensorProto_DataType.FLOAT, ['N', 48, 320, 3]);
   const nhwcFile = join(tmp, 'nhwc.onnx');
-  saveModel(nhwc, nhwcFile);
+  saveModel(npmModelWithInput(['N', 48, 320, 3]), nhwcFile);
   oneLineError(
     await cli('quantize', nhwcFile, '--calib', images, '--preprocess', 'ocr-48x320', '--batch', '1', '--quiet', '-o', out),
     images,
@@ -266,11 +261,8 @@ test('analyse --steps 0 / --batch 0 and deploy-check --runs 0 / --threads -1 are
 });
 
 test('a --batch the model cannot take (its batch dimension is fixed) is one line saying which batch size it takes', async () => {
-  const model = clone(ModelProtoSchema, loadModel(NPM_MODEL));
-  const input = model.graph!.input[0];
-  model.graph!.input[0] = tensorValueInfo(input.name, TensorProto_DataType.FLOAT, [1, 3, 48, 'W']);
   const file = join(tmp, 'batch1.onnx');
-  saveModel(model, file);
+  saveModel(npmModelWithInput([1, 3, 48, 'W']), file);
   const out = join(tmp, 'batch1.q.onnx');
   const two = join(tmp, 'two-lines');
   mkdirSync(two);

