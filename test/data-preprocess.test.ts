@@ -7,7 +7,8 @@ import sharp from 'sharp';
 import { OCR_SPEC, parsePreprocessSpec, preprocessImage, resizedSize } from '../src/zoo/data/index.ts';
 import { create } from '@bufbuild/protobuf';
 import { ModelProtoSchema } from 'onnx-buf';
-import { fitToModelInput, PREPROCESS_PRESETS } from '../src/cli/data-source.ts';
+import { fitToModelInput } from '../src/cli/data-source.ts';
+import { PREPROCESS_PRESETS } from '../src/zoo/data/presets.ts';
 
 const dir = mkdtempSync(join(tmpdir(), 'onnxquant-pre-'));
 after(() => rmSync(dir, { recursive: true, force: true }));

@@ -9,21 +9,13 @@ import { UserError } from '../errors.ts';
 import type { Feeds } from '../calibrate/calibrate.ts';
 import { imageFolder } from '../zoo/data/image-folder.ts';
 import { npyDataset } from '../zoo/data/npy.ts';
-import { OCR_SPEC, paddleOcrLabels } from '../zoo/data/ocr.ts';
-import { IMAGENET_SPEC, parsePreprocessSpec, type PreprocessSpec } from '../zoo/data/preprocess.ts';
+import { paddleOcrLabels } from '../zoo/data/ocr.ts';
+import { parsePreprocessSpec, type PreprocessSpec } from '../zoo/data/preprocess.ts';
+import { PREPROCESS_PRESETS } from '../zoo/data/presets.ts';
 import { batches, type Dataset } from '../zoo/data/types.ts';
 import { unlabelledImages } from '../zoo/data/unlabelled.ts';
 import type { ModelProto } from 'onnx-buf';
 import { graphInputs, type InputSpec } from '../runtime/inputs.ts';
-
-export const PREPROCESS_PRESETS: Record<string, PreprocessSpec> = {
-  imagenet: IMAGENET_SPEC,
-  'cifar10-nchw': { resize: { height: 32, width: 32 }, colorOrder: 'rgb', scale: 1 / 255, mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616], layout: 'nchw' },
-  'rgb01-nhwc': { colorOrder: 'rgb', scale: 1 / 255, layout: 'nhwc' },
-  'ocr-32x320': OCR_SPEC(32, 320, true),
-  'ocr-48x320': OCR_SPEC(48, 320, true),
-  'raw-rgb': { colorOrder: 'rgb', layout: 'nchw' },
-};
 
 export function resolvePreprocess(spec: string | undefined): PreprocessSpec {
   if (!spec) return PREPROCESS_PRESETS.imagenet;
