@@ -1,7 +1,8 @@
 /**
  * `onnxquant zoo`: the OnnxQuant/QuantZoo benchmark. With --root, every registry model found under
- * <root>/Model and <root>/Data (the others are listed as missing); without it, the embedded mini zoo
- * (PP-OCRv4 rec on rendered text lines). Writes results.{json,csv,md}, index.html and one folder per cell into
+ * <root>/Model and <root>/Data (the others are listed as missing); with --registry, the user's entries from a JSON
+ * file (alone, or beside the built-in ones with --root); with neither, the embedded mini zoo (PP-OCRv4 rec on
+ * rendered text lines). Writes results.{json,csv,md}, index.html and one folder per cell into
  * --out; prints the table (--format) on stdout and progress on stderr.
  */
 import type { Command } from 'commander';
@@ -14,7 +15,11 @@ import { RULE_NAMES, type QuantRule } from '../quant/rules.ts';
 import { resolveRule } from './quantize.ts';
 import { RECIPES } from '../optimise/recipes.ts';
 import { EMBEDDED_DEFAULTS, embeddedEntries } from '../zoo/embedded.ts';
-import { findEntries, REGISTRY } from '../zoo/registry.ts';
+import { findEntries, REGISTRY, type ZooEntry } from '../zoo/registry.ts';
+import { loadModel } from '../onnx/model-io.ts';
+import { graphInputs } from '../runtime/inputs.ts';
+import { loadZooEntries } from '../zoo/registry-file.ts';
+import { missingPaths } from '../zoo/datasets.ts';
 import { renderCsv, renderHtmlIndex, renderJson, renderMarkdown, renderTerminal, type ZooRow } from '../zoo/results.ts';
 import { crossRecipes, splitRuleRecipe } from '../zoo/rule-recipe.ts';
 import { parseShard, runZoo } from '../zoo/runner.ts';
@@ -34,6 +39,16 @@ function isDirectory(path: string): boolean {
   }
 }
 
+/** A registry-file entry's input (and monitored outputs) must be tensors of its model: checked before any work. */
+function checkEntryTensors(e: ZooEntry, registry: string): void {
+  const model = loadModel(e.file);
+  const inputs = graphInputs(model).map((i) => i.name);
+  if (!inputs.includes(e.input.name)) throw new UserError(`model '${e.id}': input.name '${e.input.name}' is not an input of ${e.file} (inputs: ${inputs.join(', ')})`, registry);
+  const tensors = new Set([...model.graph!.output.map((v) => v.name), ...model.graph!.node.flatMap((n) => n.output)]);
+  const unknown = (e.outputs ?? []).filter((t) => !tensors.has(t));
+  if (unknown.length) throw new UserError(`model '${e.id}': outputs ${unknown.map((t) => `'${t}'`).join(', ')} not computed by ${e.file}`, registry);
+}
+
 export function writeZooOutputs(out: string, rows: readonly ZooRow[], title: string): void {
   ensureOutputDir(out);
   writeFileAtomic(join(out, 'results.json'), renderJson(rows));
@@ -47,6 +62,7 @@ export function registerZoo(program: Command): void {
     .command('zoo')
     .description('benchmark: quantize zoo models under the OnnxQuant rules and score them (float vs quant metric, AQE/MQE/OQE)')
     .option('--root <dir>', 'QuantZoo root with Model/ and Data/ (default: the embedded PP-OCRv4 mini zoo, no files needed)')
+    .option('--registry <file.json>', 'your own models: a JSON array of zoo entries (fields as in src/zoo/registry.ts; paths relative to the file); alone it runs those, with --root the built-in ones too')
     .option('--models <a,b>', 'model ids (default: all)')
     .option('--rules <a,b>', `rules or rule files (my-rule.json), each optionally with a recipe as rule+recipe, e.g. onnxquant-int8-pot+best (default: ${RULE_NAMES.join(',')})`)
     .option('--recipes <a,b>', `cross every rule of --rules with these recipes ('none' = the plain rule), e.g. none,best (known: ${Object.keys(RECIPES).join(', ')})`)
@@ -80,12 +96,25 @@ export function registerZoo(program: Command): void {
         if (!RULE_NAMES.includes(rule) && !customRules.has(rule)) throw new UserError(`unknown rule '${rule}' (known: ${RULE_NAMES.join(', ')}, or a rule file ending in .json)`);
         if (!RECIPES[recipe]) throw new UserError(`unknown recipe '${recipe}' in '${r}' (known: ${Object.keys(RECIPES).join(', ')})`);
       }
-      const embedded = o.root === undefined;
+      // A registry file is checked before any work; without --root its entries are the whole zoo.
+      const user = o.registry !== undefined ? loadZooEntries(String(o.registry)) : [];
+      if (o.root !== undefined)
+        for (const e of user)
+          if (REGISTRY.some((b) => b.id === e.id)) throw new UserError(`model id '${e.id}' is a built-in zoo model: choose another id`, String(o.registry));
+      // Built-in entries whose files are absent are listed as missing; a user's entry names files that should exist.
+      for (const e of user) {
+        const missing = e.skip ? [] : [...new Set(missingPaths('', e))];
+        if (missing.length) throw new UserError(`model '${e.id}': ${missing.length === 1 ? 'path' : 'paths'} not found: ${missing.join(', ')}`, String(o.registry));
+        if (!e.skip) checkEntryTensors(e, String(o.registry));
+      }
+      const embedded = o.root === undefined && o.registry === undefined;
       const batch = (o.batch as number | undefined) ?? (embedded ? EMBEDDED_DEFAULTS.batch : 32);
       const calibBatches = (o.calibBatches as number | undefined) ?? (embedded ? EMBEDDED_DEFAULTS.calibBatches : 32);
       const registry = embedded
         ? embeddedEntries({ calibLines: calibBatches * batch, testLines: (o.testLimit as number | undefined) ?? EMBEDDED_DEFAULTS.testLines })
-        : REGISTRY;
+        : o.root === undefined
+          ? user
+          : [...REGISTRY, ...user];
       let entries;
       try {
         entries = findEntries(o.models ? list(String(o.models)) : undefined, registry);
@@ -98,9 +127,10 @@ export function registerZoo(program: Command): void {
       } catch (e) {
         throw new UserError((e as Error).message);
       }
-      const root = embedded ? '' : resolve(String(o.root));
+      // Registry-file entries hold absolute paths, so without --root the root is never read.
+      const root = o.root === undefined ? '' : resolve(String(o.root));
       // A mistyped --root would otherwise list every model as missing, exit 0 and write empty tables.
-      if (!embedded && !isDirectory(join(root, 'Model')))
+      if (o.root !== undefined && !isDirectory(join(root, 'Model')))
         throw new UserError(isDirectory(root) ? 'not a QuantZoo workspace: it has no Model/ folder (expected Model/… and Data/…)' : 'no such folder', String(o.root));
       const out = resolve(String(o.out));
       // --reuse-only tabulates what a folder holds: a mistyped --out would otherwise write empty tables, exit 0.
@@ -126,7 +156,9 @@ export function registerZoo(program: Command): void {
       });
       if (o.reuseOnly && run.skipped === 0)
         throw new UserError(`holds no result for these ${run.notComputed} cell(s) (--reuse-only computes nothing; tables not written)`, String(o.out));
-      const title = embedded ? 'onnxquant zoo (embedded: PP-OCRv4 rec on rendered text lines)' : `onnxquant zoo: ${root}`;
+      const title = embedded
+        ? 'onnxquant zoo (embedded: PP-OCRv4 rec on rendered text lines)'
+        : `onnxquant zoo: ${[o.root !== undefined ? root : '', o.registry !== undefined ? resolve(String(o.registry)) : ''].filter(Boolean).join(' + ')}`;
       writeZooOutputs(out, run.rows, title);
       const text =
         format === 'markdown' ? renderMarkdown(run.rows, { title }) : format === 'json' ? renderJson(run.rows) : format === 'csv' ? renderCsv(run.rows) : renderTerminal(run.rows);

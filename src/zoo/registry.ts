@@ -87,8 +87,9 @@ export interface PublishedRow {
 
 export interface ZooEntry {
   id: string;
-  /** Which table it belongs to: the OnnxQuant tables, the ../shared workspace, or the embedded default. */
-  suite: 'onnxquant' | 'shared' | 'embedded';
+  /** Which table it belongs to: the OnnxQuant tables, the ../shared workspace, the embedded default, or a registry
+   * file of the user's (`zoo --registry`, registry-file.ts). */
+  suite: 'onnxquant' | 'shared' | 'embedded' | 'user';
   /** Relative to `<root>/Model/`, or absolute. */
   file: string;
   input: { name: string; shape: number[] };

@@ -134,7 +134,14 @@ export const LEGEND =
   `❗: the quantized metric is more than ${DROP_LIMIT} point (percentage point, or dB for PSNR) below float. ` +
   `💔: AQE > ${POOR_LIMITS.aqe * 100}%, MQE > ${POOR_LIMITS.mqe * 100}% or OQE > ${POOR_LIMITS.oqe * 100}% ` +
   '(PPQ power ratio Σ(A−B)²/ΣB², mean/max over quantized layers, max over monitored outputs). ' +
-  '"norm" columns: ‖A−B‖/‖B‖. ↳ rows: published PPQ results for the same model and rule.';
+  '"norm" columns: ‖A−B‖/‖B‖. ↳ rows: published results for the same model and rule (PPQ\'s, or a registry file\'s "published").';
+
+/** A published row's name in the terminal table: the registry's two PPQ sources in short, a user's source as given. */
+function publishedLabel(source: string): string {
+  if (source.startsWith('PPQ 0.6.6')) return 'PPQ 0.6.6 (shared)';
+  if (source.startsWith('PPQ QuantZoo README')) return 'PPQ published';
+  return source.length > 24 ? `${source.slice(0, 23)}…` : source;
+}
 
 // ---- Markdown -------------------------------------------------------------------------------------------------
 
@@ -268,7 +275,7 @@ export function renderTerminal(rows: readonly ZooRow[]): string {
     ]);
     for (const p of r.published ?? []) {
       const pu = u ?? (r.task === 'super-resolution' ? 'dB' : '%');
-      t.push([`  ↳ ${p.source.startsWith('PPQ 0.6.6') ? 'PPQ 0.6.6 (shared)' : 'PPQ published'}`, '', '', formatMetric(p.float, pu), formatMetric(p.quant, pu), formatRatio(p.aqe, 'aqe'), formatRatio(p.mqe, 'mqe'), formatRatio(p.oqe, 'oqe'), '', '', '']);
+      t.push([`  ↳ ${publishedLabel(p.source)}`, '', '', formatMetric(p.float, pu), formatMetric(p.quant, pu), formatRatio(p.aqe, 'aqe'), formatRatio(p.mqe, 'mqe'), formatRatio(p.oqe, 'oqe'), '', '', '']);
     }
   }
   return `${t.toString()}\n${LEGEND}`;
