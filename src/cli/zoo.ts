@@ -163,8 +163,11 @@ export function registerZoo(program: Command): void {
       const text =
         format === 'markdown' ? renderMarkdown(run.rows, { title }) : format === 'json' ? renderJson(run.rows) : format === 'csv' ? renderCsv(run.rows) : renderTerminal(run.rows);
       process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+      // Failed cells are rows of the tables (written above), and the exit status says so: a sweep in a script fails.
+      const failed = run.rows.filter((r) => r.status === 'error').length;
+      if (failed) process.exitCode = 1;
       process.stderr.write(
-        `zoo: ${run.ran} cell(s) run, ${run.skipped} reused${run.notComputed ? `, ${run.notComputed} without a result left out (--reuse-only)` : ''}, ${((performance.now() - t0) / 1000).toFixed(1)} s; wrote ${join(out, 'results.md')}, results.json, results.csv, index.html\n`,
+        `zoo: ${failed ? `${failed} cell(s) FAILED (see the tables), ` : ''}${run.ran} cell(s) run, ${run.skipped} reused${run.notComputed ? `, ${run.notComputed} without a result left out (--reuse-only)` : ''}, ${((performance.now() - t0) / 1000).toFixed(1)} s; wrote ${join(out, 'results.md')}, results.json, results.csv, index.html\n`,
       );
     });
 }
