@@ -64,7 +64,12 @@ async function compare(model: ModelProto, feeds: Feeds[]) {
     const plan = planModel(prepared, rule);
     const run = async (statsInGraph: boolean, skipLowerOfNonNegative?: boolean) =>
       (await calibrate(prepared, plan, (async function* () { yield* feeds; })(), { statsInGraph, skipLowerOfNonNegative })).params;
+    const before = serializeModel(prepared);
     const [a, b, skipped] = [await run(true, false), await run(false), await run(true)];
+    // The statistics graphs share the model's nodes and initializers (withGraphLists): the model itself, also when
+    // statistics are taken on it directly (statsOn 'float'), must come out as it went in.
+    await calibrate(prepared, plan, (async function* () { yield* feeds; })(), { statsOn: 'float' });
+    assert.ok(Buffer.from(serializeModel(prepared)).equals(Buffer.from(before)), `${ruleName}: calibrate changed its input model`);
     assert.equal(a.size, b.size);
     const nonNegative = nonNegativeTensors(prepared.graph!);
     let skips = 0;

@@ -5,10 +5,9 @@
  * exact graph exists for them (in-graph-stats.ts); otherwise only the planned activation tensors are fetched, and
  * each batch's tensors are dropped after their observers have seen them, so memory does not grow with batches.
  */
-import { clone } from '@bufbuild/protobuf';
-import { ModelProtoSchema, type ModelProto } from 'onnx-buf';
+import type { ModelProto } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
-import { GraphView, tensorValueInfo } from '../ir/graph.ts';
+import { GraphView, tensorValueInfo, withGraphLists } from '../ir/graph.ts';
 import { tensorDims, tensorToFloat32 } from '../onnx/tensor-codec.ts';
 import type { QuantParams } from '../quant/config.ts';
 import type { QuantPlan } from '../quant/plan.ts';
@@ -53,7 +52,7 @@ const SHAPED_SESSIONS = 2;
  * dimensions stay as the model declares them, so a batch that does not fit is refused as by the generic session.
  */
 function withInputShapes(model: ModelProto, feeds: Feeds): ModelProto {
-  const m = clone(ModelProtoSchema, model);
+  const m = withGraphLists(model);
   m.graph!.input = m.graph!.input.map((v) => {
     const f = feeds[v.name];
     const spec = valueInfoSpec(v);

@@ -8,9 +8,9 @@
  * which are exactly the order statistics PercentileObserver selects in JS (tested equal). The TopKs run on a few
  * rows picked by one ReduceMin/ReduceMax pass (see below), so the cost is close to that of the min/max observer.
  */
-import { clone, create } from '@bufbuild/protobuf';
-import { ModelProtoSchema, TensorProto_DataType as DT, ValueInfoProtoSchema, type ModelProto, type NodeProto } from 'onnx-buf';
-import { makeNode, opsetVersion, tensorValueInfo } from '../ir/graph.ts';
+import { create } from '@bufbuild/protobuf';
+import { TensorProto_DataType as DT, ValueInfoProtoSchema, type ModelProto, type NodeProto } from 'onnx-buf';
+import { makeNode, opsetVersion, tensorValueInfo, withGraphLists } from '../ir/graph.ts';
 import { makeTensor } from '../onnx/tensor-codec.ts';
 
 export interface OrderStatOutputs {
@@ -43,7 +43,7 @@ export interface StatTensor {
 }
 
 export function appendPercentileStats(input: ModelProto, tensors: readonly (StatTensor & { percentile: number })[]): { model: ModelProto; outputs: Map<string, OrderStatOutputs> } {
-  const model = clone(ModelProtoSchema, input);
+  const model = withGraphLists(input);
   const g = model.graph!;
   const c = (name: string, dt: number, dims: number[], v: number[]) => g.initializer.push(makeTensor(name, dt, dims, v));
   c('__st_m1', DT.INT64, [1], [-1]);
@@ -121,7 +121,7 @@ export function appendPercentileStats(input: ModelProto, tensors: readonly (Stat
  * float32 values are float32 values.
  */
 export function appendMinMaxStats(input: ModelProto, tensors: readonly StatTensor[]): { model: ModelProto; outputs: Map<string, OrderStatOutputs> } {
-  const model = clone(ModelProtoSchema, input);
+  const model = withGraphLists(input);
   const g = model.graph!;
   const outputs = new Map<string, OrderStatOutputs>();
   tensors.forEach(({ tensor: x, lowerIsZero }, i) => {
@@ -151,7 +151,7 @@ export interface SampleOutputs {
  * values leave the runtime instead of whole tensors. One entry per observer, in order; entries may share a tensor.
  */
 export function appendSamples(input: ModelProto, entries: readonly { tensor: string; count: number }[]): { model: ModelProto; outputs: SampleOutputs[] } {
-  const model = clone(ModelProtoSchema, input);
+  const model = withGraphLists(input);
   const g = model.graph!;
   g.initializer.push(makeTensor('__sm_m1', DT.INT64, [1], [-1]), makeTensor('__sm_zero', DT.INT64, [1], [0]));
   const outputs = entries.map(({ tensor: x, count }, i) => {

@@ -128,6 +128,21 @@ export class GraphView {
 }
 
 /**
+ * A copy of the model whose graph lists (nodes, initializers, inputs, outputs, value infos) are new arrays holding
+ * the same elements: lists can be appended to, reordered or replaced without touching `model`, but their elements
+ * are shared and must not be changed in place. For the graphs that only add to a model (statistics, extra outputs,
+ * fixed input shapes), where a deep clone cost as much as creating the session: resnet20_cifar10's statistics model
+ * (619 nodes, 1.1 MB) 10–28 ms per clone on the 2-core VM.
+ */
+export function withGraphLists(model: ModelProto): ModelProto {
+  const g = model.graph!;
+  return {
+    ...model,
+    graph: { ...g, node: [...g.node], initializer: [...g.initializer], input: [...g.input], output: [...g.output], valueInfo: [...g.valueInfo] },
+  };
+}
+
+/**
  * The part of a model that computes `outputs` (which become its only outputs): nodes nobody needs are dropped,
  * with their initializers, so onnxruntime does not run them. Graph inputs are kept as they are.
  */

@@ -5,14 +5,15 @@
  * - deploy: optimizations ALL, so onnxruntime fuses Q/DQ into integer kernels as it would in production.
  * Intermediate tensors are fetched by adding them to graph.output (`extraOutputs`).
  */
-import { clone, create } from '@bufbuild/protobuf';
-import { ModelProtoSchema, ValueInfoProtoSchema, type ModelProto } from 'onnx-buf';
+import { create } from '@bufbuild/protobuf';
+import { ValueInfoProtoSchema, type ModelProto } from 'onnx-buf';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { serializeModel } from '../onnx/model-io.ts';
 import { UserError } from '../errors.ts';
 import { foldConstantDequantize } from './fold-dequantize.ts';
+import { withGraphLists } from '../ir/graph.ts';
 import type { FloatTensor } from '../tensor.ts';
 
 export type RunMode = 'float' | 'simulate' | 'deploy';
@@ -44,7 +45,7 @@ export interface ModelSession {
 
 export function withExtraOutputs(model: ModelProto, names: readonly string[]): ModelProto {
   if (names.length === 0) return model;
-  const m = clone(ModelProtoSchema, model);
+  const m = withGraphLists(model);
   const present = new Set(m.graph!.output.map((o) => o.name));
   for (const name of names) if (!present.has(name)) m.graph!.output.push(create(ValueInfoProtoSchema, { name }));
   return m;
