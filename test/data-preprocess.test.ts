@@ -106,7 +106,7 @@ test('parsePreprocessSpec validates and names the source and field', () => {
   assert.throws(() => parsePreprocessSpec({ std: [1, 'a', 1] }, 'm.json'), /preprocess\.std\[1\] must be a finite number/);
   assert.throws(() => parsePreprocessSpec({ resize: { height: 32, keepRatio: false, maxWidth: 3 } }, 's'), /s: preprocess\.resize\.keepRatio must be true/);
   assert.throws(() => parsePreprocessSpec({ crop: { height: 0, width: 2 } }, 's'), /preprocess\.crop\.height must be a positive integer/);
-  assert.throws(() => parsePreprocessSpec([], 's'), /s: preprocess\. must be an object/);
+  assert.throws(() => parsePreprocessSpec([], 's'), /^UserError: s: preprocess must be an object, got \[\]$/);
 });
 
 test('a spec without resize or crop takes the fixed height and width of the model input; dynamic sizes and explicit resizes are kept', () => {

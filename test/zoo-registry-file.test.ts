@@ -85,11 +85,11 @@ test('every mistake in a registry file is refused naming the file, the entry and
   bad([{ ...m, data: { ...m.data, test: { kind: 'provided', name: 'x' } } }], /data\.test\.kind 'provided' is for datasets supplied in code/);
   bad([{ ...m, data: { ...m.data, test: { kind: 'image-folder' } } }], /data\.test\.dir is missing/);
   bad([{ ...m, data: { ...m.data, test: { kind: 'div2k', dir: 'd', split: 'val', scale: 3 } } }], /data\.test\.split must be one of train\|valid, got "val"/);
-  bad([{ ...m, data: { ...m.data, test: { ...m.data.test, skip: -1 } } }], /data\.test\.skip must be an integer ≥ 0, got -1/);
+  bad([{ ...m, data: { ...m.data, test: { ...m.data.test, skip: -1 } } }], /data\.test\.skip must be a non-negative integer, got -1/);
   bad([{ ...m, preprocess: 'imagenette' }], /preprocess is not a preset \(imagenet, /);
   bad([{ ...m, preprocess: { layout: 'chw' } }], /models\[0\] \('m'\)\.preprocess\.layout must be one of nchw\|nhwc/);
-  bad([{ ...m, input: { name: 'x', shape: [1, 0] } }], /input\.shape\[1\] must be an integer ≥ 1, got 0/);
-  bad([{ ...m, maxBatch: '1' }], /maxBatch must be an integer ≥ 1, got "1"/);
+  bad([{ ...m, input: { name: 'x', shape: [1, 0] } }], /input\.shape\[1\] must be a positive integer, got 0/);
+  bad([{ ...m, maxBatch: '1' }], /maxBatch must be a positive integer, got "1"/);
   bad([{ ...m, outputs: [] }], /outputs must be a non-empty array of tensor names/);
   bad([{ ...m, id: 'my model' }], /id 'my model' becomes a folder name/);
   bad([m, { ...m }], /models\[1\] \('m'\)\.id 'm' is used by an earlier entry/);

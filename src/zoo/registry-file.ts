@@ -7,47 +7,32 @@
  */
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { readUserFile, UserError } from '../errors.ts';
+import { isJsonObject, jsonFields } from '../json-fields.ts';
 import { parsePreprocessSpec, type PreprocessSpec } from './data/preprocess.ts';
 import { PREPROCESS_PRESETS } from './data/presets.ts';
 import type { DataSource, PublishedRow, RuleName, TaskSettings, ZooEntry } from './registry.ts';
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-
 const RULES: readonly RuleName[] = ['onnxquant-int8-perchannel', 'onnxquant-int8-pot', 'onnxquant-fp8'];
 
-/** One entry's checks; `at` is its position in the file for messages ("models[2].task.kind …"). */
+/** One entry's checks; `at` is its position in the file for messages ("models[2] ('x').task.kind …"). */
 function entryChecker(source: string, at: string, base: string) {
   const fail = (field: string, why: string): never => {
     throw new UserError(`${at}${field ? `.${field}` : ''} ${why}`, source);
   };
-  const obj = (v: unknown, field: string, known: readonly string[], required: readonly string[] = []): Obj => {
-    if (!isObj(v)) return fail(field, `must be an object, got ${JSON.stringify(v)}`);
-    const sub = (k: string) => (field ? `${field}.${k}` : k);
-    for (const k of Object.keys(v)) if (!known.includes(k)) fail(sub(k), `is not a known field (known: ${known.join(', ')})`);
-    for (const k of required) if (v[k] === undefined) fail(sub(k), 'is missing');
-    return v;
-  };
-  const str = (v: unknown, field: string): string => (typeof v === 'string' && v.length > 0 ? v : fail(field, `must be a non-empty string, got ${JSON.stringify(v)}`));
+  const fields = jsonFields(fail);
   const path = (v: unknown, field: string): string => {
-    const p = str(v, field);
+    const p = fields.str(v, field);
     return isAbsolute(p) ? p : resolve(base, p);
   };
-  const int = (v: unknown, field: string, min: number): number =>
-    typeof v === 'number' && Number.isInteger(v) && v >= min ? v : fail(field, `must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
-  const num = (v: unknown, field: string): number => (typeof v === 'number' && Number.isFinite(v) ? v : fail(field, `must be a finite number, got ${JSON.stringify(v)}`));
-  const bool = (v: unknown, field: string): boolean => (typeof v === 'boolean' ? v : fail(field, `must be true or false, got ${JSON.stringify(v)}`));
-  const oneOf = <T extends string | number>(v: unknown, field: string, opts: readonly T[]): T =>
-    (opts as readonly unknown[]).includes(v) ? (v as T) : fail(field, `must be one of ${opts.join('|')}, got ${JSON.stringify(v)}`);
-  return { fail, obj, str, path, int, num, bool, oneOf };
+  return { fail, path, ...fields };
 }
 
 type Checker = ReturnType<typeof entryChecker>;
 
 function parseDataSource(v: unknown, field: string, c: Checker): DataSource {
   const kinds = ['image-folder', 'paddle-ocr', 'mnist', 'div2k', 'coco', 'cityscapes', 'images', 'synthetic-text'] as const;
-  if (isObj(v) && v.kind === 'provided') c.fail(`${field}.kind`, "'provided' is for datasets supplied in code (ZooOptions.datasets), not in a registry file");
-  const kind = c.oneOf(isObj(v) ? v.kind : undefined, `${field}.kind`, kinds);
+  if (isJsonObject(v) && v.kind === 'provided') c.fail(`${field}.kind`, "'provided' is for datasets supplied in code (ZooOptions.datasets), not in a registry file");
+  const kind = c.oneOf(isJsonObject(v) ? v.kind : undefined, `${field}.kind`, kinds);
   const fields: Record<(typeof kinds)[number], { required: string[]; optional: string[] }> = {
     'image-folder': { required: ['dir'], optional: ['classesFile', 'limitPerClass'] },
     'paddle-ocr': { required: ['labels', 'imageRoot'], optional: [] },
@@ -95,7 +80,7 @@ function parseDataSource(v: unknown, field: string, c: Checker): DataSource {
 
 function parseTask(v: unknown, c: Checker): TaskSettings {
   const kinds = ['classification', 'ocr', 'super-resolution', 'detection', 'segmentation', 'pose', 'agreement'] as const;
-  const kind = c.oneOf(isObj(v) ? v.kind : undefined, 'task.kind', kinds);
+  const kind = c.oneOf(isJsonObject(v) ? v.kind : undefined, 'task.kind', kinds);
   const required: Record<(typeof kinds)[number], string[]> = {
     classification: ['numClasses'],
     ocr: ['dictionary', 'useSpaceChar', 'height', 'maxWidth', 'pad'],
@@ -172,13 +157,13 @@ const ENTRY_FIELDS = ['id', 'file', 'input', 'maxBatch', 'preprocess', 'outputs'
 
 /** Validates a registry file's JSON into zoo entries (suite 'user'); errors name the file and the field. */
 export function parseZooEntries(json: unknown, source: string): ZooEntry[] {
-  const list = isObj(json) && Object.keys(json).length === 1 && Array.isArray(json.models) ? json.models : json;
+  const list = isJsonObject(json) && Object.keys(json).length === 1 && Array.isArray(json.models) ? json.models : json;
   if (!Array.isArray(list)) throw new UserError('must hold an array of zoo entries, or {"models": [...]}', source);
   if (list.length === 0) throw new UserError('holds no zoo entry', source);
   const base = dirname(resolve(source));
   const seen = new Set<string>();
   return list.map((v, i) => {
-    const at = `models[${i}]${isObj(v) && typeof v.id === 'string' ? ` ('${v.id}')` : ''}`;
+    const at = `models[${i}]${isJsonObject(v) && typeof v.id === 'string' ? ` ('${v.id}')` : ''}`;
     const c = entryChecker(source, at, base);
     const e = c.obj(v, '', ENTRY_FIELDS, ['id', 'file', 'input', 'preprocess', 'data', 'task']);
     const id = c.str(e.id, 'id');

@@ -11,6 +11,7 @@
  * 'gray' is PIL's ITU-R 601 luma `convert('L')`, which equals the Y of `convert('YCbCr')` up to rounding.
  */
 import sharp, { type OutputInfo } from 'sharp';
+import { isJsonObject, jsonFields, type JsonObject } from '../../json-fields.ts';
 import { UserError } from '../../errors.ts';
 import type { FloatTensor } from '../../tensor.ts';
 import { type Interpolation, type RawImage, resizeOpenCv, resizePil, roundHalfEven } from './resize.ts';
@@ -156,27 +157,19 @@ export async function preprocessImage(src: ImageSource, spec: PreprocessSpec): P
 
 // ---- validation -------------------------------------------------------------------------------------------------
 
-type Obj = Record<string, unknown>;
-const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
-
 /** Validates untrusted JSON (a config file) into a PreprocessSpec; errors name the source and the field. */
 export function parsePreprocessSpec(json: unknown, source: string): PreprocessSpec {
   const fail = (field: string, why: string): never => {
-    throw new UserError(`preprocess.${field} ${why}`, source);
+    throw new UserError(`preprocess${field ? `.${field}` : ''} ${why}`, source);
   };
-  if (!isObj(json)) return fail('', 'must be an object');
-  const known = ['resize', 'crop', 'interpolation', 'colorOrder', 'scale', 'mean', 'std', 'layout', 'padTo'];
-  for (const k of Object.keys(json)) if (!known.includes(k)) fail(k, `is not a known field (known: ${known.join(', ')})`);
-  const posInt = (v: unknown, field: string): number =>
-    typeof v === 'number' && Number.isInteger(v) && v > 0 ? v : fail(field, `must be a positive integer, got ${JSON.stringify(v)}`);
-  const num = (v: unknown, field: string): number =>
-    typeof v === 'number' && Number.isFinite(v) ? v : fail(field, `must be a finite number, got ${JSON.stringify(v)}`);
-  const oneOf = <T extends string>(v: unknown, field: string, opts: readonly T[]): T =>
-    typeof v === 'string' && (opts as readonly string[]).includes(v) ? (v as T) : fail(field, `must be one of ${opts.join('|')}, got ${JSON.stringify(v)}`);
+  const { obj, int, num, oneOf } = jsonFields(fail);
+  const posInt = (v: unknown, field: string) => int(v, field, 1);
+  obj(json, '', ['resize', 'crop', 'interpolation', 'colorOrder', 'scale', 'mean', 'std', 'layout', 'padTo']);
+  const o = json as JsonObject;
   const spec: PreprocessSpec = {};
-  if (json.resize !== undefined) {
-    const r = json.resize;
-    if (!isObj(r)) return fail('resize', 'must be an object');
+  if (o.resize !== undefined) {
+    const r = o.resize;
+    if (!isJsonObject(r)) return fail('resize', 'must be an object');
     if ('shortSide' in r) spec.resize = { shortSide: posInt(r.shortSide, 'resize.shortSide') };
     else if (r.keepRatio !== undefined) {
       if (r.keepRatio !== true) fail('resize.keepRatio', 'must be true when given');
@@ -184,26 +177,26 @@ export function parsePreprocessSpec(json: unknown, source: string): PreprocessSp
     } else if ('height' in r || 'width' in r) spec.resize = { height: posInt(r.height, 'resize.height'), width: posInt(r.width, 'resize.width') };
     else fail('resize', 'must be {shortSide}, {height,width} or {height,keepRatio:true,maxWidth}');
   }
-  if (json.crop !== undefined) {
-    const c = json.crop;
-    if (!isObj(c)) return fail('crop', 'must be an object {height,width}');
+  if (o.crop !== undefined) {
+    const c = o.crop;
+    if (!isJsonObject(c)) return fail('crop', 'must be an object {height,width}');
     spec.crop = { height: posInt(c.height, 'crop.height'), width: posInt(c.width, 'crop.width') };
   }
-  if (json.interpolation !== undefined) spec.interpolation = oneOf(json.interpolation, 'interpolation', ['bilinear', 'bicubic', 'nearest', 'area'] as const);
-  if (json.colorOrder !== undefined) spec.colorOrder = oneOf(json.colorOrder, 'colorOrder', ['rgb', 'bgr', 'gray'] as const);
-  if (json.scale !== undefined) spec.scale = num(json.scale, 'scale');
+  if (o.interpolation !== undefined) spec.interpolation = oneOf(o.interpolation, 'interpolation', ['bilinear', 'bicubic', 'nearest', 'area'] as const);
+  if (o.colorOrder !== undefined) spec.colorOrder = oneOf(o.colorOrder, 'colorOrder', ['rgb', 'bgr', 'gray'] as const);
+  if (o.scale !== undefined) spec.scale = num(o.scale, 'scale');
   for (const field of ['mean', 'std'] as const) {
-    const v = json[field];
+    const v = o[field];
     if (v === undefined) continue;
     if (!Array.isArray(v) || v.length === 0) fail(field, 'must be a non-empty array of numbers');
     const arr = (v as unknown[]).map((x, i) => num(x, `${field}[${i}]`));
     if (field === 'std' && arr.some((x) => x === 0)) fail(field, 'must not contain 0');
     spec[field] = arr;
   }
-  if (json.layout !== undefined) spec.layout = oneOf(json.layout, 'layout', ['nchw', 'nhwc'] as const);
-  if (json.padTo !== undefined) {
-    const p = json.padTo;
-    if (!isObj(p)) return fail('padTo', 'must be an object {width,value}');
+  if (o.layout !== undefined) spec.layout = oneOf(o.layout, 'layout', ['nchw', 'nhwc'] as const);
+  if (o.padTo !== undefined) {
+    const p = o.padTo;
+    if (!isJsonObject(p)) return fail('padTo', 'must be an object {width,value}');
     spec.padTo = { width: posInt(p.width, 'padTo.width'), value: num(p.value ?? 0, 'padTo.value') };
   }
   const c = spec.colorOrder === 'gray' ? 1 : 3;
