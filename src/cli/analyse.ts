@@ -17,7 +17,8 @@ import { renderAnalysisTable } from '../report/terminal.ts';
 import type { Dataset } from '../zoo/data/types.ts';
 import { feedBatches, fitToModelInput, modelInput, openDataset, resolvePreprocess } from './data-source.ts';
 import { makeProgress } from './progress.ts';
-import { singleInput } from './quantize.ts';
+import { collect, singleInput } from './quantize.ts';
+import { parseFixedFeeds, type FixedFeed } from './fixed-feeds.ts';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 
@@ -32,6 +33,8 @@ export interface WriteAnalysisOptions {
   isolated?: AnalyseOptions['isolated'];
   quiet?: boolean;
   steps?: number;
+  /** Values for the model inputs the data do not fill (--feed). */
+  fixed?: readonly FixedFeed[];
 }
 
 function sha256File(path: string): string {
@@ -55,7 +58,7 @@ export async function writeAnalysis(
   ensureOutputDir(dir);
   const progress = makeProgress(o.quiet);
   let stage = '';
-  const report = await analyse(floatModel, quantModel, () => feedBatches(ds, modelInput(floatModel, input), batch, o.steps, o.dataPath), {
+  const report = await analyse(floatModel, quantModel, () => feedBatches(ds, modelInput(floatModel, input), batch, o.steps, o.dataPath, o.fixed), {
     rule: o.rule,
     outputs: o.outputs,
     isolated: o.isolated ?? 'none',
@@ -105,6 +108,7 @@ export function registerAnalyse(program: Command): void {
     .option('--batch <n>', 'batch size', (v) => parseInt(v, 10), 32)
     .option('--steps <n>', 'number of batches (default: all)', (v) => parseInt(v, 10))
     .option('--input <name>', 'model input fed with the data')
+    .option('--feed <name=value>', 'a value for another model input: a number (fills it) or a .npy file (repeatable)', collect, [])
     .option('--outputs <a,b>', 'output tensors for OQE (default: the graph outputs)')
     .option('--isolated <mode>', "isolated per-layer error: none, both, all (weight-only and activation-only too)", 'none')
     .option('--out-dir <dir>', 'where report.json and report.html go', '.')
@@ -126,6 +130,7 @@ export function registerAnalyse(program: Command): void {
       }
       upgradeOpset(floatModel, Math.max(opsetVersion(floatModel), opsetVersion(quant)));
       const input = singleInput(floatModel, floatFile, o.input as string | undefined);
+      const fixed = parseFixedFeeds(o.feed as string[], floatModel, modelInput(floatModel, input), floatFile);
       const ds = openDataset(String(o.data), fitToModelInput(resolvePreprocess(o.preprocess as string), floatModel, input));
       await writeAnalysis(floatModel, quant, ds, input, batch, String(o.outDir), {
         floatPath: floatFile,
@@ -135,6 +140,7 @@ export function registerAnalyse(program: Command): void {
         isolated: isolated as AnalyseOptions['isolated'],
         quiet: Boolean(o.quiet),
         steps,
+        fixed,
       });
     });
 }

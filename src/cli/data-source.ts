@@ -12,6 +12,7 @@ import { npyDataset } from '../zoo/data/npy.ts';
 import { paddleOcrLabels } from '../zoo/data/ocr.ts';
 import { parsePreprocessSpec, type PreprocessSpec } from '../zoo/data/preprocess.ts';
 import { PREPROCESS_PRESETS } from '../zoo/data/presets.ts';
+import { fixedFeedTensors, type FixedFeed } from './fixed-feeds.ts';
 import { batches, type Dataset } from '../zoo/data/types.ts';
 import { unlabelledImages } from '../zoo/data/unlabelled.ts';
 import type { ModelProto } from 'onnx-buf';
@@ -85,11 +86,18 @@ function layoutHint(d: readonly number[], want: InputSpec['dims'] & {}): string 
 }
 
 /**
- * Batches as feeds for one input; `steps` limits the number of batches. A batch whose rank or fixed sizes (past the
+ * Batches as feeds for one input, with the other inputs' fixed values (--feed); `steps` limits the number of batches. A batch whose rank or fixed sizes (past the
  * batch dimension) do not fit the input fails naming the data: onnxruntime's message would name neither it nor
  * the shapes after preprocessing.
  */
-export async function* feedBatches(ds: Dataset<unknown>, input: InputSpec, batchSize: number, steps: number | undefined, source: string): AsyncIterable<Feeds> {
+export async function* feedBatches(
+  ds: Dataset<unknown>,
+  input: InputSpec,
+  batchSize: number,
+  steps: number | undefined,
+  source: string,
+  fixed: readonly FixedFeed[] = [],
+): AsyncIterable<Feeds> {
   const limit = steps !== undefined ? steps * batchSize : Infinity;
   for await (const b of batches(ds, batchSize, limit)) {
     const d = b.input.dims;
@@ -98,6 +106,6 @@ export async function* feedBatches(ds: Dataset<unknown>, input: InputSpec, batch
       throw new UserError(`input '${input.name}' takes batches of exactly ${want[0]} (fixed in the model), got a batch of ${d[0]}: use --batch ${want[0]}`);
     if (want && (want.length !== d.length || want.some((w, i) => i > 0 && typeof w === 'number' && w > 0 && w !== d[i])))
       throw new UserError(`samples of shape [${d.slice(1).join(', ')}] (after preprocessing) do not fit input '${input.name}' of shape [${want.map((w) => w ?? '?').join(', ')}]${layoutHint(d, want)}`, source);
-    yield { [input.name]: b.input };
+    yield { [input.name]: b.input, ...fixedFeedTensors(fixed, input, d) };
   }
 }

@@ -2,13 +2,14 @@
 import type { Command } from 'commander';
 import { UserError } from '../errors.ts';
 import type { Feeds } from '../calibrate/calibrate.ts';
-import { deployCheck, formatDeployReport } from '../export/deploy-check.ts';
+import { deployCheck, formatDeployReport, tileFeeds } from '../export/deploy-check.ts';
 import { loadModel, writeFilesAtomic } from '../onnx/model-io.ts';
 import { checkOutputFile } from './output-paths.ts';
 import { checkQuantizedFrom } from './analyse.ts';
 import { hasQdqNodes } from '../ir/graph.ts';
 import { feedBatches, fitToModelInput, modelInput, openDataset, resolvePreprocess } from './data-source.ts';
-import { singleInput } from './quantize.ts';
+import { collect, singleInput } from './quantize.ts';
+import { fixedFeedTensors, parseFixedFeeds } from './fixed-feeds.ts';
 
 const int = (v: string) => parseInt(v, 10);
 
@@ -21,6 +22,7 @@ export function registerDeployCheck(program: Command): void {
     .option('--preprocess <preset|file|json>', 'image preprocessing (as for quantize)', 'imagenet')
     .option('--float <model>', 'the float model, for latency and float-vs-deploy agreement')
     .option('--input <name>', 'model input fed with the data (default: the only input)')
+    .option('--feed <name=value>', "a value for another model input: a number (fills it) or a .npy file (repeatable)", collect, [])
     .option('--batch <n>', 'batch size of the agreement check', int, 8)
     .option('--steps <n>', 'number of batches for the agreement check', int, 8)
     .option('--task <kind>', "'auto' (argmax agreement for rank-2/3 outputs), 'classify' or 'regress'", 'auto')
@@ -33,6 +35,7 @@ export function registerDeployCheck(program: Command): void {
       const quant = loadModel(file);
       const floatModel = o.float ? loadModel(String(o.float)) : undefined;
       const input = singleInput(quant, file, o.input as string | undefined);
+      const fixed = parseFixedFeeds(o.feed as string[], quant, modelInput(quant, input), file);
       if (o.json) checkOutputFile(String(o.json));
       if (floatModel) checkQuantizedFrom(floatModel, String(o.float), quant, file);
       const ds = openDataset(String(o.data), fitToModelInput(resolvePreprocess(o.preprocess as string), quant, input));
@@ -43,7 +46,7 @@ export function registerDeployCheck(program: Command): void {
       const task = String(o.task);
       if (!['auto', 'classify', 'regress'].includes(task)) throw new UserError(`--task must be auto, classify or regress, got '${task}'`);
       const batches: Feeds[] = [];
-      for await (const b of feedBatches(ds, modelInput(quant, input), batch, steps, String(o.data))) batches.push(b);
+      for await (const b of feedBatches(ds, modelInput(quant, input), batch, steps, String(o.data), fixed)) batches.push(b);
       const latencyBatches = String(o.latencyBatch)
         .split(',')
         .filter((s) => s.trim())
@@ -58,6 +61,15 @@ export function registerDeployCheck(program: Command): void {
         batches,
         task: task as 'auto',
         latencyBatches,
+        ...(fixed.length
+          ? {
+              batchInputs: [input],
+              latencyFeeds: (n: number) => {
+                const data = tileFeeds({ [input]: batches[0][input] }, n);
+                return { ...data, ...fixedFeedTensors(fixed, modelInput(quant, input), data[input].dims) };
+              },
+            }
+          : {}),
         runs: o.runs as number,
         warmup: o.warmup as number,
         intraOpThreads: (o.threads as number) || undefined,

@@ -8,6 +8,7 @@ import { quantize } from '../quantize.ts';
 import { graphInputs } from '../runtime/inputs.ts';
 import { checkProvider, EXECUTION_PROVIDERS, type ExecutionProvider } from '../runtime/session.ts';
 import { feedBatches, fitToModelInput, modelInput, openDataset, resolvePreprocess } from './data-source.ts';
+import { parseFixedFeeds } from './fixed-feeds.ts';
 import { makeProgress } from './progress.ts';
 import { writeAnalysis } from './analyse.ts';
 import { checkOutputFile, sameFile } from './output-paths.ts';
@@ -41,11 +42,13 @@ export function singleInput(model: ReturnType<typeof loadModel>, file: string, w
     if (!inputs.some((i) => i.name === wanted)) throw new UserError(`model has no input '${wanted}' (inputs: ${inputs.map((i) => i.name).join(', ')})`, file);
     return wanted;
   }
-  if (inputs.length !== 1) throw new UserError(`model has ${inputs.length} inputs (${inputs.map((i) => i.name).join(', ')}); choose one with --input (the others need the library API)`, file);
+  if (inputs.length !== 1)
+    throw new UserError(`model has ${inputs.length} inputs (${inputs.map((i) => i.name).join(', ')}); choose the one the data fill with --input, and give the others with --feed name=value`, file);
   return inputs[0].name;
 }
 
-const collect = (v: string, prev: string[]) => [...prev, v];
+/** Commander's accumulator for a repeatable option. */
+export const collect = (v: string, prev: string[]) => [...prev, v];
 
 function parseOverrides(list: string[]): Filter['overrides'] {
   const out: NonNullable<Filter['overrides']> = {};
@@ -85,6 +88,7 @@ export function registerQuantize(program: Command): void {
     .option('--batch <n>', 'batch size', (v) => parseInt(v, 10), 32)
     .option('--calib-steps <n>', 'number of calibration batches', (v) => parseInt(v, 10), 32)
     .option('--input <name>', 'model input fed with the data (default: the only input)')
+    .option('--feed <name=value>', 'a value for another model input, held for every batch: a number (fills it; a dimension shared with the data input follows the batch) or a .npy file (repeatable)', collect, [])
     .option('--stats-on <which>', "collect activation statistics on 'quantized-weights' (PPQ) or 'float'", 'quantized-weights')
     .option('--provider <name>', `execution provider of the calibration runs: ${EXECUTION_PROVIDERS.join(' or ')} (webgpu: Dawn over Vulkan, needs a GPU; simulation and analysis always run on cpu)`, 'cpu')
     .option('--exclude-op <op>', 'leave this op type float (repeatable)', collect, [])
@@ -108,6 +112,7 @@ export function registerQuantize(program: Command): void {
       const out = (o.output as string | undefined) ?? join(dirname(file), `${basename(file, '.onnx')}.${rule.name}.onnx`);
       checkOutputFile(out);
       if (sameFile(out, file)) throw new UserError('is the model being quantized: writing there would replace it (choose another -o)', out);
+      const fixed = parseFixedFeeds(o.feed as string[], model, modelInput(model, input), file);
       const spec = fitToModelInput(resolvePreprocess(o.preprocess as string), model, input);
       const ds = openDataset(String(o.calib), spec);
       const batch = o.batch as number;
@@ -141,7 +146,7 @@ export function registerQuantize(program: Command): void {
       const total = Math.min(steps, Math.ceil(ds.size / batch));
       progress.stage(`calibrate ${rule.name}`, total);
       const common = { rule, steps, statsOn, filter, provider, onBatch: (d: number) => progress.tick(d) } as const;
-      const feeds = feedBatches(ds, modelInput(model, input), batch, steps, String(o.calib));
+      const feeds = feedBatches(ds, modelInput(model, input), batch, steps, String(o.calib), fixed);
       const result = isTarget(rule)
         ? await quantizeForTarget(model, feeds, { ...common, target: rule })
         : await quantize(model, feeds, { ...common, recipe, log: o.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
@@ -171,6 +176,7 @@ export function registerQuantize(program: Command): void {
           quantPath: out,
           dataPath: String(o.test ?? o.calib),
           known: { plan: result.plan, params: result.params },
+          fixed,
           quiet: Boolean(o.quiet),
           steps,
         });

@@ -65,6 +65,11 @@ export interface DeployCheckOptions {
   task?: 'auto' | 'classify' | 'regress';
   /** Batch sizes for latency (default [1, 8]); [] skips the latency measurement. */
   latencyBatches?: number[];
+  /** Feeds for a latency run at `batch` (default: the first sample of every input tiled to `batch`); for inputs held
+   * fixed whose batch dimension is not the first (a recurrent state [2, batch, 128]). */
+  latencyFeeds?: (batch: number) => Feeds;
+  /** The inputs whose first dimension is the batch (default: every input); a fixed size there skips a latency batch. */
+  batchInputs?: readonly string[];
   runs?: number;
   warmup?: number;
   intraOpThreads?: number;
@@ -193,12 +198,12 @@ export async function deployCheck(quantModel: ModelProto, opts: DeployCheckOptio
     const warmup = opts.warmup ?? 3;
     const inputs = graphInputs(quantModel);
     for (const batch of opts.latencyBatches ?? [1, 8]) {
-      const fixed = inputs.find((i) => typeof i.dims?.[0] === 'number' && i.dims[0] !== batch && i.dims[0] > 0);
+      const fixed = inputs.find((i) => (opts.batchInputs ?? [i.name]).includes(i.name) && typeof i.dims?.[0] === 'number' && i.dims[0] !== batch && i.dims[0] > 0);
       if (fixed) {
         report.latency.push({ batch, runs: 0, quantMs: { median: NaN, p25: NaN, p75: NaN }, note: `input '${fixed.name}' has a fixed batch size ${fixed.dims![0]}` });
         continue;
       }
-      const feeds = tileFeeds(opts.batches[0], batch);
+      const feeds = opts.latencyFeeds ? opts.latencyFeeds(batch) : tileFeeds(opts.batches[0], batch);
       for (let i = 0; i < warmup; i++) {
         await dep.run(feeds);
         if (flt) await flt.run(feeds);
