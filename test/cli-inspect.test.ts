@@ -189,3 +189,17 @@ test('inspect --json succeeds on every shared and corpus model', { skip: existsS
   const slowest = results.sort((a, b) => b.r.ms - a.r.ms)[0];
   console.log(`inspect: ${results.length} models in ${(wall / 1000).toFixed(1)} s wall (2 at a time); slowest ${relative(SHARED, slowest.file)} ${slowest.r.ms.toFixed(0)} ms`);
 });
+
+const VAD_IF = join(SHARED, 'corpus/silero_vad_v4_lstm.onnx');
+test('inspect counts what quantize plans: layers inside If bodies are listed as left float, not as quantizable', { skip: existsSync(VAD_IF) ? false : `${VAD_IF} not found` }, async () => {
+  // Silero VAD v4 keeps all 36 Convs in the branches of its sample-rate Ifs; inspect used to count them quantizable,
+  // while quantize refused the model with "no layer to quantize".
+  const r = await cli('inspect', VAD_IF, '--json');
+  assert.equal(r.code, 0, r.stderr);
+  const s = JSON.parse(r.stdout) as InspectSummary;
+  assert.equal(s.quantizable.count, 0);
+  assert.equal(s.leftFloat.length, 36);
+  assert.ok(s.leftFloat.every((l) => /^If_\d+\/Conv_\d+$/.test(l.node) && l.reason === 'inside a If body'), JSON.stringify(s.leftFloat.slice(0, 3)));
+  const text = await cli('inspect', VAD_IF);
+  assert.match(text.stdout, /^quantizable {2}0 by the OnnxQuant rules \(none\)\nleft float {3}36: 36 inside a If body$/m);
+});

@@ -3,14 +3,16 @@
  * The summary is computed by the pure `inspectModel`, so tests and other tools call it without the CLI.
  */
 import type { Command } from 'commander';
-import { TensorProto_DataType as DT, type GraphProto, type ModelProto, type TensorProto } from 'onnx-buf';
+import { TensorProto_DataType as DT, type ModelProto, type TensorProto } from 'onnx-buf';
 import { dtypeInfo, dtypeName } from '../onnx/dtype.ts';
 import { loadModel } from '../onnx/model-io.ts';
 import { tensorSize } from '../onnx/tensor-codec.ts';
 import { validateModel } from '../onnx/validate.ts';
 import { constantTensor } from '../ir/passes/constant-to-initializer.ts';
 import { formatModel } from '../ir/format.ts';
-import { nodeLabel, nodeSubgraphs, walkGraphs } from '../ir/graph.ts';
+import { GraphView, walkGraphs } from '../ir/graph.ts';
+import { planModel } from '../quant/plan.ts';
+import { getRule } from '../quant/rules.ts';
 import { valueInfoSpec } from '../runtime/inputs.ts';
 
 export interface ValueSummary {
@@ -32,7 +34,8 @@ export interface ValueSummary {
  *   initializerBytes: number,              // stored size of all initializers (all dtypes, all graphs)
  *   initializersAsInputs: number,          // initializers also listed in graph.input (old IR < 4 exports)
  *   subgraphs: { If: number, Loop: number, Scan: number },
- *   quantizable: { count: number, byOp: { [op]: number }, nodes: string[] }             // after formatting
+ *   quantizable: { count: number, byOp: { [op]: number }, nodes: string[] },            // the plan, after formatting
+ *   leftFloat: [{ node, reason }]          // layers of a quantized op type the plan leaves float, and why
  * }
  */
 export interface InspectSummary {
@@ -48,11 +51,10 @@ export interface InspectSummary {
   initializersAsInputs: number;
   subgraphs: { If: number; Loop: number; Scan: number };
   quantizable: { count: number; byOp: Record<string, number>; nodes: string[] };
+  leftFloat: { node: string; reason: string }[];
 }
 
 const FLOAT_TYPES: ReadonlySet<number> = new Set([DT.FLOAT, DT.FLOAT16, DT.BFLOAT16, DT.DOUBLE]);
-/** Layers whose weight (input 1) the OnnxQuant rules quantize when it is a constant. */
-const WEIGHTED = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
 
 function valueSummary(v: Parameters<typeof valueInfoSpec>[0]): ValueSummary {
   const s = valueInfoSpec(v);
@@ -67,23 +69,6 @@ function storedBytes(t: TensorProto): number {
 
 function isDefaultDomain(d: string): boolean {
   return d === '' || d === 'ai.onnx';
-}
-
-/** Quantizable nodes of one graph; `outer` holds the constants visible from enclosing graphs. */
-function quantizableIn(g: GraphProto, outer: ReadonlySet<string>, found: { op: string; label: string }[]): void {
-  const constants = new Set(outer);
-  for (const v of g.input) constants.delete(v.name); // a subgraph input shadows an outer constant
-  const inputs = new Set(g.input.map((v) => v.name));
-  for (const t of g.initializer) if (!inputs.has(t.name)) constants.add(t.name);
-  g.node.forEach((n, i) => {
-    if (isDefaultDomain(n.domain)) {
-      if (WEIGHTED.has(n.opType) && constants.has(n.input[1])) found.push({ op: n.opType, label: nodeLabel(n, i) });
-      else if (n.opType === 'MatMul' && !constants.has(n.input[0]) && !constants.has(n.input[1]))
-        found.push({ op: 'MatMul(activations)', label: nodeLabel(n, i) });
-      else if (n.opType === 'LayerNormalization') found.push({ op: n.opType, label: nodeLabel(n, i) });
-    }
-    for (const sg of nodeSubgraphs(n)) quantizableIn(sg, constants, found);
-  });
 }
 
 export function inspectModel(model: ModelProto): InspectSummary {
@@ -110,8 +95,16 @@ export function inspectModel(model: ModelProto): InspectSummary {
     }
   }
   const inits = new Set(g.initializer.map((t) => t.name));
-  const found: { op: string; label: string }[] = [];
-  quantizableIn(formatModel(model).model.graph!, new Set(), found);
+  // What the rules quantize is what the planner plans (all three OnnxQuant rules quantize the same layers): the
+  // formatted model's plan, with the layers it leaves float and why (inside an If body, a float16 weight, …).
+  const formatted = formatModel(model).model;
+  const plan = planModel(formatted, getRule('onnxquant-int8-perchannel'));
+  const fv = new GraphView(formatted.graph!);
+  const found = plan.layers.map((l) => {
+    const n = fv.graph.node.find((x) => x.name === l.node);
+    const activations = l.op === 'MatMul' && n !== undefined && !fv.isConstant(n.input[1]);
+    return { op: activations ? 'MatMul(activations)' : l.op, label: l.node };
+  });
   const byOp: Record<string, number> = {};
   for (const f of found) byOp[f.op] = (byOp[f.op] ?? 0) + 1;
   return {
@@ -127,7 +120,18 @@ export function inspectModel(model: ModelProto): InspectSummary {
     initializersAsInputs: g.input.filter((v) => inits.has(v.name)).length,
     subgraphs,
     quantizable: { count: found.length, byOp, nodes: found.map((f) => f.label) },
+    leftFloat: plan.skipped,
   };
+}
+
+/** Layers left float, counted by reason: "36 inside a If body, 2 weight is float16, not float32 (left float)". */
+function leftFloatText(list: InspectSummary['leftFloat']): string {
+  const by = new Map<string, number>();
+  for (const l of list) {
+    const reason = l.reason.replace(/^(inside a \w+ body).*/, '$1');
+    by.set(reason, (by.get(reason) ?? 0) + 1);
+  }
+  return [...by].map(([r, n]) => `${n} ${r}`).join(', ');
 }
 
 function shapeText(s: ValueSummary['shape']): string {
@@ -154,6 +158,7 @@ export function renderInspect(file: string, s: InspectSummary): string {
     `initializers ${bytesText(s.initializerBytes)}${s.initializersAsInputs ? `, ${s.initializersAsInputs} also listed as graph inputs` : ', none listed as graph inputs'}`,
     `subgraphs    If ${s.subgraphs.If}, Loop ${s.subgraphs.Loop}, Scan ${s.subgraphs.Scan}`,
     `quantizable  ${s.quantizable.count} by the OnnxQuant rules (${Object.entries(s.quantizable.byOp).map(([op, c]) => `${op} ${c}`).join(', ') || 'none'})`,
+    ...(s.leftFloat.length ? [`left float   ${s.leftFloat.length}: ${leftFloatText(s.leftFloat)}`] : []),
   ];
   return `${lines.join('\n')}\n`;
 }
