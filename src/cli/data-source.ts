@@ -86,9 +86,9 @@ function layoutHint(d: readonly number[], want: InputSpec['dims'] & {}): string 
 }
 
 /**
- * Batches as feeds for one input, with the other inputs' fixed values (--feed); `steps` limits the number of batches. A batch whose rank or fixed sizes (past the
- * batch dimension) do not fit the input fails naming the data: onnxruntime's message would name neither it nor
- * the shapes after preprocessing.
+ * Batches as feeds for one input, with the other inputs' fixed values (--feed); `steps` limits the number of
+ * batches. A batch whose rank or fixed sizes (past the batch dimension) do not fit the input fails naming the data:
+ * onnxruntime's message would name neither it nor the shapes after preprocessing.
  */
 export async function* feedBatches(
   ds: Dataset<unknown>,
