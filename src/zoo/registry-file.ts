@@ -10,9 +10,11 @@ import { readUserFile, UserError } from '../errors.ts';
 import { isJsonObject, jsonFields } from '../json-fields.ts';
 import { parsePreprocessSpec, type PreprocessSpec } from './data/preprocess.ts';
 import { PREPROCESS_PRESETS } from './data/presets.ts';
+import { RULE_NAMES } from '../quant/rules.ts';
 import type { DataSource, PublishedRow, RuleName, TaskSettings, ZooEntry } from './registry.ts';
 
-const RULES: readonly RuleName[] = ['onnxquant-int8-perchannel', 'onnxquant-int8-pot', 'onnxquant-fp8'];
+/** The rules a `published` row may be filed under: the OnnxQuant rules, as in the built-in registry. */
+const RULES = RULE_NAMES as readonly RuleName[];
 
 /** One entry's checks; `at` is its position in the file for messages ("models[2] ('x').task.kind …"). */
 function entryChecker(source: string, at: string, base: string) {
