@@ -18,7 +18,7 @@ import type { Dataset } from '../zoo/data/types.ts';
 import { feedBatches, fitToModelInput, modelInput, openDataset, resolvePreprocess } from './data-source.ts';
 import { makeProgress } from './progress.ts';
 import { collect, singleInput } from './quantize.ts';
-import { parseFixedFeeds, type FixedFeed } from './fixed-feeds.ts';
+import { freezeModel, parseFixedFeeds, type FixedFeed } from './fixed-feeds.ts';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 
@@ -108,6 +108,7 @@ export function registerAnalyse(program: Command): void {
     .option('--batch <n>', 'batch size', (v) => parseInt(v, 10), 32)
     .option('--steps <n>', 'number of batches (default: all)', (v) => parseInt(v, 10))
     .option('--input <name>', 'model input fed with the data')
+    .option('--freeze <name=value>', 'make a float-model input a constant, as quantize --freeze did (repeatable)', collect, [])
     .option('--feed <name=value>', 'a value for another model input: a number (fills it) or a .npy file (repeatable)', collect, [])
     .option('--outputs <a,b>', 'output tensors for OQE (default: the graph outputs)')
     .option('--isolated <mode>', "isolated per-layer error: none, both, all (weight-only and activation-only too)", 'none')
@@ -115,7 +116,7 @@ export function registerAnalyse(program: Command): void {
     .option('--quiet', 'no progress output')
     .action(async (floatFile: string, quantFile: string, o: Record<string, unknown>) => {
       const quant = loadModel(quantFile);
-      const floatModel = formatModel(loadModel(floatFile)).model;
+      const floatModel = formatModel(await freezeModel(loadModel(floatFile), o.freeze as string[], floatFile, Boolean(o.quiet))).model;
       checkQuantizedFrom(floatModel, floatFile, quant, quantFile);
       const batch = o.batch as number;
       const steps = o.steps as number | undefined;

@@ -9,7 +9,7 @@ import { checkQuantizedFrom } from './analyse.ts';
 import { hasQdqNodes } from '../ir/graph.ts';
 import { feedBatches, fitToModelInput, modelInput, openDataset, resolvePreprocess } from './data-source.ts';
 import { collect, singleInput } from './quantize.ts';
-import { fixedFeedTensors, parseFixedFeeds } from './fixed-feeds.ts';
+import { fixedFeedTensors, freezeModel, parseFixedFeeds } from './fixed-feeds.ts';
 
 const int = (v: string) => parseInt(v, 10);
 
@@ -22,6 +22,7 @@ export function registerDeployCheck(program: Command): void {
     .option('--preprocess <preset|file|json>', 'image preprocessing (as for quantize)', 'imagenet')
     .option('--float <model>', 'the float model, for latency and float-vs-deploy agreement')
     .option('--input <name>', 'model input fed with the data (default: the only input)')
+    .option('--freeze <name=value>', 'make a --float model input a constant, as quantize --freeze did (repeatable)', collect, [])
     .option('--feed <name=value>', "a value for another model input: a number (fills it) or a .npy file (repeatable)", collect, [])
     .option('--batch <n>', 'batch size of the agreement check', int, 8)
     .option('--steps <n>', 'number of batches for the agreement check', int, 8)
@@ -33,7 +34,7 @@ export function registerDeployCheck(program: Command): void {
     .option('--json <file>', 'also write the report as JSON')
     .action(async (file: string, o: Record<string, unknown>) => {
       const quant = loadModel(file);
-      const floatModel = o.float ? loadModel(String(o.float)) : undefined;
+      const floatModel = o.float ? await freezeModel(loadModel(String(o.float)), o.freeze as string[], String(o.float)) : undefined;
       const input = singleInput(quant, file, o.input as string | undefined);
       const fixed = parseFixedFeeds(o.feed as string[], quant, modelInput(quant, input), file);
       if (o.json) checkOutputFile(String(o.json));

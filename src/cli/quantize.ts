@@ -8,7 +8,7 @@ import { quantize } from '../quantize.ts';
 import { graphInputs } from '../runtime/inputs.ts';
 import { checkProvider, EXECUTION_PROVIDERS, type ExecutionProvider } from '../runtime/session.ts';
 import { feedBatches, fitToModelInput, modelInput, openDataset, resolvePreprocess } from './data-source.ts';
-import { parseFixedFeeds } from './fixed-feeds.ts';
+import { freezeModel, parseFixedFeeds } from './fixed-feeds.ts';
 import { makeProgress } from './progress.ts';
 import { writeAnalysis } from './analyse.ts';
 import { checkOutputFile, sameFile } from './output-paths.ts';
@@ -88,6 +88,7 @@ export function registerQuantize(program: Command): void {
     .option('--batch <n>', 'batch size', (v) => parseInt(v, 10), 32)
     .option('--calib-steps <n>', 'number of calibration batches', (v) => parseInt(v, 10), 32)
     .option('--input <name>', 'model input fed with the data (default: the only input)')
+    .option('--freeze <name=value>', 'make a model input a constant (a setting such as a sample rate): Ifs it decides are replaced by their branch, so the layers in them can be quantized; the output model no longer takes it (repeatable)', collect, [])
     .option('--feed <name=value>', 'a value for another model input, held for every batch: a number (fills it; a dimension shared with the data input follows the batch) or a .npy file (repeatable)', collect, [])
     .option('--stats-on <which>', "collect activation statistics on 'quantized-weights' (PPQ) or 'float'", 'quantized-weights')
     .option('--provider <name>', `execution provider of the calibration runs: ${EXECUTION_PROVIDERS.join(' or ')} (webgpu: Dawn over Vulkan, needs a GPU; simulation and analysis always run on cpu)`, 'cpu')
@@ -103,8 +104,9 @@ export function registerQuantize(program: Command): void {
     .option('--quiet', 'no progress output')
     .action(async (file: string, o: Record<string, unknown>) => {
       const t0 = performance.now();
-      const model = loadModel(file);
-      validateModel(model, file);
+      const loaded = loadModel(file);
+      validateModel(loaded, file);
+      const model = await freezeModel(loaded, o.freeze as string[], file, Boolean(o.quiet));
       // Quantizing Q/DQ output again would put a second quantizer on every activation.
       if (hasQdqNodes(model)) throw new UserError('already has QuantizeLinear/DequantizeLinear nodes (is it a quantized model?): quantize the float model', file);
       const rule = resolveRule(String(o.rule));
