@@ -7,8 +7,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cli } from './helpers/cli.ts';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -16,9 +16,8 @@ import sharp from 'sharp';
 import { TensorProto_DataType as DT } from 'onnx-buf';
 import { fixedFeedTensors, type FixedFeed } from '../src/cli/fixed-feeds.ts';
 import { SHARED } from './helpers/models.ts';
+import { writeNpy } from '../bench/util.ts';
 
-const ROOT = new URL('..', import.meta.url).pathname;
-const BIN = join(ROOT, 'bin/onnxquant.js');
 const VAD = join(SHARED, 'corpus/silero_vad_half_fp16.onnx');
 const VAD_SR = join(SHARED, 'corpus/silero_vad_op18_ifless.onnx');
 const SRCNN = join(SHARED, 'quantzoo/Model/mmedit/srcnn_scale_input.onnx');
@@ -28,36 +27,16 @@ const skipSrcnn = existsSync(SRCNN) ? false : `../shared/quantzoo srcnn_scale_in
 const tmp = mkdtempSync(join(tmpdir(), 'onnxquant-feeds-'));
 process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
 
-function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
 
 function oneLine(r: { code: number; stderr: string }, expected: string): void {
   assert.equal(r.code, 2, r.stderr);
   assert.deepEqual(r.stderr.trim().split('\n'), [expected]);
 }
 
-/** A float32 .npy file. */
-function writeNpy(path: string, dims: number[], data: Float32Array): void {
-  let header = `{'descr': '<f4', 'fortran_order': False, 'shape': (${dims.join(', ')}${dims.length === 1 ? ',' : ''}), }`;
-  header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
-  const b = Buffer.alloc(10 + header.length + data.byteLength);
-  b.write('\x93NUMPY', 0, 'latin1');
-  b[6] = 1;
-  b.writeUInt16LE(header.length, 8);
-  b.write(header, 10, 'latin1');
-  Buffer.from(data.buffer, data.byteOffset, data.byteLength).copy(b, 10 + header.length);
-  writeFileSync(path, b);
-}
-
 // Five 512-sample chunks of a chirp with noise: batches of 2 leave a ragged last batch of 1.
 const AUDIO = join(tmp, 'audio.npy');
 const audio = Float32Array.from({ length: 5 * 512 }, (_, i) => 0.3 * Math.sin(0.0005 * i * i) + 0.05 * Math.sin(i * 1.7));
-writeNpy(AUDIO, [5, 512], audio);
+writeNpy(AUDIO, { dims: [5, 512], data: audio });
 
 test('a fill follows the data batch on a shared symbolic dimension; other dimensions as declared', () => {
   const data = { name: 'input', dataType: DT.FLOAT, dims: ['batch', 'sequence'] };
@@ -118,7 +97,7 @@ test('--feed mistakes are refused before any work, naming the input and the prob
   oneLine(await q('state=0', 'sr=16000', 'sr=8000'), `onnxquant: --feed: input 'sr' is given twice`);
   oneLine(await q('sr=16000'), `onnxquant: ${VAD_SR}: model inputs besides 'input' need values: state float32 [2, batch, 128]; give each with --feed name=number (fills it) or --feed name=file.npy, e.g. --feed state=0`);
   const wrong = join(tmp, 'state.npy');
-  writeNpy(wrong, [2, 2, 64], new Float32Array(256));
+  writeNpy(wrong, { dims: [2, 2, 64], data: new Float32Array(256) });
   oneLine(await q(`state=${wrong}`, 'sr=16000'), `onnxquant: ${wrong}: array of shape [2, 2, 64] does not fit input 'state' [2, batch, 128]`);
   assert.equal(existsSync(out), false);
 });
@@ -131,7 +110,7 @@ test('a scale-factor input fed from a .npy: srcnn_scale_input quantizes and its 
     await sharp(px, { raw: { width: 64, height: 64, channels: 3 } }).png().toFile(join(images, `p${i}.png`));
   }
   const factor = join(tmp, 'factor.npy');
-  writeNpy(factor, [4], Float32Array.from([1, 1, 3, 3]));
+  writeNpy(factor, { dims: [4], data: Float32Array.from([1, 1, 3, 3]) });
   const out = join(tmp, 'srcnn.onnx');
   const r = await cli('quantize', SRCNN, '--calib', images, '--preprocess', 'raw-rgb', '--input', 'input', '--feed', `factor=${factor}`, '--batch', '1', '--quiet', '-o', out);
   assert.equal(r.code, 0, r.stderr);

