@@ -99,7 +99,7 @@ export function parseFrozenInputs(given: readonly string[], model: ModelProto, f
     const dims = typeof value === 'number' ? (input.dims as number[]) : value.dims;
     const n = dims.reduce((a, b) => a * b, 1);
     const data = typeof value === 'number' ? new Array<number>(n).fill(value) : Array.from(value.data);
-    return makeTensor(input.name, input.dataType === DT.BOOL ? DT.BOOL : input.dataType, dims, input.dataType === DT.BOOL ? data.map((v) => Number(v !== 0)) : data);
+    return makeTensor(input.name, input.dataType, dims, input.dataType === DT.BOOL ? data.map((v) => Number(v !== 0)) : data);
   });
 }
 

@@ -40,7 +40,6 @@ function constantCone(view: GraphView, tensor: string): boolean {
 
 /** Replaces `ifNode` in `g` by the nodes of `branch`. */
 function inlineBranch(g: GraphProto, ifNode: NodeProto, branch: GraphProto): void {
-  const view = new GraphView(g);
   // Every name defined outside the branch (the main graph and all other bodies): branch names equal to one of them
   // get fresh names, or the inlined nodes would overwrite or shadow them.
   const own = new Set(walkGraphs(branch));
@@ -65,7 +64,8 @@ function inlineBranch(g: GraphProto, ifNode: NodeProto, branch: GraphProto): voi
     n.output = n.output.map(to);
     for (const sg of nodeSubgraphs(n)) for (const [from, name] of rename) renameReadsInGraph(sg, from, name);
   }
-  for (const t of branch.initializer) view.addInitializer({ ...t, name: to(t.name) });
+  // Renamed where they clashed, so no initializer of the graph has their names.
+  g.initializer.push(...branch.initializer.map((t) => ({ ...t, name: to(t.name) })));
   const outputs = branch.output.map((o, j) => makeNode('Identity', [to(o.name)], [ifNode.output[j]], `${ifNode.name || 'If'}_out${j}`));
   g.node.splice(g.node.indexOf(ifNode), 1, ...branch.node, ...outputs);
   ensureUniqueNodeNames(g);
