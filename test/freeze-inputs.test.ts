@@ -13,7 +13,7 @@ import { join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import * as ort from 'onnxruntime-node';
 import { AttributeProto_AttributeType as AT, GraphProtoSchema, ModelProtoSchema, NodeProtoSchema, TensorProto_DataType as DT, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from 'onnx-buf';
-import { freezeInputs } from '../src/ir/freeze-inputs.ts';
+import { freezeInputs, ifDecidingInputs } from '../src/ir/freeze-inputs.ts';
 import { makeNode, tensorValueInfo, walkGraphs } from '../src/ir/graph.ts';
 import { loadModel, serializeModel } from '../src/onnx/model-io.ts';
 import { makeTensor } from '../src/onnx/tensor-codec.ts';
@@ -99,6 +99,9 @@ test('freezing decides nested Ifs, renames clashing branch values, and computes 
     assert.deepEqual([...got.v], [...want.v], `k = ${k}: v, from the If left in place (its 't' and the inlined one's differ)`);
     assert.deepEqual([...got.y], k === 1 ? [3, -3, 8] : [-4, -7, -1.5]);
   }
+  // Which inputs decide which Ifs (what the CLI's --freeze hint names): outer_if by k, other_if by x; inner_if sits
+  // in a body and is not a top-level If yet.
+  assert.deepEqual(ifDecidingInputs(model), [['k'], ['x']]);
   // The input model is left as it was.
   assert.equal(model.graph!.input.length, 2);
   assert.equal(ifs(model), 3);
@@ -137,7 +140,7 @@ test('quantize --freeze sr=16000: the Convs of the 16 kHz branch are quantized; 
   const args = ['quantize', file, '--calib', npy, '--input', 'input', '--batch', '1', '-o', out];
   let r = await cli(...args, '--feed', 'state=0', '--feed', 'sr=16000', '--quiet');
   assert.equal(r.code, 2);
-  assert.match(r.stderr, /no layer to quantize under onnxquant-int8-perchannel \(e\.g\. node_cond__1\/.*: inside a If body\); nothing written/);
+  assert.match(r.stderr, /no layer to quantize under onnxquant-int8-perchannel \(e\.g\. node_cond__1\/.*: inside a If body; the Ifs are decided by input 'sr': --freeze sr=<value> inlines the branch for that value\); nothing written/);
   r = await cli(...args, '--feed', 'state=0');
   assert.match(r.stderr, /need values: sr int64 \[\]; .* \(or --freeze a setting such as a sample rate into the model\)/);
   r = await cli(...args, '--feed', 'state=0', '--freeze', 'sr=16000');

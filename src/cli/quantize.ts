@@ -9,6 +9,7 @@ import { graphInputs } from '../runtime/inputs.ts';
 import { checkProvider, EXECUTION_PROVIDERS, type ExecutionProvider } from '../runtime/session.ts';
 import { feedBatches, fitToModelInput, modelInput, openDataset, resolvePreprocess } from './data-source.ts';
 import { freezeModel, parseFixedFeeds } from './fixed-feeds.ts';
+import { ifDecidingInputs } from '../ir/freeze-inputs.ts';
 import { makeProgress } from './progress.ts';
 import { writeAnalysis } from './analyse.ts';
 import { checkOutputFile, sameFile } from './output-paths.ts';
@@ -153,8 +154,14 @@ export function registerQuantize(program: Command): void {
         ? await quantizeForTarget(model, feeds, { ...common, target: rule })
         : await quantize(model, feeds, { ...common, recipe, log: o.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
       progress.stop();
+      // Layers in If bodies stay float; when an input decides those Ifs (a sample rate), --freeze is the way in.
+      // Ifs decided by the data themselves (a shape, a value of the input) are not settings to freeze.
+      const deciders = result.plan.skipped.some((s) => s.reason.startsWith('inside a If body'))
+        ? [...new Set(ifDecidingInputs(model).filter((leaves) => !leaves.includes(input)).flat())]
+        : [];
+      const freezeHint = deciders.length ? `the Ifs are decided by input ${deciders.map((d) => `'${d}'`).join(', ')}: --freeze ${deciders[0]}=<value> inlines the branch for that value` : '';
       if (result.plan.layers.length === 0) {
-        const why = result.plan.skipped[0] ? ` (e.g. ${result.plan.skipped[0].node}: ${result.plan.skipped[0].reason})` : '';
+        const why = result.plan.skipped[0] ? ` (e.g. ${result.plan.skipped[0].node}: ${result.plan.skipped[0].reason}${freezeHint ? `; ${freezeHint}` : ''})` : '';
         throw new UserError(`no layer to quantize under ${rule.name}${why}; nothing written`, file);
       }
       for (const p of ('passes' in result ? result.passes : undefined) ?? [])
@@ -171,6 +178,7 @@ export function registerQuantize(program: Command): void {
           `wrote ${out} (${(bytes.length / 1e6).toFixed(2)} MB) and ${sidecar}\n`,
       );
       for (const s of result.plan.skipped) process.stderr.write(`warning: left float: ${s.node} (${s.reason})\n`);
+      if (freezeHint) process.stderr.write(`hint: layers inside If bodies stay float; ${freezeHint}\n`);
       if (o.analyse) {
         await writeAnalysis(result.floatModel, result.model, testDs, input, batch, dirname(out), {
           rule: rule.name,

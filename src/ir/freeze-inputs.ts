@@ -112,3 +112,33 @@ export async function freezeInputs(input: ModelProto, values: readonly TensorPro
   new GraphView(g).pruneInitializers();
   return { model, inlined };
 }
+
+/**
+ * For each top-level If whose condition is computed from graph inputs and constants alone (no body on the way), the
+ * inputs it is computed from: freezing them lets `freezeInputs` inline its branch — what the CLI suggests when
+ * layers are left float inside If bodies.
+ */
+export function ifDecidingInputs(model: ModelProto): string[][] {
+  const view = new GraphView(model.graph!);
+  const found: string[][] = [];
+  for (const n of model.graph!.node) {
+    if (n.opType !== 'If') continue;
+    const leaves = new Set<string>();
+    const seen = new Set<string>();
+    const stack = [n.input[0]];
+    let decidable = true;
+    while (stack.length && decidable) {
+      const t = stack.pop()!;
+      if (!t || seen.has(t) || view.isConstant(t)) continue;
+      seen.add(t);
+      if (view.graphInputs.has(t)) leaves.add(t);
+      else {
+        const p = view.producer.get(t);
+        if (!p || nodeSubgraphs(p).length) decidable = false;
+        else stack.push(...p.input);
+      }
+    }
+    if (decidable && leaves.size) found.push([...leaves]);
+  }
+  return found;
+}
