@@ -99,6 +99,8 @@ export async function* feedBatches(
   fixed: readonly FixedFeed[] = [],
 ): AsyncIterable<Feeds> {
   const limit = steps !== undefined ? steps * batchSize : Infinity;
+  // The fixed inputs depend only on the batch's shape: built once per shape, not converted again for every batch.
+  const fixedByShape = new Map<string, Feeds>();
   for await (const b of batches(ds, batchSize, limit)) {
     const d = b.input.dims;
     const want = input.dims;
@@ -106,6 +108,8 @@ export async function* feedBatches(
       throw new UserError(`input '${input.name}' takes batches of exactly ${want[0]} (fixed in the model), got a batch of ${d[0]}: use --batch ${want[0]}`);
     if (want && (want.length !== d.length || want.some((w, i) => i > 0 && typeof w === 'number' && w > 0 && w !== d[i])))
       throw new UserError(`samples of shape [${d.slice(1).join(', ')}] (after preprocessing) do not fit input '${input.name}' of shape [${want.map((w) => w ?? '?').join(', ')}]${layoutHint(d, want)}`, source);
-    yield { [input.name]: b.input, ...fixedFeedTensors(fixed, input, d) };
+    let held = fixedByShape.get(d.join('x'));
+    if (!held) fixedByShape.set(d.join('x'), (held = fixedFeedTensors(fixed, input, d)));
+    yield { [input.name]: b.input, ...held };
   }
 }
