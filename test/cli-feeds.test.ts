@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { TensorProto_DataType as DT } from 'onnx-buf';
-import { fixedFeedTensors, type FixedFeed } from '../src/cli/fixed-feeds.ts';
+import { fixedFeedTensors, type FixedFeed } from '../src/runtime/fixed-feeds.ts';
 import { SHARED } from './helpers/models.ts';
 import { writeNpy } from '../bench/util.ts';
 
@@ -93,7 +93,7 @@ test('--feed mistakes are refused before any work, naming the input and the prob
   oneLine(await q('state=0', 'sr=16000', 'rate=8000'), `onnxquant: ${VAD_SR}: --feed 'rate=8000': the model has no input 'rate' (inputs: input, sr, state)`);
   oneLine(await q('state=0', 'sr=16000', 'input=0'), `onnxquant: ${VAD_SR}: --feed 'input=0': 'input' is the input the data fill (--input); feed the others`);
   oneLine(await q('state=zero', 'sr=16000'), `onnxquant: --feed 'state=zero': 'zero' is neither a number nor a .npy file`);
-  oneLine(await q('state=0', 'sr=16000.5'), `onnxquant: --feed 'sr=16000.5': input 'sr' takes integers (int64)`);
+  oneLine(await q('state=0', 'sr=16000.5'), `onnxquant: ${VAD_SR}: --feed 'sr=16000.5': input 'sr' takes integers (int64)`);
   oneLine(await q('state=0', 'sr=16000', 'sr=8000'), `onnxquant: --feed: input 'sr' is given twice`);
   oneLine(await q('sr=16000'), `onnxquant: ${VAD_SR}: model inputs besides 'input' need values: state float32 [2, batch, 128]; give each with --feed name=number (fills it) or --feed name=file.npy, e.g. --feed state=0`);
   const wrong = join(tmp, 'state.npy');

@@ -86,6 +86,11 @@ test('every mistake in a registry file is refused naming the file, the entry and
   bad([m, { ...m }], /models\[1\] \('m'\)\.id 'm' is used by an earlier entry/);
   bad([{ ...m, published: { 'onnxquant-int8': [] } }], /published\.onnxquant-int8 is not a known field/);
   bad([{ ...m, published: { 'onnxquant-fp8': [{ source: 's', float: 1 }] } }], /published\.onnxquant-fp8\[0\]\.quant is missing/);
+  bad([{ ...m, feeds: [4] }], /feeds must be an object, got \[4\]/);
+  bad([{ ...m, feeds: { factor: '4' } }], /feeds\.factor must be a number \(fills the input\) or \{ "dims": \[\.\.\.\], "values": \[\.\.\.\] \}, got "4"/);
+  bad([{ ...m, feeds: { factor: { dims: [4], values: [1, 1, 3] } } }], /feeds\.factor\.values holds 3 numbers; dims \[4\] need 4/);
+  bad([{ ...m, feeds: { factor: { dims: [4] } } }], /feeds\.factor\.values is missing/);
+  bad([{ ...m, feeds: { factor: { dims: [4], values: [1, 1, 'x', 3] } } }], /feeds\.factor\.values\[2\] must be a finite number, got "x"/);
   const notJson = join(tmp, 'broken.json');
   writeFileSync(notJson, '{ "models": [ ');
   assert.throws(() => loadZooEntries(notJson), (e: Error) => e.message.startsWith(`${notJson}: is not valid JSON`));
@@ -114,6 +119,41 @@ test('zoo --registry: a user entry restating mnist-8 gives the built-in entry\'s
   assert.ok(u.float > 95 && u.float <= 100, `mnist-8 float top-1 on 300 test digits: ${u.float}`);
   assert.deepEqual(u.published?.map((p) => p.source), ['my bench, 2026']);
   assert.match(readFileSync(join(tmp, 'user-out', 'results.md'), 'utf8'), /my-mnist/);
+});
+
+const SRCNN_X3 = join(ZOO, 'Model/mmedit/srcnn_x3_256.onnx');
+const skipSr = existsSync(join(ZOO, 'Model/mmedit/srcnn_scale_input.onnx')) && existsSync(SRCNN_X3) ? false : `../shared/quantzoo srcnn models not found (${ZOO})`;
+
+test('zoo --registry: feeds give a model its other inputs — srcnn_scale_input fed ×3 gives srcnn_x3_256\'s cell exactly', { skip: skipSr }, async () => {
+  // The two files hold the same network; one has its Resize scales as an input ([N, C, 3, 3] here, checked equal
+  // output for output when this test was written), so fed [1, 1, 3, 3] on the ×3 data it must score exactly as the
+  // built-in entry. Without the feed, the entry is refused before any work, naming the input to feed.
+  const builtIn = REGISTRY.find((b) => b.id === 'srcnn_x3_256')!;
+  const div2k = (split: string) => ({ kind: 'div2k', dir: join(ZOO, 'Data/DIV2K'), split, scale: 3, patch: 256 });
+  const entry = { ...builtIn, id: 'my-srcnn', suite: undefined, file: join(ZOO, 'Model/mmedit/srcnn_scale_input.onnx'), data: { calibration: div2k('train'), test: div2k('valid') } };
+  const file = join(tmp, 'sr.json');
+  writeFileSync(file, JSON.stringify([{ ...entry, feeds: { factor: { dims: [4], values: [1, 1, 3, 3] } } }]));
+  const opts = ['--rules', 'onnxquant-int8-perchannel', '--calib-batches', '2', '--test-limit', '2', '--analyse-samples', '1', '--format', 'json'];
+  const user = await cli('zoo', '--registry', file, '--out', join(tmp, 'sr-user'), ...opts);
+  assert.equal(user.code, 0, user.stderr);
+  const ref = await cli('zoo', '--root', ZOO, '--models', 'srcnn_x3_256', '--out', join(tmp, 'sr-builtin'), ...opts);
+  assert.equal(ref.code, 0, ref.stderr);
+  type Row = { float: number; quant: number; errors: { aqe: number; oqe: number } };
+  const [u] = (JSON.parse(user.stdout) as { rows: Row[] }).rows;
+  const [b] = (JSON.parse(ref.stdout) as { rows: Row[] }).rows;
+  assert.deepEqual([u.float, u.quant, u.errors.aqe, u.errors.oqe], [b.float, b.quant, b.errors.aqe, b.errors.oqe]);
+  assert.ok(u.float > 20 && u.float < 40, `PSNR ${u.float}`);
+
+  writeFileSync(file, JSON.stringify([entry]));
+  const r = await cli('zoo', '--registry', file, '--out', join(tmp, 'sr-none'));
+  assert.deepEqual([r.code, r.stderr.trim().split('\n')], [2, [`onnxquant: ${file}: model 'my-srcnn': inputs of ${entry.file} besides 'input' need values: factor float32 [4]; give each in the entry's feeds, e.g. "feeds": { "factor": 0 }`]]);
+  writeFileSync(file, JSON.stringify([{ ...entry, feeds: { scale: 3 } }]));
+  const unknown = await cli('zoo', '--registry', file, '--out', join(tmp, 'sr-none'));
+  assert.deepEqual([unknown.code, unknown.stderr.trim().split('\n')], [2, [`onnxquant: ${file}: model 'my-srcnn': feeds.scale: ${entry.file} has no input 'scale' (inputs: input, factor)`]]);
+  writeFileSync(file, JSON.stringify([{ ...entry, feeds: { factor: { dims: [2, 2], values: [1, 1, 3, 3] } } }]));
+  const wrong = await cli('zoo', '--registry', file, '--out', join(tmp, 'sr-none'));
+  assert.deepEqual([wrong.code, wrong.stderr.trim().split('\n')], [2, [`onnxquant: ${file}: model 'my-srcnn': feeds.factor: array of shape [2, 2] does not fit input 'factor' [4]`]]);
+  assert.equal(existsSync(join(tmp, 'sr-none')), false);
 });
 
 test('zoo --registry with a mistake, a path that does not exist, or an id that is a built-in model under --root: one line naming the file, exit 2, nothing written', { skip }, async () => {

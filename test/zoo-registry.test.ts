@@ -2,12 +2,13 @@
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, relative } from 'node:path';
 import { test } from 'node:test';
 import { IMAGENET_SPEC, OCR_SPEC, parsePreprocessSpec } from '../src/zoo/data/index.ts';
 import { embeddedEntries } from '../src/zoo/embedded.ts';
 import { findEntries, ONNXQUANT_ENTRIES, REGISTRY, SHARED_ENTRIES, type ZooEntry } from '../src/zoo/registry.ts';
 import { makeEvaluator, TASK_KINDS } from '../src/zoo/tasks/index.ts';
+import { onnxFiles, SHARED } from './helpers/models.ts';
 
 const ONNXQUANT_TABLES = {
   classification: ['efficientnet_v1_b0', 'efficientnet_v1_b1', 'efficientnet_v2', 'mnasnet0_5', 'mnasnet1_0', 'mobilenet_v2', 'mobilenet_v3_small', 'mobilenet_v3_large', 'resnet18', 'resnet50', 'once_for_all_71', 'once_for_all_73', 'vit_b_16'],
@@ -18,7 +19,7 @@ const ONNXQUANT_TABLES = {
   pose: ['deeppose_res50_coco_256x192', 'hrnet_w32', 'simcc-mobilenet_v2', 'rtmpose-s'],
 } as const;
 
-const SHARED_IDS = ['en_number_mobile_v2.0_rec_infer', 'squeezenet_cifar10', 'resnet20_cifar10', 'mobilenet_v2_cifar10', 'mobilenet_v3_small_cifar10', 'vit_tiny_cifar10_opset14', 'vit_tiny_cifar10_opset17', 'mobilenetv2-7', 'squeezenet1.1', 'srcnn_x3_256', 'espcn_x3_y224', 'mnist-8', 'version-RFB-320', 'en_PP-OCRv3_det'];
+const SHARED_IDS = ['en_number_mobile_v2.0_rec_infer', 'squeezenet_cifar10', 'resnet20_cifar10', 'mobilenet_v2_cifar10', 'mobilenet_v3_small_cifar10', 'vit_tiny_cifar10_opset14', 'vit_tiny_cifar10_opset17', 'mobilenetv2-7', 'squeezenet1.1', 'srcnn_x3_256', 'srcnn_scale_input_x4', 'espcn_x3_y224', 'mnist-8', 'version-RFB-320', 'en_PP-OCRv3_det'];
 
 const all: ZooEntry[] = [...REGISTRY, ...embeddedEntries()];
 
@@ -42,6 +43,12 @@ test('every ../shared/quantzoo model is listed; the detector without data is ski
   for (const id of SHARED_IDS) assert.ok(findEntries([id]).length === 1, id);
   assert.match(SHARED_ENTRIES.find((e) => e.id === 'en_PP-OCRv3_det')!.skip ?? '', /no .*images/);
   assert.throws(() => findEntries(['nope']), /unknown zoo model 'nope'/);
+});
+
+const MODELS = join(SHARED, 'quantzoo', 'Model');
+test('every model file in ../shared/quantzoo has a zoo entry (onnxruntime\'s int8 release is a peer result, not a float model)', { skip: existsSync(MODELS) ? false : `../shared/quantzoo not found (${MODELS})` }, () => {
+  const files = onnxFiles(MODELS).map((f) => relative(MODELS, f)).filter((f) => !f.includes('int8_ort_reference'));
+  assert.deepEqual(files.filter((f) => !REGISTRY.some((e) => e.file === f)), []);
 });
 
 test('entries are well-formed: preprocessing parses, shapes, data sources, published numbers', () => {

@@ -18,7 +18,8 @@ import type { Dataset } from '../zoo/data/types.ts';
 import { feedBatches, fitToModelInput, modelInput, openDataset, resolvePreprocess } from './data-source.ts';
 import { makeProgress } from './progress.ts';
 import { collect, singleInput } from './quantize.ts';
-import { freezeModel, parseFixedFeeds, type FixedFeed } from './fixed-feeds.ts';
+import { freezeModel, parseFixedFeeds } from './fixed-feeds.ts';
+import type { FixedFeed } from '../runtime/fixed-feeds.ts';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 

@@ -12,7 +12,7 @@ import { npyDataset } from '../zoo/data/npy.ts';
 import { paddleOcrLabels } from '../zoo/data/ocr.ts';
 import { parsePreprocessSpec, type PreprocessSpec } from '../zoo/data/preprocess.ts';
 import { PREPROCESS_PRESETS } from '../zoo/data/presets.ts';
-import { fixedFeedTensors, type FixedFeed } from './fixed-feeds.ts';
+import { fixedFeedsByShape, type FixedFeed } from '../runtime/fixed-feeds.ts';
 import { batches, type Dataset } from '../zoo/data/types.ts';
 import { unlabelledImages } from '../zoo/data/unlabelled.ts';
 import type { ModelProto } from 'onnx-buf';
@@ -99,8 +99,7 @@ export async function* feedBatches(
   fixed: readonly FixedFeed[] = [],
 ): AsyncIterable<Feeds> {
   const limit = steps !== undefined ? steps * batchSize : Infinity;
-  // The fixed inputs depend only on the batch's shape: built once per shape, not converted again for every batch.
-  const fixedByShape = new Map<string, Feeds>();
+  const fixedFor = fixedFeedsByShape(fixed, input);
   for await (const b of batches(ds, batchSize, limit)) {
     const d = b.input.dims;
     const want = input.dims;
@@ -108,8 +107,6 @@ export async function* feedBatches(
       throw new UserError(`input '${input.name}' takes batches of exactly ${want[0]} (fixed in the model), got a batch of ${d[0]}: use --batch ${want[0]}`);
     if (want && (want.length !== d.length || want.some((w, i) => i > 0 && typeof w === 'number' && w > 0 && w !== d[i])))
       throw new UserError(`samples of shape [${d.slice(1).join(', ')}] (after preprocessing) do not fit input '${input.name}' of shape [${want.map((w) => w ?? '?').join(', ')}]${layoutHint(d, want)}`, source);
-    let held = fixedByShape.get(d.join('x'));
-    if (!held) fixedByShape.set(d.join('x'), (held = fixedFeedTensors(fixed, input, d)));
-    yield { [input.name]: b.input, ...held };
+    yield { [input.name]: b.input, ...fixedFor(d) };
   }
 }

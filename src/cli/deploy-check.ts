@@ -9,7 +9,8 @@ import { checkQuantizedFrom } from './analyse.ts';
 import { hasQdqNodes } from '../ir/graph.ts';
 import { feedBatches, fitToModelInput, modelInput, openDataset, resolvePreprocess } from './data-source.ts';
 import { collect, singleInput } from './quantize.ts';
-import { fixedFeedTensors, freezeModel, parseFixedFeeds } from './fixed-feeds.ts';
+import { freezeModel, parseFixedFeeds } from './fixed-feeds.ts';
+import { fixedFeedTensors } from '../runtime/fixed-feeds.ts';
 
 const int = (v: string) => parseInt(v, 10);
 

@@ -17,7 +17,7 @@ import { RECIPES } from '../optimise/recipes.ts';
 import { EMBEDDED_DEFAULTS, embeddedEntries } from '../zoo/embedded.ts';
 import { findEntries, REGISTRY, type ZooEntry } from '../zoo/registry.ts';
 import { loadModel } from '../onnx/model-io.ts';
-import { graphInputs } from '../runtime/inputs.ts';
+import { entryInputs } from '../zoo/entry-feeds.ts';
 import { loadZooEntries } from '../zoo/registry-file.ts';
 import { missingPaths } from '../zoo/datasets.ts';
 import { renderCsv, renderHtmlIndex, renderJson, renderMarkdown, renderTerminal, type ZooRow } from '../zoo/results.ts';
@@ -39,11 +39,10 @@ function isDirectory(path: string): boolean {
   }
 }
 
-/** A registry-file entry's input (and monitored outputs) must be tensors of its model: checked before any work. */
+/** A registry-file entry's inputs, their feeds and monitored outputs must suit its model: checked before any work. */
 function checkEntryTensors(e: ZooEntry, registry: string): void {
   const model = loadModel(e.file);
-  const inputs = graphInputs(model).map((i) => i.name);
-  if (!inputs.includes(e.input.name)) throw new UserError(`model '${e.id}': input.name '${e.input.name}' is not an input of ${e.file} (inputs: ${inputs.join(', ')})`, registry);
+  entryInputs(e, model, e.file, registry);
   const tensors = new Set([...model.graph!.output.map((v) => v.name), ...model.graph!.node.flatMap((n) => n.output)]);
   const unknown = (e.outputs ?? []).filter((t) => !tensors.has(t));
   if (unknown.length) throw new UserError(`model '${e.id}': outputs ${unknown.map((t) => `'${t}'`).join(', ')} not computed by ${e.file}`, registry);

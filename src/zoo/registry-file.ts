@@ -137,6 +137,24 @@ function parsePreprocess(v: unknown, c: Checker, source: string, at: string): Pr
   }
 }
 
+/** `feeds`: per input name, a number (fills it) or `{ dims, values }` with as many values as the dims hold. */
+function parseFeeds(v: unknown, c: Checker): NonNullable<ZooEntry['feeds']> {
+  const o = c.obj(v, 'feeds', Object.keys(isJsonObject(v) ? v : {}));
+  return Object.fromEntries(
+    Object.entries(o).map(([name, x]) => {
+      const field = `feeds.${name}`;
+      if (typeof x === 'number') return [name, c.num(x, field)];
+      if (!isJsonObject(x)) return c.fail(field, `must be a number (fills the input) or { "dims": [...], "values": [...] }, got ${JSON.stringify(x)}`);
+      const a = c.obj(x, field, ['dims', 'values'], ['dims', 'values']);
+      const dims = Array.isArray(a.dims) ? a.dims.map((d, j) => c.int(d, `${field}.dims[${j}]`, 0)) : c.fail(`${field}.dims`, 'must be an array of non-negative integers');
+      const values = Array.isArray(a.values) ? a.values.map((d, j) => c.num(d, `${field}.values[${j}]`)) : c.fail(`${field}.values`, 'must be an array of numbers');
+      const n = dims.reduce((p, d) => p * d, 1);
+      if (values.length !== n) c.fail(`${field}.values`, `holds ${values.length} numbers; dims [${dims.join(', ')}] need ${n}`);
+      return [name, { dims, values }];
+    }),
+  );
+}
+
 function parsePublished(v: unknown, c: Checker): ZooEntry['published'] {
   const o = c.obj(v, 'published', RULES);
   const out: Partial<Record<RuleName, PublishedRow[]>> = {};
@@ -155,7 +173,7 @@ function parsePublished(v: unknown, c: Checker): ZooEntry['published'] {
   return out;
 }
 
-const ENTRY_FIELDS = ['id', 'file', 'input', 'maxBatch', 'preprocess', 'outputs', 'data', 'task', 'published', 'skip', 'notes'];
+const ENTRY_FIELDS = ['id', 'file', 'input', 'feeds', 'maxBatch', 'preprocess', 'outputs', 'data', 'task', 'published', 'skip', 'notes'];
 
 /** Validates a registry file's JSON into zoo entries (suite 'user'); errors name the file and the field. */
 export function parseZooEntries(json: unknown, source: string): ZooEntry[] {
@@ -186,6 +204,7 @@ export function parseZooEntries(json: unknown, source: string): ZooEntry[] {
       data: { calibration: parseDataSource(data.calibration, 'data.calibration', c), test: parseDataSource(data.test, 'data.test', c) },
       task: parseTask(e.task, c),
     };
+    if (e.feeds !== undefined) entry.feeds = parseFeeds(e.feeds, c);
     if (e.maxBatch !== undefined) entry.maxBatch = c.int(e.maxBatch, 'maxBatch', 1);
     if (outputs) entry.outputs = outputs;
     if (e.published !== undefined) entry.published = parsePublished(e.published, c);

@@ -93,6 +93,11 @@ export interface ZooEntry {
   /** Relative to `<root>/Model/`, or absolute. */
   file: string;
   input: { name: string; shape: number[] };
+  /**
+   * Values for the model's other inputs (a scale factor, a recurrent state), the same in every batch: a number fills
+   * the input (a dimension it shares with `input` follows the batch), `{ dims, values }` is fed as given.
+   */
+  feeds?: Record<string, number | { dims: number[]; values: number[] }>;
   /** Largest batch the graph accepts (1 for graphs with a fixed batch dimension). */
   maxBatch?: number;
   preprocess: PreprocessSpec;
@@ -401,6 +406,23 @@ const SHARED: ZooEntry[] = [
     },
     task: { kind: 'super-resolution', scale: 3, channel: 'y', crop: 3, outputScale: 1 },
     notes: 'RGB 0–255 in and out; Set5+Set14 ×3, Y-PSNR, border 3',
+  },
+  {
+    // The same SRCNN weights (mmediting srcnn_x4k915) with the Resize scales as a second input, fed the ×4 they were
+    // trained for: the OnnxQuant srcnn row's scale, on Set5+Set14.
+    id: 'srcnn_scale_input_x4',
+    suite: 'shared',
+    file: 'mmedit/srcnn_scale_input.onnx',
+    input: { name: 'input', shape: [1, 3, 256, 256] },
+    feeds: { factor: { dims: [4], values: [1, 1, 4, 4] } },
+    maxBatch: 1,
+    preprocess: { colorOrder: 'rgb', layout: 'nchw' },
+    data: {
+      calibration: { kind: 'div2k', dir: 'DIV2K', split: 'train', scale: 4, patch: 256 },
+      test: { kind: 'div2k', dir: 'DIV2K', split: 'valid', scale: 4, patch: 256 },
+    },
+    task: { kind: 'super-resolution', scale: 4, channel: 'y', crop: 4, outputScale: 1 },
+    notes: 'factor input fed [1, 1, 4, 4]; RGB 0–255 in and out; Set5+Set14 ×4, Y-PSNR, border 4',
   },
   {
     id: 'espcn_x3_y224',

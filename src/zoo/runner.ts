@@ -25,6 +25,8 @@ import { splitRuleRecipe } from './rule-recipe.ts';
 import { quantize } from '../quantize.ts';
 import { renderAnalysisHtml } from '../report/html.ts';
 import { createSession } from '../runtime/session.ts';
+import { fixedFeedsByShape } from '../runtime/fixed-feeds.ts';
+import { entryInputs } from './entry-feeds.ts';
 import { type CachedSplit, cacheSplit, DEFAULT_CACHE_BYTES, missingPaths, modelPath, openSource, type ProvidedData, slice, spread } from './datasets.ts';
 import type { RuleName, ZooEntry } from './registry.ts';
 import type { ErrorSummary } from '../analyse/schema.ts';
@@ -265,6 +267,8 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
   const test: CachedSplit<unknown> = cacheSplit(testDs, cacheBytes);
   const calibSteps = Math.ceil(calibSamples / bs);
   const input = entry.input.name;
+  const { data: dataSpec, fixed } = entryInputs(entry, parseModel(bytes, file), file);
+  const fixedFor = fixedFeedsByShape(fixed, dataSpec);
   const seed = o.seed ?? (entry.data.test.kind === 'synthetic-text' ? entry.data.test.seed : undefined);
   const dir = join(o.out, safeName(entry.id));
   mkdirSync(dir, { recursive: true });
@@ -281,6 +285,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
     const s = await createSession(bytes, { mode: 'float' });
     const r = await evaluate(s, test, evaluator, {
       input,
+      fixed: fixedFor,
       batchSize: bs,
       onBatch: (n) => log(`${tag('float', 'evaluate')} ${n}/${test.size} · ETA ${ctx.eta()}`, true),
     });
@@ -318,7 +323,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
     const tq = performance.now();
     const model = parseModel(bytes, file);
     const calibFeeds = async function* (): AsyncIterable<Feeds> {
-      for await (const b of calib.batches(bs, calibSamples)) yield { [input]: b.input };
+      for await (const b of calib.batches(bs, calibSamples)) yield { [input]: b.input, ...fixedFor(b.input.dims) };
     };
     const q = await quantize(model, calibFeeds(), {
       rule,
@@ -336,6 +341,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
     const qs = await createSession(q.model, { mode: 'simulate' });
     const r = await evaluate(qs, test, evaluator, {
       input,
+      fixed: fixedFor,
       batchSize: bs,
       reference: float.reference,
       onBatch: (n) => log(`${tag(c.rule, 'evaluate')} ${n}/${test.size} · ETA ${ctx.eta()}`, true),
@@ -358,7 +364,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
       q.floatModel,
       q.model,
       async function* () {
-        for await (const b of test.batches(abs, analyseSamples)) yield { [input]: b.input };
+        for await (const b of test.batches(abs, analyseSamples)) yield { [input]: b.input, ...fixedFor(b.input.dims) };
       },
       {
         ...(monitored?.length ? { outputs: monitored } : {}),

@@ -33,6 +33,8 @@ export interface Evaluator {
 
 export interface EvaluateOptions {
   input: string;
+  /** The model's other inputs for a batch whose data have these dimensions (zoo entries' `feeds`). */
+  fixed?: (dataDims: readonly number[]) => Record<string, ort.Tensor>;
   batchSize: number;
   reference?: unknown;
   limit?: number;
@@ -54,7 +56,7 @@ export async function evaluate(
   const acc = evaluator.start(opts.reference);
   let samples = 0;
   for await (const b of data.batches(opts.batchSize, opts.limit)) {
-    const out = await session.run({ [opts.input]: b.input });
+    const out = await session.run({ [opts.input]: b.input, ...opts.fixed?.(b.input.dims) });
     acc.add(out, b);
     samples += b.ids.length;
     opts.onBatch?.(samples);
