@@ -249,6 +249,12 @@ const SUPER_RESOLUTION: ZooEntry[] = [
   sr('srgan', 'srgan_x4c64b16_g1_1000k_div2k', 'output', readme([26.56, 26.53, 2.56, 6.16, 0.1], [26.56, 26.25, 9.19, 23.23, 0.33])),
 ];
 
+/** Data/DIV2K at ×`scale`: BSD68 LR images to calibrate, Set5+Set14 LR/HR pairs to test, `patch`² LR inputs. */
+const div2k = (scale: 3 | 4, patch: number): ZooEntry['data'] => ({
+  calibration: { kind: 'div2k', dir: 'DIV2K', split: 'train', scale, patch },
+  test: { kind: 'div2k', dir: 'DIV2K', split: 'valid', scale, patch },
+});
+
 function ocr(id: string, output: string, dictionary: string, height: number, published: ZooEntry['published'], extra: Partial<ZooEntry> = {}): ZooEntry {
   return {
     id,
@@ -400,10 +406,7 @@ const SHARED: ZooEntry[] = [
     input: { name: 'input', shape: [1, 3, 256, 256] },
     maxBatch: 1,
     preprocess: { colorOrder: 'rgb', layout: 'nchw' },
-    data: {
-      calibration: { kind: 'div2k', dir: 'DIV2K', split: 'train', scale: 3, patch: 256 },
-      test: { kind: 'div2k', dir: 'DIV2K', split: 'valid', scale: 3, patch: 256 },
-    },
+    data: div2k(3, 256),
     task: { kind: 'super-resolution', scale: 3, channel: 'y', crop: 3, outputScale: 1 },
     notes: 'RGB 0–255 in and out; Set5+Set14 ×3, Y-PSNR, border 3',
   },
@@ -417,10 +420,7 @@ const SHARED: ZooEntry[] = [
     feeds: { factor: { dims: [4], values: [1, 1, 4, 4] } },
     maxBatch: 1,
     preprocess: { colorOrder: 'rgb', layout: 'nchw' },
-    data: {
-      calibration: { kind: 'div2k', dir: 'DIV2K', split: 'train', scale: 4, patch: 256 },
-      test: { kind: 'div2k', dir: 'DIV2K', split: 'valid', scale: 4, patch: 256 },
-    },
+    data: div2k(4, 256),
     task: { kind: 'super-resolution', scale: 4, channel: 'y', crop: 4, outputScale: 1 },
     notes: 'factor input fed [1, 1, 4, 4]; RGB 0–255 in and out; Set5+Set14 ×4, Y-PSNR, border 4',
   },
@@ -430,10 +430,7 @@ const SHARED: ZooEntry[] = [
     file: 'mmedit/espcn_x3_y224.onnx',
     input: { name: 'input', shape: [1, 1, 224, 224] },
     preprocess: { colorOrder: 'gray', scale: 1 / 255, layout: 'nchw' },
-    data: {
-      calibration: { kind: 'div2k', dir: 'DIV2K', split: 'train', scale: 3, patch: 224 },
-      test: { kind: 'div2k', dir: 'DIV2K', split: 'valid', scale: 3, patch: 224 },
-    },
+    data: div2k(3, 224),
     task: { kind: 'super-resolution', scale: 3, channel: 'gray', crop: 3, outputScale: 255 },
     notes: 'PIL Y in [0,1]; PSNR on the Y channel (PIL luma of HR), border 3',
   },
