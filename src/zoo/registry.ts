@@ -141,6 +141,11 @@ function pub(source: string, [float, quant, aqe, mqe, oqe]: Pub): PublishedRow {
   const f = (v: number | undefined) => (v === undefined ? undefined : v / 100);
   return { source, float, quant, ...(aqe !== undefined ? { aqe: f(aqe), mqe: f(mqe), oqe: f(oqe) } : {}) };
 }
+/** PPQ's srcnn_x4k915 row (per-channel, power-of-2), also shown under srcnn_scale_input_x4 (the same weights at ×4). */
+const PPQ_SRCNN: [Pub, Pub] = [
+  [27.76, 27.18, 4.89, 29.8, 0.13],
+  [27.76, 22.21, 6.38, 16.31, 1.67],
+];
 function readme(pc?: Pub, pot?: Pub): ZooEntry['published'] {
   return {
     ...(pc ? { 'onnxquant-int8-perchannel': [pub(PPQ_README, pc)] } : {}),
@@ -245,7 +250,7 @@ function sr(id: string, file: string, output: string, published: ZooEntry['publi
 const SUPER_RESOLUTION: ZooEntry[] = [
   sr('edsr', 'edsr_x4c64b16_g1_300k_div2k', '/generator/conv_last/Conv_output_0', readme([28.98, 28.76, 0.15, 0.36, 0.06], [28.98, 28.83, 4.4, 12.12, 0.06])),
   sr('rdn', 'rdn_x4c64b16_g1_1000k_div2k', 'output', readme([29.2, 28.65, 7.99, 19.94, 0.3], [29.2, 28.83, 3.91, 26.16, 0.07])),
-  sr('srcnn', 'srcnn_x4k915_g1_1000k_div2k', 'output', readme([27.76, 27.18, 4.89, 29.8, 0.13], [27.76, 22.21, 6.38, 16.31, 1.67])),
+  sr('srcnn', 'srcnn_x4k915_g1_1000k_div2k', 'output', readme(...PPQ_SRCNN)),
   sr('srgan', 'srgan_x4c64b16_g1_1000k_div2k', 'output', readme([26.56, 26.53, 2.56, 6.16, 0.1], [26.56, 26.25, 9.19, 23.23, 0.33])),
 ];
 
@@ -422,6 +427,11 @@ const SHARED: ZooEntry[] = [
     preprocess: { colorOrder: 'rgb', layout: 'nchw' },
     data: div2k(4, 256),
     task: { kind: 'super-resolution', scale: 4, channel: 'y', crop: 4, outputScale: 1 },
+    // PPQ's srcnn row: these weights at this scale, but PSNR on its own test images, not Set5+Set14.
+    published: {
+      'onnxquant-int8-perchannel': [pub(`${PPQ_README}, on its own test data`, PPQ_SRCNN[0])],
+      'onnxquant-int8-pot': [pub(`${PPQ_README}, on its own test data`, PPQ_SRCNN[1])],
+    },
     notes: 'factor input fed [1, 1, 4, 4]; RGB 0–255 in and out; Set5+Set14 ×4, Y-PSNR, border 4',
   },
   {
