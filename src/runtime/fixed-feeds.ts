@@ -36,9 +36,10 @@ export const shapeText = (dims: Readonly<InputSpec['dims']>) => (dims ? `[${dims
 export const describeInput = (i: InputSpec) => `${i.name} ${FEED_TYPES[i.dataType]?.ort ?? DT[i.dataType]} ${shapeText(i.dims)}`;
 
 /**
- * Checks a value against its input's type and declared shape; `feed.given` names it in messages, `arrayFile` is
- * where an array came from (its messages name that file) and `arrayHow` how to give one. A fill must be able to take every dimension: fixed ones, and
- * symbolic ones in `shared` (those of the data input, which follow each batch).
+ * Checks a value against its input's type and declared shape; `feed.given` names it in messages, `file` is the
+ * model, `arrayFile` where an array came from (its messages name that file) and `arrayHow` how to give one. A fill
+ * must be able to take every dimension: fixed ones, and symbolic ones in `shared` (those of the data input, which
+ * follow each batch).
  */
 export function checkFixedFeed(feed: FixedFeed, shared: readonly (string | number | null)[], o: { file?: string; arrayFile?: string; arrayHow?: string } = {}): FixedFeed {
   const { file, arrayFile } = o;
