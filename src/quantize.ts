@@ -12,7 +12,7 @@ import { planModel, type Filter, type QuantPlan } from './quant/plan.ts';
 import type { QuantRule } from './quant/rules.ts';
 import { realiseQdq } from './realise/qdq.ts';
 import { buildSidecar, type Sidecar } from './realise/sidecar.ts';
-import type { PassReport } from './optimise/context.ts';
+import type { KeepTest, PassReport } from './optimise/context.ts';
 import { runRecipe } from './optimise/optimise.ts';
 import type { PassSpec } from './optimise/recipes.ts';
 
@@ -43,6 +43,8 @@ export interface QuantizeOptions extends CalibrateOptions {
   filter?: Filter;
   /** Accuracy-recovery passes (see optimise/recipes.ts); the calibration batches are then held in memory. */
   recipe?: readonly PassSpec[];
+  /** How the recipe judges each pass's change (optimise/context.ts keepDecision); default 'mean'. */
+  keepTest?: KeepTest;
   log?: (line: string) => void;
 }
 
@@ -72,7 +74,7 @@ export async function quantize(model: ModelProto, data: AsyncIterable<Feeds>, op
       calibration.push(b);
       opts.onBatch?.(calibration.length);
     }
-    const { state, reports, reference } = await runRecipe(prepared.model, opts.recipe, { rule: opts.rule, filter: opts.filter, calibration, statsOn: opts.statsOn, provider: opts.provider, log: opts.log });
+    const { state, reports, reference } = await runRecipe(prepared.model, opts.recipe, { rule: opts.rule, filter: opts.filter, calibration, statsOn: opts.statsOn, provider: opts.provider, keepTest: opts.keepTest, log: opts.log });
     const t2 = performance.now();
     const qdq = realiseQdq(state.model, state.plan, state.params);
     const t3 = performance.now();

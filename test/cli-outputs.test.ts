@@ -227,7 +227,7 @@ test('export of a float model is refused in one line, with nothing written (it w
   assert.equal(existsSync(qop), false);
 });
 
-test('quantize: --test without --analyse, a --test path that does not exist, a --fallback-budget that is not a number: refused before any work', async () => {
+test('quantize: --test without --analyse, a --test path that does not exist, a --fallback-budget that is not a number, a --keep-test without a recipe or unknown: refused before any work', async () => {
   const out = join(tmp, 'test-opts.onnx');
   const bare = await cli('quantize', NPM_MODEL, ...data, '--test', images, '-o', out); // --test was silently ignored
   assert.equal(bare.code, 2);
@@ -236,6 +236,10 @@ test('quantize: --test without --analyse, a --test path that does not exist, a -
   oneLineError(await cli('quantize', NPM_MODEL, ...data, '--analyse', '--test', nowhere, '-o', out), nowhere, /data not found/); // the model used to be written first
   const budget = await cli('quantize', NPM_MODEL, ...data, '--recipe', 'fallback', '--fallback-budget', 'abc', '-o', out);
   assert.equal(budget.stderr.trim(), "onnxquant: --fallback-budget must be a ratio ≥ 0, got 'abc'"); // said 'got NaN'
+  const keep = await cli('quantize', NPM_MODEL, ...data, '--recipe', 'best', '--keep-test', 'median', '-o', out);
+  assert.equal(keep.stderr.trim(), "onnxquant: --keep-test must be mean or mean-or-log, got 'median'");
+  const keepAlone = await cli('quantize', NPM_MODEL, ...data, '--keep-test', 'mean-or-log', '-o', out); // no recipe: nothing to judge
+  assert.equal(keepAlone.stderr.trim(), 'onnxquant: --keep-test judges the passes of a recipe: add --recipe, or leave --keep-test out');
   assert.equal(existsSync(out), false);
 });
 

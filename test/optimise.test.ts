@@ -504,6 +504,32 @@ test('a pass that makes one output significantly worse is rolled back, even when
   assert.deepEqual([...meanOverOutputs([f(1, 3), f(3, 5)])], [2, 4]);
 });
 
+test("keep test 'mean-or-log': a heavy-tailed improvement that the mean test misses is kept, unless the mean rises", () => {
+  const f = (...v: number[]) => Float64Array.from(v);
+  // Six samples halve, the heavy one rises 10 → 12. d = [0.5 ×6, −2]: mean 1/7 = 0.142857, sd 0.944911, se 0.357143 —
+  // under two standard errors. On logs d = [ln 2 ×6, ln(10/12)]: mean 0.568080, sd 0.330896, se 0.125068 — lower by
+  // 4.5 se; and the mean after, 15/7, is below 16/7.
+  const before = [f(1, 1, 1, 1, 1, 1, 10)];
+  const after = [f(0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 12)];
+  const raw = keepDecision(before, after, ['y']);
+  assert.equal(raw.kept, false);
+  assert.ok(Math.abs(raw.se - 0.357143) < 1e-6, `se ${raw.se}`);
+  const either = keepDecision(before, after, ['y'], 'mean-or-log');
+  assert.deepEqual({ ...either, se: Math.round(either.se * 1e6) / 1e6 }, { kept: true, se: 0.357143, onLogs: true });
+  // 10 → 14 instead: the logs still fall (mean 0.546, se 0.147) but the mean rises to 17/7: rolled back.
+  assert.equal(keepDecision(before, [f(0.5, 0.5, 0.5, 0.5, 0.5, 0.5, 14)], ['y'], 'mean-or-log').kept, false);
+  // What the mean test keeps, the either test keeps, and reports no log decision.
+  assert.deepEqual(keepDecision([f(1, 1, 1)], [f(0.7, 0.9, 0.8)], ['y'], 'mean-or-log'), keepDecision([f(1, 1, 1)], [f(0.7, 0.9, 0.8)], ['y']));
+  // A sample the quantization leaves exact (ratio 0 before and after) is no change on logs, not ln 0 − ln 0 = NaN:
+  // log d = [0, ln 2 ×5, ln(10/12)], mean 0.469, se 0.146 — kept (the mean test: 0.071 ± 0.32, not).
+  const exact = [f(0, 1, 1, 1, 1, 1, 10)];
+  const exactAfter = [f(0, 0.5, 0.5, 0.5, 0.5, 0.5, 12)];
+  assert.equal(keepDecision(exact, exactAfter, ['y']).kept, false);
+  assert.equal(keepDecision(exact, exactAfter, ['y'], 'mean-or-log').kept, true);
+  // The per-output veto still applies: 'b' systematically worse.
+  assert.equal(keepDecision([before[0], f(1, 1, 1, 1, 1, 1, 1)], [after[0], f(1.01, 1.01, 1.01, 1.01, 1.01, 1.01, 1.01)], ['a', 'b'], 'mean-or-log').worse, 'b');
+});
+
 test('a restart (weight rounding from the plain rule) replaces the chain when it beats the plain rule significantly and the chain on average', () => {
   const f = (...v: number[]) => Float64Array.from(v);
   const plain = [f(1.0, 1.0, 1.0, 1.0)];

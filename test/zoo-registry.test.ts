@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { IMAGENET_SPEC, OCR_SPEC, parsePreprocessSpec } from '../src/zoo/data/index.ts';
 import { embeddedEntries } from '../src/zoo/embedded.ts';
 import { findEntries, ONNXQUANT_ENTRIES, REGISTRY, SHARED_ENTRIES, type ZooEntry } from '../src/zoo/registry.ts';
-import { makeEvaluator, TASK_KINDS } from '../src/zoo/tasks/index.ts';
+import { keepTestFor, makeEvaluator, TASK_KINDS } from '../src/zoo/tasks/index.ts';
 import { onnxFiles, SHARED } from './helpers/models.ts';
 
 const ONNXQUANT_TABLES = {
@@ -68,7 +68,7 @@ test('entries are well-formed: preprocessing parses, shapes, data sources, publi
   }
 });
 
-test('every task kind has an evaluator', (t) => {
+test('every task kind has an evaluator, and a keep test for recipes that follows its metric', (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'zoo-reg-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   const dict = join(dir, 'dict.txt');
@@ -78,6 +78,8 @@ test('every task kind has an evaluator', (t) => {
     const entry = e.task.kind === 'ocr' ? { ...e, task: { ...e.task, dictionary: dict } } : e;
     const ev = makeEvaluator(entry, dir);
     assert.ok(ev.metric.name && (ev.metric.unit === '%' || ev.metric.unit === 'dB'), e.id);
+    // Recipes judge passes on log errors too exactly where the metric is a mean of log errors (PSNR).
+    assert.equal(keepTestFor(e), ev.metric.name === 'PSNR' ? 'mean-or-log' : 'mean', e.id);
     seen.add(e.task.kind);
   }
   assert.deepEqual([...seen].sort(), [...TASK_KINDS].sort());

@@ -100,6 +100,7 @@ export function registerQuantize(program: Command): void {
     .option('-o, --output <file>', 'output model (default: <model>.<rule>.onnx beside the input)')
     .option('--recipe <name>', `accuracy-recovery recipe: ${Object.keys(RECIPES).join(', ')} (best = equalization, outlier migration, range search, weight rounding (GPTQ), bias correction; each kept only if it lowers the error)`, 'none')
     .option('--fallback-budget <ratio>', 'output power-ratio budget on calibration data of the mixed-precision fallback (default 0.01); adds the fallback (float) to a recipe without one, e.g. --recipe best')
+    .option('--keep-test <test>', "how a recipe judges each pass's change on calibration data: 'mean' (paired test on the per-sample power ratios) or 'mean-or-log' (also the same test on their logs, for heavy-tailed per-sample errors: super-resolution, batch-1 models; default mean)")
     .option('--analyse', 'also write report.html and report.json beside the output')
     .option('--test <path>', 'data for --analyse (default: the calibration data)')
     .option('--quiet', 'no progress output')
@@ -142,6 +143,9 @@ export function registerQuantize(program: Command): void {
       if (!EXECUTION_PROVIDERS.includes(provider)) throw new UserError(`--provider must be ${EXECUTION_PROVIDERS.join(' or ')}, got '${provider}'`);
       checkProvider(provider);
       const recipe = withFallbackBudget(getRecipe(String(o.recipe)), o.fallbackBudget as string | undefined);
+      const keepTest = String(o.keepTest ?? 'mean');
+      if (keepTest !== 'mean' && keepTest !== 'mean-or-log') throw new UserError(`--keep-test must be mean or mean-or-log, got '${keepTest}'`);
+      if (o.keepTest !== undefined && !recipe.length) throw new UserError('--keep-test judges the passes of a recipe: add --recipe, or leave --keep-test out');
       // The analysis data are opened before any work, so a wrong --test path fails before the model is written.
       if (o.test && !o.analyse) throw new UserError('--test is the data for --analyse: add --analyse, or leave --test out');
       const testDs = o.test ? openDataset(String(o.test), spec) : ds;
@@ -152,7 +156,7 @@ export function registerQuantize(program: Command): void {
       const feeds = feedBatches(ds, modelInput(model, input), batch, steps, String(o.calib), fixed);
       const result = isTarget(rule)
         ? await quantizeForTarget(model, feeds, { ...common, target: rule })
-        : await quantize(model, feeds, { ...common, recipe, log: o.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
+        : await quantize(model, feeds, { ...common, recipe, keepTest, log: o.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
       progress.stop();
       // Layers in If bodies stay float; when an input decides those Ifs (a sample rate), --freeze is the way in.
       // Ifs decided by the data themselves (a shape, a value of the input) are not settings to freeze.

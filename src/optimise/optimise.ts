@@ -8,7 +8,7 @@ import { batchSize, calibrate, type Feeds } from '../calibrate/calibrate.ts';
 import type { ExecutionProvider } from '../runtime/session.ts';
 import { planModel, type Filter } from '../quant/plan.ts';
 import type { QuantRule } from '../quant/rules.ts';
-import { keepDecision, mean, meanOverOutputs, sampleErrorsByOutput, type OptimiseContext, type PassReport, type QuantState } from './context.ts';
+import { keepDecision, mean, meanOverOutputs, sampleErrorsByOutput, type KeepTest, type OptimiseContext, type PassReport, type QuantState } from './context.ts';
 import { passFor, type PassSpec } from './recipes.ts';
 
 export interface OptimiseOptions {
@@ -21,6 +21,8 @@ export interface OptimiseOptions {
   statsOn?: 'quantized-weights' | 'float';
   /** Execution provider of the calibration sessions (the passes' measurements simulate on the CPU provider). */
   provider?: ExecutionProvider;
+  /** How each pass's change is judged (context.ts keepDecision); default 'mean'. */
+  keepTest?: KeepTest;
   log?: (line: string) => void;
 }
 
@@ -60,8 +62,8 @@ export function splitCalibration(calibration: readonly Feeds[], measureBatches?:
  * chain significantly too favoured whichever came first — a chain kept for a significant gain held its place against
  * a restart lower still by less than 2 SE on few samples (batch-1 models judge on 16).
  */
-export function restartDecision(plain: readonly Float64Array[], chain: readonly Float64Array[], restart: readonly Float64Array[], outputs: readonly string[]): { kept: boolean; se: number; worse?: string } {
-  const d = keepDecision(plain, restart, outputs);
+export function restartDecision(plain: readonly Float64Array[], chain: readonly Float64Array[], restart: readonly Float64Array[], outputs: readonly string[], test: KeepTest = 'mean'): ReturnType<typeof keepDecision> {
+  const d = keepDecision(plain, restart, outputs, test);
   return { ...d, kept: d.kept && mean(meanOverOutputs(restart)) < mean(meanOverOutputs(chain)) };
 }
 
@@ -80,6 +82,7 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
     fitBatches: fit,
     freshBatches: fresh,
     outputs: prepared.graph!.output.map((v) => v.name),
+    keepTest: o.keepTest,
     log: o.log ?? (() => {}),
   };
   const reports: PassReport[] = [];
@@ -100,7 +103,7 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
     let nextErrors = next === state ? errors : await sampleErrorsByOutput(next, ctx);
     let restart = false;
     // Judged against the current state.
-    let decision = keepDecision(errors, nextErrors, ctx.outputs);
+    let decision = keepDecision(errors, nextErrors, ctx.outputs, ctx.keepTest);
     if (spec.pass === 'weight-rounding' && spec.alsoFromStart && state !== initial) {
       // The passes before it lower the error at their own step but can leave a worse starting point for weight
       // rounding (en_number per-channel: outlier migration + range search 6.86% → 4.15%, then rounding → 1.81%;
@@ -109,7 +112,7 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
       const startCtx = { ...ctx, reference: prepared };
       const alt = await pass.run(initial, startCtx);
       const altErrors = await sampleErrorsByOutput(alt.state, startCtx);
-      const altDecision = restartDecision(initialErrors, errors, altErrors, ctx.outputs);
+      const altDecision = restartDecision(initialErrors, errors, altErrors, ctx.outputs, ctx.keepTest);
       const chained = avg(nextErrors);
       const altLower = avg(altErrors) < chained;
       if (altDecision.kept ? !decision.kept || altLower : !decision.kept && altLower) {
@@ -123,13 +126,14 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
     const kept = spec.pass === 'fallback' ? next !== state : decision.kept;
     const se = decision.se;
     if (decision.worse && spec.pass !== 'fallback') detail = `${detail ? `${detail}; ` : ''}'${decision.worse}' got worse`;
+    if (kept && decision.onLogs) detail = `${detail ? `${detail}; ` : ''}kept on the log test (mean-or-log)`;
     if (kept && restart) {
       for (const rep of reports) if (rep.kept) Object.assign(rep, { kept: false, detail: `${rep.detail ?? ''} (superseded: weight rounding started from the plain rule)` });
       reference = prepared;
       ctx.reference = prepared;
     }
     reports.push({ pass: pass.name, before: avg(errors), after: avg(nextErrors), kept, se, ms: performance.now() - t0, detail });
-    ctx.log(`${pass.name}: output error ${pct(avg(errors))} → ${pct(avg(nextErrors))} ± ${pct(se)} (${kept ? 'kept' : decision.worse ? `rolled back: '${decision.worse}' worse` : 'rolled back'})`);
+    ctx.log(`${pass.name}: output error ${pct(avg(errors))} → ${pct(avg(nextErrors))} ± ${pct(se)} (${kept ? (decision.onLogs ? 'kept on log ratios' : 'kept') : decision.worse ? `rolled back: '${decision.worse}' worse` : 'rolled back'})`);
     if (kept) {
       state = next;
       errors = nextErrors;

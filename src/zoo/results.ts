@@ -10,7 +10,7 @@
  *    layer is naturally several times the mean, hence MQE's looser limit). A row is "poor" when AQE or OQE is.
  */
 import type { ErrorSummary } from '../analyse/schema.ts';
-import type { PassReport } from '../optimise/context.ts';
+import type { KeepTest, PassReport } from '../optimise/context.ts';
 import type { QuantRule } from '../quant/rules.ts';
 import Table from 'cli-table3';
 import { escapeHtml } from '../report/html.ts';
@@ -38,6 +38,8 @@ export interface Provenance {
     analysis: { samples: number; batchSize: number };
   };
   seed?: number;
+  /** With a recipe: how it judged each pass's change (keepTestFor). */
+  keepTest?: KeepTest;
   /** The whole rule, for a rule that is not one of the OnnxQuant rules (a rule file). */
   ruleDefinition?: QuantRule;
 }

@@ -31,7 +31,7 @@ import { type CachedSplit, cacheSplit, DEFAULT_CACHE_BYTES, missingPaths, modelP
 import type { RuleName, ZooEntry } from './registry.ts';
 import type { ErrorSummary } from '../analyse/schema.ts';
 import { CELL_SCHEMA, type Provenance, type ZooRow } from './results.ts';
-import { evaluate, type EvaluateResult, makeEvaluator } from './tasks/index.ts';
+import { evaluate, type EvaluateResult, keepTestFor, makeEvaluator } from './tasks/index.ts';
 
 export interface ZooOptions {
   /** QuantZoo root holding Model/ and Data/ (ignored by entries with absolute paths). */
@@ -257,6 +257,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
   const bytes = new Uint8Array(readFileSync(file));
   const sha256 = createHash('sha256').update(bytes).digest('hex');
   const evaluator = makeEvaluator(entry, o.root);
+  const keepTest = keepTestFor(entry);
   const bs = Math.max(1, Math.min(ctx.batchOpt, entry.maxBatch ?? Infinity));
   const cacheBytes = o.cacheBytes ?? DEFAULT_CACHE_BYTES;
   const testDs = spread(openSource(o.root, entry, entry.data.test, o.provided), o.testLimit ?? Infinity);
@@ -329,6 +330,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
       rule,
       steps: calibSteps,
       recipe: getRecipe(recipe),
+      keepTest,
       onBatch: (n) => log(`${tag(c.rule, 'calibrate')} ${n}/${calibSteps} · ETA ${ctx.eta()}`, true),
     });
     const quantizeMs = performance.now() - tq;
@@ -400,6 +402,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
         analysis: { samples: analysed, batchSize: abs },
       },
       ...(seed !== undefined ? { seed } : {}),
+      ...(recipe !== 'none' ? { keepTest } : {}),
       // A rule from a file is recorded whole: its name alone would not reproduce the cell.
       ...(o.customRules?.has(ruleName) ? { ruleDefinition: rule } : {}),
     };

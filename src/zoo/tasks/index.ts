@@ -10,12 +10,22 @@ import { ocrEvaluator } from './ocr.ts';
 import { poseAgreementEvaluator } from './pose.ts';
 import { segmentationEvaluator } from './segmentation.ts';
 import { superResolutionEvaluator } from './super-resolution.ts';
+import type { KeepTest } from '../../optimise/context.ts';
 import type { Evaluator } from './types.ts';
 
 export * from './types.ts';
 
 /** Every task kind the registry may name. */
 export const TASK_KINDS: readonly TaskKind[] = ['classification', 'ocr', 'super-resolution', 'detection', 'segmentation', 'pose', 'agreement'];
+
+/**
+ * How a recipe judges its passes on this task's models (optimise/context.ts keepDecision): PSNR is a mean of
+ * per-image log errors, and super-resolution's 16 measuring images have heavy-tailed errors, so the log test may
+ * accept a change too; every other task keeps the mean test.
+ */
+export function keepTestFor(entry: Pick<ZooEntry, 'task'>): KeepTest {
+  return entry.task.kind === 'super-resolution' ? 'mean-or-log' : 'mean';
+}
 
 export function makeEvaluator(entry: ZooEntry, root: string): Evaluator {
   const t = entry.task;
