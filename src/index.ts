@@ -11,6 +11,8 @@ export { calibrate, calibrateWeights, type CalibrateOptions, type Feeds } from '
 export { makeObserver } from './calibrate/observers.ts';
 export { realiseQdq } from './realise/qdq.ts';
 export { quantize, prepareModel, type QuantizeOptions, type QuantizeResult } from './quantize.ts';
+export { getRecipe, RECIPES, type PassSpec } from './optimise/recipes.ts';
+export type { KeepTest, PassReport } from './optimise/context.ts';
 export { createSession, checkProvider, EXECUTION_PROVIDERS, type ExecutionProvider, type RunMode } from './runtime/session.ts';
 export { analyse } from './analyse/analyse.ts';
 export { recoverPlan } from './analyse/recover-plan.ts';
