@@ -187,9 +187,11 @@ export function keepDecision(before: readonly Float64Array[], after: readonly Fl
   const a = meanOverOutputs(after);
   const { lower, se } = significantlyLower(b, a);
   const onLogs = !lower && test === 'mean-or-log' && mean(a) < mean(b) && significantlyLower(logRatios(b), logRatios(a)).lower;
-  if (!(lower || onLogs) || before.length < 2) return onLogs ? { kept: true, se, onLogs } : { kept: lower, se };
+  const kept = lower || onLogs;
+  const how = onLogs ? { onLogs } : {};
+  if (!kept || before.length < 2) return { kept, se, ...how };
   const j = before.findIndex((x, k) => significantlyLower(after[k], x).lower);
-  return j < 0 ? { kept: true, se, ...(onLogs ? { onLogs } : {}) } : { kept: false, se, worse: outputs[j] };
+  return j < 0 ? { kept, se, ...how } : { kept: false, se, worse: outputs[j] };
 }
 
 /** First batches of `batches` holding at least `samples` samples (all of them when they hold fewer). */
