@@ -133,7 +133,7 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
       ctx.reference = prepared;
     }
     reports.push({ pass: pass.name, before: avg(errors), after: avg(nextErrors), kept, se, ms: performance.now() - t0, detail });
-    ctx.log(`${pass.name}: output error ${pct(avg(errors))} → ${pct(avg(nextErrors))} ± ${pct(se)} (${kept ? (decision.onLogs ? 'kept on log ratios' : 'kept') : decision.worse ? `rolled back: '${decision.worse}' worse` : 'rolled back'})`);
+    ctx.log(`${pass.name}: output error ${pct(avg(errors))} → ${pct(avg(nextErrors))} ± ${pct(se)} (${kept ? (decision.onLogs ? 'kept on the log test' : 'kept') : decision.worse ? `rolled back: '${decision.worse}' worse` : 'rolled back'})`);
     if (kept) {
       state = next;
       errors = nextErrors;
