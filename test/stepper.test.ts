@@ -5,6 +5,8 @@
  * model that changes in nodes not yet run is followed (the contract weight rounding relies on).
  */
 import { test } from 'node:test';
+import { existsSync } from 'node:fs';
+import { dirname } from 'node:path';
 import assert from 'node:assert/strict';
 import { clone, create } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataType as DT, ValueInfoProtoSchema, type ModelProto } from 'onnx-buf';
@@ -21,6 +23,7 @@ import { prepareModel } from '../src/quantize.ts';
 import { randomFeeds } from '../src/runtime/inputs.ts';
 import { createSession } from '../src/runtime/session.ts';
 import { createStepper } from '../src/runtime/stepper.ts';
+import { createValueStore } from '../src/runtime/value-store.ts';
 import { NPM_MODEL } from './helpers/models.ts';
 
 const SHAPE = { shapes: { x: [2, 3, 48, 96] } };
@@ -43,31 +46,37 @@ function assertSame(a: ort.Tensor, b: ort.Tensor, what: string): void {
 /** The input of every Conv/MatMul/Gemm in graph order (the walk weight rounding and range search take). */
 const layerInputs = (m: ModelProto) => [...new Set(m.graph!.node.filter((n) => ['Conv', 'MatMul', 'Gemm'].includes(n.opType)).map((n) => n.input[0]))].filter((x) => x !== 'x');
 
-test('stepper: a walk over every layer input of an FP8 QDQ PP-OCRv4 equals one whole run, running each node once', async () => {
-  const rule = getRule('onnxquant-fp8');
-  const prepared = prepareModel(loadModel(NPM_MODEL), rule).model;
-  const plan = planModel(prepared, rule);
-  const batches = [1, 2].map((seed) => randomFeeds(prepared, { ...SHAPE, seed }));
-  const { params } = await calibrate(prepared, plan, (async function* () { yield* batches; })());
-  const qdq = realiseQdq(prepared, plan, params);
-  assert.ok(qdq.graph!.initializer.some((t) => t.dataType === DT.FLOAT8E4M3FN), 'the QDQ model holds float8 tensors');
-  const targets = layerInputs(qdq);
-  assert.ok(targets.length > 40, `${targets.length} layer inputs`);
-  const whole = await fullRun(qdq, batches, targets);
-  const step = createStepper(batches, 'simulate');
-  let widest = 0;
-  let total = 0;
-  for (const t of targets) {
-    const got = await step.advance(qdq, [t]);
-    got.forEach((r, b) => assertSame(r[t], whole[b][t], `${t} (batch ${b})`));
-    widest = Math.max(widest, step.keptBytes());
-    total += got.reduce((s, r) => s + (r[t].data as Float32Array).byteLength, 0);
-  }
-  // Each node that leads to a layer input runs once (a prefix network per layer would run ~targets/2 × as many).
-  assert.ok(step.nodeRuns() <= qdq.graph!.node.length, `${step.nodeRuns()} node runs for ${qdq.graph!.node.length} nodes`);
-  // It keeps the frontier, not every value it produced.
-  assert.ok(widest < total / 4, `kept at most ${widest} bytes of ${total}`);
-});
+for (const [label, memoryBytes] of [['in memory', undefined], ['every value in files', 0]] as const)
+  test(`stepper (${label}): a walk over every layer input of an FP8 QDQ PP-OCRv4 equals one whole run, running each node once`, async () => {
+    const rule = getRule('onnxquant-fp8');
+    const prepared = prepareModel(loadModel(NPM_MODEL), rule).model;
+    const plan = planModel(prepared, rule);
+    const batches = [1, 2].map((seed) => randomFeeds(prepared, { ...SHAPE, seed }));
+    const { params } = await calibrate(prepared, plan, (async function* () { yield* batches; })());
+    const qdq = realiseQdq(prepared, plan, params);
+    assert.ok(qdq.graph!.initializer.some((t) => t.dataType === DT.FLOAT8E4M3FN), 'the QDQ model holds float8 tensors');
+    const targets = layerInputs(qdq);
+    assert.ok(targets.length > 40, `${targets.length} layer inputs`);
+    const whole = await fullRun(qdq, batches, targets);
+    const step = createStepper(batches, 'simulate', { memoryBytes });
+    let widest = 0;
+    let total = 0;
+    for (const t of targets) {
+      const got = await step.advance(qdq, [t]);
+      assert.equal(got.length, batches.length);
+      for (let b = 0; b < got.length; b++) assertSame(got.get(b)[t], whole[b][t], `${t} (batch ${b})`);
+      widest = Math.max(widest, step.keptBytes());
+      for (let b = 0; b < got.length; b++) total += (got.get(b)[t].data as Float32Array).byteLength;
+    }
+    // Each node that leads to a layer input runs once (a prefix network per layer would run ~targets/2 × as many).
+    assert.ok(step.nodeRuns() <= qdq.graph!.node.length, `${step.nodeRuns()} node runs for ${qdq.graph!.node.length} nodes`);
+    // It keeps the frontier, not every value it produced.
+    assert.ok(widest < total / 4, `kept at most ${widest} bytes of ${total}`);
+    // With no memory budget every kept value went through a file: at least the layer inputs themselves.
+    if (memoryBytes === 0) assert.ok(step.spilledBytes() >= total, `${step.spilledBytes()} bytes spilled, ${total} handed out`);
+    else assert.equal(step.spilledBytes(), 0);
+    step.close();
+  });
 
 test('stepper: follows weights that change in nodes not yet run, and peek does not commit a node', async () => {
   const model = prepareModel(loadModel(NPM_MODEL), getRule('onnxquant-int8-perchannel')).model;
@@ -75,7 +84,8 @@ test('stepper: follows weights that change in nodes not yet run, and peek does n
   const work = clone(ModelProtoSchema, model);
   const view = new GraphView(work.graph!);
   const convs = work.graph!.node.filter((n) => n.opType === 'Conv').slice(0, 6);
-  const step = createStepper(batches, 'simulate');
+  // A budget of about one kept value: some values stay in memory, the rest go to files.
+  const step = createStepper(batches, 'simulate', { memoryBytes: 256 * 1024 });
   for (const n of convs) {
     await step.advance(work, [n.input[0]]);
     // Its output under the current weight, then the weight changes (what weight rounding does to each layer).
@@ -88,7 +98,9 @@ test('stepper: follows weights that change in nodes not yet run, and peek does n
   const got = await step.advance(work, [out]);
   const changed = await fullRun(work, batches, [out]);
   const original = await fullRun(model, batches, [out]);
-  assertSame(got[0][out], changed[0][out], out);
+  assertSame(got.get(0)[out], changed[0][out], out);
+  assert.ok(step.spilledBytes() > 0, 'some values went to files');
+  step.close();
   assert.notDeepEqual(Array.from(changed[0][out].data as Float32Array).slice(0, 64), Array.from(original[0][out].data as Float32Array).slice(0, 64));
 });
 
@@ -112,12 +124,43 @@ test('stepper: a QuantizeLinear read by two DequantizeLinear nodes runs with bot
     },
   });
   const step = createStepper([{ x: new ort.Tensor('float32', Float32Array.of(0.3, -1.27), [2]) }], 'simulate');
-  const y1 = (await step.advance(model, ['y1']))[0].y1.data as Float32Array;
-  const y2 = (await step.advance(model, ['y2']))[0].y2.data as Float32Array;
+  const y1 = (await step.advance(model, ['y1'])).get(0).y1.data as Float32Array;
+  const y2 = (await step.advance(model, ['y2'])).get(0).y2.data as Float32Array;
   // E4M3 of 3 and −12.7 (units of the scale 0.1): 3 and −13 (1.101₂ × 2³; 12.7 lies nearer 13 than 12), times
   // the float32 scale.
   const s = Math.fround(0.1);
   assert.deepEqual([...y1], [Math.fround(3 * s), 0]);
   assert.deepEqual([...y2], [-Math.fround(3 * s), Math.fround(13 * s)]);
   assert.equal(step.nodeRuns(), 5);
+});
+
+test('value store: holds values in memory up to its budget, the rest in files read back bit-exactly, and removes its folder', () => {
+  const store = createValueStore(16);
+  const f32 = new ort.Tensor('float32', Float32Array.of(1.5, -0, Number.NaN, 3.4028234663852886e38), [2, 2]);
+  const f16 = new ort.Tensor('float16', Uint16Array.of(0x3c00, 0x7c00, 0x8001), [3]);
+  const i64 = new ort.Tensor('int64', BigInt64Array.of(-(2n ** 63n), 42n), [2]);
+  const bool = new ort.Tensor('bool', Uint8Array.of(1, 0, 1), [1, 3]);
+  const a = store.put(f32); // 16 bytes: fills the budget
+  const b = store.put(f16);
+  const c = store.put(i64);
+  const d = store.put(bool);
+  assert.ok('tensor' in a && !('tensor' in b) && !('tensor' in c) && !('tensor' in d));
+  assert.equal(store.memoryBytes(), 16);
+  assert.equal(store.spilledBytes(), 6 + 16 + 3);
+  assert.equal(store.load(a), f32, 'a value in memory is the tensor itself');
+  for (const [h, t] of [[b, f16], [c, i64], [d, bool]] as const) {
+    const back = store.load(h);
+    assert.equal(back.type, t.type);
+    assert.deepEqual(back.dims, t.dims);
+    assert.deepEqual(Array.from(back.data as ArrayLike<number | bigint>), Array.from(t.data as ArrayLike<number | bigint>));
+  }
+  const file = 'file' in b ? b.file : '';
+  store.free(b);
+  assert.ok(!existsSync(file), 'a freed value leaves no file');
+  store.free(a);
+  assert.equal(store.memoryBytes(), 0);
+  const dir = dirname(file);
+  assert.ok(existsSync(dir));
+  store.close();
+  assert.ok(!existsSync(dir), 'close removes the folder');
 });

@@ -14,7 +14,7 @@ import { FP8_SCALE_CANDIDATES } from '../calibrate/observers.ts';
 import { GraphView } from '../ir/graph.ts';
 import { realiseQdq } from '../realise/qdq.ts';
 import { createSession } from '../runtime/session.ts';
-import { createStepper } from '../runtime/stepper.ts';
+import { createStepper, spillNote } from '../runtime/stepper.ts';
 import type { PlannedTensor } from '../quant/plan.ts';
 import { cloneParams, fittingBatches, outputError, type OptimisePass, type QuantState } from './context.ts';
 
@@ -100,41 +100,58 @@ export const rangeSearch: OptimisePass = {
     const qStep = createStepper(batches, 'simulate');
     const fStep = createStepper(batches, 'float');
     let changed = 0;
-    for (const t of ordered) {
-      const lm = layerModel(qdq, t);
-      if (!lm) continue;
-      const xq = (await qStep.advance(qdq, [t.tensor])).map((r) => r[t.tensor]);
-      await fStep.advance(ctx.reference, [t.tensor]);
-      const ref = await fStep.peek(ctx.reference, lm.outputs);
-      const s = await createSession(lm.model, { mode: 'simulate' });
-      const current = params.get(t.key)!.scale[0];
-      let bestScale = current;
-      let bestErr = Infinity;
-      for (const c of candidates(t, current)) {
-        let err = 0;
-        for (let b = 0; b < batches.length; b++) {
-          const r = await s.run({ [t.tensor]: xq[b], __scale: new ort.Tensor('float32', Float32Array.of(c), []) }, lm.outputs);
-          for (const o of lm.outputs) {
-            const a = r[o].data as Float32Array;
-            const f = ref[b][o].data as Float32Array;
-            for (let i = 0; i < a.length; i++) err += (a[i] - f[i]) ** 2;
+    let spilled = '';
+    try {
+      for (const t of ordered) {
+        const lm = layerModel(qdq, t);
+        if (!lm) continue;
+        const xq = await qStep.advance(qdq, [t.tensor]);
+        await fStep.advance(ctx.reference, [t.tensor]);
+        const ref = await fStep.peek(ctx.reference, lm.outputs);
+        const s = await createSession(lm.model, { mode: 'simulate' });
+        const current = params.get(t.key)!.scale[0];
+        const tried = candidates(t, current);
+        // Batch by batch (each batch's values read once, from the stepper's files where it spilled them), every
+        // candidate's squared error summed over the batches in order.
+        const errs = new Float64Array(tried.length);
+        try {
+          for (let b = 0; b < batches.length; b++) {
+            const x = xq.get(b)[t.tensor];
+            const f = ref.get(b);
+            for (const [ci, c] of tried.entries()) {
+              const r = await s.run({ [t.tensor]: x, __scale: new ort.Tensor('float32', Float32Array.of(c), []) }, lm.outputs);
+              for (const o of lm.outputs) {
+                const a = r[o].data as Float32Array;
+                const fo = f[o].data as Float32Array;
+                for (let i = 0; i < a.length; i++) errs[ci] += (a[i] - fo[i]) ** 2;
+              }
+            }
+          }
+        } finally {
+          await s.release();
+        }
+        let bestScale = current;
+        let bestErr = Infinity;
+        for (const [ci, c] of tried.entries()) {
+          // Ties keep the observer's scale (it is tried in order; strict improvement needed).
+          if (errs[ci] < bestErr || (errs[ci] === bestErr && c === current)) {
+            bestErr = errs[ci];
+            bestScale = c;
           }
         }
-        // Ties keep the observer's scale (it is tried in order; strict improvement needed).
-        if (err < bestErr || (err === bestErr && c === current)) {
-          bestErr = err;
-          bestScale = c;
+        if (bestScale !== current) {
+          params.get(t.key)!.scale[0] = bestScale;
+          changed++;
         }
       }
-      await s.release();
-      if (bestScale !== current) {
-        params.get(t.key)!.scale[0] = bestScale;
-        changed++;
-      }
+      spilled = spillNote([qStep, fStep]);
+    } finally {
+      qStep.close();
+      fStep.close();
     }
     const candidate: QuantState = { ...state, params };
     const after = await outputError(candidate, ctx);
-    ctx.log(`range-search: ${changed}/${acts.length} scales changed; output error ${(before * 100).toFixed(3)}% → ${(after * 100).toFixed(3)}%`);
-    return after < before ? { state: candidate, detail: `${changed} of ${acts.length} activation scales changed` } : { state, detail: 'no improvement' };
+    ctx.log(`range-search: ${changed}/${acts.length} scales changed; output error ${(before * 100).toFixed(3)}% → ${(after * 100).toFixed(3)}%${spilled}`);
+    return after < before ? { state: candidate, detail: `${changed} of ${acts.length} activation scales changed${spilled}` } : { state, detail: `no improvement${spilled}` };
   },
 };

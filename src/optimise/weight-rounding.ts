@@ -34,7 +34,7 @@ import type { QuantParams } from '../quant/config.ts';
 import { channelOf, fakeQuant } from '../quant/numerics.ts';
 import type { PlannedTensor } from '../quant/plan.ts';
 import { realiseQdq } from '../realise/qdq.ts';
-import { createStepper } from '../runtime/stepper.ts';
+import { createStepper, spillNote } from '../runtime/stepper.ts';
 import { fittingBatches, outputError, type OptimiseContext, type OptimisePass, type QuantState } from './context.ts';
 import { createGram, type Gram } from './gram.ts';
 import { cholesky, inverseFromCholesky, matVec } from './linalg.ts';
@@ -564,66 +564,73 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
   // per-channel) 44.10% / 43.81% (whole prefixes 44.20%). Optimised pieces stay nearer the old results.
   const qStep = createStepper(fit, 'simulate');
   const fStep = createStepper(fit, 'float');
-  for (const [li, l] of all.entries()) {
-    const qdq = realiseQdq(work, state.plan, state.params);
-    const xqs = await qStep.advance(qdq, [l.xq]);
-    const xfs = await fStep.advance(state.model, [l.x]);
-    // The pre-activations under the layer's current weights (not kept: the quantized side's weights change next).
-    const zqs = l.activation ? await qStep.peek(qdq, [l.zq]) : undefined;
-    const zfs = l.activation ? await fStep.peek(state.model, [l.z]) : undefined;
-    const newMoments = (): Moments => {
-      const kA = l.k + 1;
-      if (l.activation) {
-        const rows = Array.from({ length: l.groups * l.rowsPerGroup }, () => ({ h: new Float64Array(kA * kA), gz: new Float64Array(kA), weight: 0 }));
-        return { h: [], g: [], rows, samples: 0 };
+  let spilled = '';
+  try {
+    for (const [li, l] of all.entries()) {
+      const qdq = realiseQdq(work, state.plan, state.params);
+      const xqs = await qStep.advance(qdq, [l.xq]);
+      const xfs = await fStep.advance(state.model, [l.x]);
+      // The pre-activations under the layer's current weights (not kept: the quantized side's weights change next).
+      const zqs = l.activation ? await qStep.peek(qdq, [l.zq]) : undefined;
+      const zfs = l.activation ? await fStep.peek(state.model, [l.z]) : undefined;
+      const newMoments = (): Moments => {
+        const kA = l.k + 1;
+        if (l.activation) {
+          const rows = Array.from({ length: l.groups * l.rowsPerGroup }, () => ({ h: new Float64Array(kA * kA), gz: new Float64Array(kA), weight: 0 }));
+          return { h: [], g: [], rows, samples: 0 };
+        }
+        return { h: Array.from({ length: l.groups }, () => new Float64Array(kA * kA)), g: Array.from({ length: l.groups }, () => new Float64Array(kA * kA)), samples: 0 };
+      };
+      const moments = newMoments();
+      const validation = newMoments();
+      for (let b = 0; b < fit.length; b++) {
+        const xf = xfs.get(b)[l.x];
+        const xq = xqs.get(b)[l.xq].data as Float32Array;
+        const xv = { dims: xf.dims, data: xf.data as Float32Array };
+        const pre = zqs && zfs ? { float: zfs.get(b)[l.z].data as Float32Array, quant: zqs.get(b)[l.zq].data as Float32Array } : undefined;
+        await accumulate(l, moments, xv, xq, perBatch, seededRandom(7919 * (b + 1) + li), gram, pre);
+        // Held-out positions (another draw, a quarter as many) to choose between candidate roundings.
+        await accumulate(l, validation, xv, xq, Math.ceil(perBatch / 4), seededRandom(104729 * (b + 1) + li), gram, pre);
       }
-      return { h: Array.from({ length: l.groups }, () => new Float64Array(kA * kA)), g: Array.from({ length: l.groups }, () => new Float64Array(kA * kA)), samples: 0 };
-    };
-    const moments = newMoments();
-    const validation = newMoments();
-    for (let b = 0; b < fit.length; b++) {
-      const xf = xfs[b][l.x];
-      const xq = xqs[b][l.xq].data as Float32Array;
-      const xv = { dims: xf.dims, data: xf.data as Float32Array };
-      const pre = zqs && zfs ? { float: zfs[b][l.z].data as Float32Array, quant: zqs[b][l.zq].data as Float32Array } : undefined;
-      await accumulate(l, moments, xv, xq, perBatch, seededRandom(7919 * (b + 1) + li), gram, pre);
-      // Held-out positions (another draw, a quarter as many) to choose between candidate roundings.
-      await accumulate(l, validation, xv, xq, Math.ceil(perBatch / 4), seededRandom(104729 * (b + 1) + li), gram, pre);
+      samples += moments.samples;
+      // Fewer positions than twice the fan-in leave H (nearly) singular: the sweep then moves weights along
+      // directions the calibration data never exercised (KWS-DNN_S's 250-input Gemms fitted on 32 samples: lower
+      // error on calibration, higher on held-out feeds). Such layers keep round-to-nearest.
+      if (moments.samples < 2 * (l.k + 1)) {
+        underdetermined++;
+        continue;
+      }
+      const node = wv.graph.node.find((n) => n.name === l.node)!;
+      const w = constFloat(wv, l.weight.tensor)!;
+      const bias = l.hasBias ? constFloat(wv, node.input[2])!.data : undefined;
+      const quant = weightQuantizer(l.weight, state.params.get(l.weight.key)!, l.wDims);
+      const newW = w.data.slice();
+      const rowsOut = l.groups * l.rowsPerGroup;
+      const newB = Float32Array.from({ length: rowsOut }, (_, r) => (bias ? bias[bias.length === 1 ? 0 : r] : 0));
+      let changed = false;
+      for (let g = 0; g < l.groups; g++) {
+        const res = solveGroup(l, g, moments, validation, w.data, bias, quant, o.damp, target);
+        if (!res) continue;
+        changed = true;
+        res.rows.forEach((row, r) => {
+          const oc = g * l.rowsPerGroup + r;
+          for (let j = 0; j < l.k; j++) newW[l.index(oc, j)] = row[j];
+          if (l.hasBias) newB[oc] = row[l.k];
+        });
+      }
+      if (!changed) continue;
+      improved++;
+      replaceInitializer(wv, l.weight.tensor, w.dims, newW);
+      if (l.hasBias) wv.setInput(node, 2, addFloatInitializer(wv, `${l.node}_bias_refit`, [rowsOut], newB));
     }
-    samples += moments.samples;
-    // Fewer positions than twice the fan-in leave H (nearly) singular: the sweep then moves weights along
-    // directions the calibration data never exercised (KWS-DNN_S's 250-input Gemms fitted on 32 samples: lower
-    // error on calibration, higher on held-out feeds). Such layers keep round-to-nearest.
-    if (moments.samples < 2 * (l.k + 1)) {
-      underdetermined++;
-      continue;
-    }
-    const node = wv.graph.node.find((n) => n.name === l.node)!;
-    const w = constFloat(wv, l.weight.tensor)!;
-    const bias = l.hasBias ? constFloat(wv, node.input[2])!.data : undefined;
-    const quant = weightQuantizer(l.weight, state.params.get(l.weight.key)!, l.wDims);
-    const newW = w.data.slice();
-    const rowsOut = l.groups * l.rowsPerGroup;
-    const newB = Float32Array.from({ length: rowsOut }, (_, r) => (bias ? bias[bias.length === 1 ? 0 : r] : 0));
-    let changed = false;
-    for (let g = 0; g < l.groups; g++) {
-      const res = solveGroup(l, g, moments, validation, w.data, bias, quant, o.damp, target);
-      if (!res) continue;
-      changed = true;
-      res.rows.forEach((row, r) => {
-        const oc = g * l.rowsPerGroup + r;
-        for (let j = 0; j < l.k; j++) newW[l.index(oc, j)] = row[j];
-        if (l.hasBias) newB[oc] = row[l.k];
-      });
-    }
-    if (!changed) continue;
-    improved++;
-    replaceInitializer(wv, l.weight.tensor, w.dims, newW);
-    if (l.hasBias) wv.setInput(node, 2, addFloatInitializer(wv, `${l.node}_bias_refit`, [rowsOut], newB));
+    spilled = spillNote([qStep, fStep]);
+  } finally {
+    qStep.close();
+    fStep.close();
   }
   await gram.release();
   wv.pruneInitializers();
-  return { model: work, detail: `${improved} of ${all.length} layers re-rounded toward ${target === 'float-input' ? 'w·x' : 'w·x̂'} (${Math.round(samples / all.length)} positions each${weighted ? `; ${weighted} weighted by their activation's slope` : ''}${underdetermined ? `; ${underdetermined} left rounded to nearest: fewer positions than 2 × fan-in` : ''})` };
+  return { model: work, detail: `${improved} of ${all.length} layers re-rounded toward ${target === 'float-input' ? 'w·x' : 'w·x̂'} (${Math.round(samples / all.length)} positions each${weighted ? `; ${weighted} weighted by their activation's slope` : ''}${underdetermined ? `; ${underdetermined} left rounded to nearest: fewer positions than 2 × fan-in` : ''})${spilled}` };
 }
 
 export function weightRounding(opts: Partial<WeightRoundingOptions> = {}): OptimisePass {

@@ -3,7 +3,9 @@
  * request runs only the nodes its tensors need that have not run yet, starting from the values kept from earlier
  * requests, and keeps only the values that a node not yet run still reads (the frontier): a walk over all layers
  * costs about one pass over the network and holds the network's widest cut × the batches, where one prefix
- * network per layer (the obvious way) costs O(layers × network) — agllnet_256, 126 layers at 256×256: hours.
+ * network per layer (the obvious way) costs O(layers × network) — agllnet_256, 126 layers at 256×256: hours. What
+ * it holds beyond a memory budget goes to files (value-store.ts), and pieces run one batch at a time, so resident
+ * memory stays near the budget plus one batch's values whatever the image size.
  *
  * The model may change between requests in nodes that have not run yet (weight rounding refits layer i, then
  * asks for layer i+1's input, computed through the refitted weights of every earlier layer). A node that has run
@@ -11,26 +13,59 @@
  * from the current model. With optimizations disabled (simulate) every node is computed alone, so the values are
  * bit-identical to a whole-network run (tested); optimised pieces fuse differently at their ends (~1e-6 relative).
  */
+import { totalmem } from 'node:os';
 import { create } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataType as DT, TypeProto_TensorSchema, TypeProtoSchema, ValueInfoProtoSchema, type ModelProto, type NodeProto } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
 import type { Feeds } from '../calibrate/calibrate.ts';
 import { GraphView, nodeReads } from '../ir/graph.ts';
 import { createSession, type RunMode } from './session.ts';
+import { createValueStore, type Stored } from './value-store.ts';
+
+/** A request's values, batch by batch: read back from the stepper's store when asked (a spilled value from its file).
+ * Valid until the stepper's next `advance`. */
+export interface BatchValues {
+  readonly length: number;
+  get(b: number): Record<string, ort.Tensor>;
+}
 
 export interface NetworkStepper {
   /**
-   * Values of `targets` on every batch (index: batch). Runs the nodes they need from the kept values, keeps what
-   * nodes not yet run will read, and drops what no such node reads.
+   * Values of `targets` on every batch. Runs the nodes they need from the kept values, keeps what nodes not yet run
+   * will read, and drops what no such node reads.
    */
-  advance(model: ModelProto, targets: readonly string[]): Promise<Record<string, ort.Tensor>[]>;
+  advance(model: ModelProto, targets: readonly string[]): Promise<BatchValues>;
   /** Values of `targets` on every batch without marking anything as run (a layer's output under weights that are
    * about to change). */
-  peek(model: ModelProto, targets: readonly string[]): Promise<Record<string, ort.Tensor>[]>;
-  /** Bytes of the values kept now (all batches). */
+  peek(model: ModelProto, targets: readonly string[]): Promise<BatchValues>;
+  /** Bytes of the values kept now (all batches, in memory or spilled). */
   keptBytes(): number;
+  /** Bytes written to files so far. */
+  spilledBytes(): number;
   /** Node executions so far per batch (a walk that cuts well runs each node about once). */
   nodeRuns(): number;
+  /** Frees what it holds and removes its files. */
+  close(): void;
+}
+
+export interface StepperOptions {
+  /** Bytes of values held in memory before further ones go to files (default DEFAULT_STEPPER_MEMORY). */
+  memoryBytes?: number;
+}
+
+/**
+ * An eighth of the machine's memory a stepper, at least 512 MiB (passes run two, float and quantized: a quarter of
+ * memory in held values). Spilling is exact but not free: every value read back is fresh memory, and first touches
+ * of fresh memory cost ~2.6 s/GB on the development VM (a 268 MB read: 17 ms from the page cache, 700 ms of page
+ * faults). srcnn ×4 weight rounding alone (16 fitting images at 1024²): peak RSS 11.6 GiB and 178 s holding all
+ * in memory; 6.1 GiB and 351 s with 2 GiB a stepper (17 GB written).
+ */
+export const DEFAULT_STEPPER_MEMORY = Math.max(512 * 1024 ** 2, Math.floor(totalmem() / 8));
+
+/** For a pass's detail: how much the walk's steppers wrote to files, if anything (it explains a slower pass). */
+export function spillNote(steppers: readonly NetworkStepper[]): string {
+  const bytes = steppers.reduce((s, st) => s + st.spilledBytes(), 0);
+  return bytes ? `; ${(bytes / 1e9).toFixed(1)} GB of layer values held in files (memory budget ${(DEFAULT_STEPPER_MEMORY / 1024 ** 3).toFixed(1)} GiB a side)` : '';
 }
 
 /** onnxruntime-node's element types for the values a frontier can hold (quantized Q outputs never cross it). */
@@ -52,13 +87,20 @@ const ORT_TYPES: Partial<Record<ort.Tensor.Type, DT>> = {
 const asOrt = (v: Feeds[string]): ort.Tensor => (v instanceof ort.Tensor ? v : new ort.Tensor('float32', v.data, [...v.dims]));
 const nodeKey = (n: NodeProto) => n.output.join('\u0000');
 
-export function createStepper(batches: readonly Feeds[], mode: RunMode): NetworkStepper {
+export function createStepper(batches: readonly Feeds[], mode: RunMode, opts: StepperOptions = {}): NetworkStepper {
   const inputs = new Set(Object.keys(batches[0] ?? {}));
-  const kept = new Map<string, ort.Tensor[]>();
+  const store = createValueStore(opts.memoryBytes ?? DEFAULT_STEPPER_MEMORY);
+  const kept = new Map<string, Stored[]>();
   const done = new Set<string>();
+  // Values handed out that are not kept (peeked values, dropped targets): freed at the next advance.
+  let lent: Stored[] = [];
   let runs = 0;
 
-  async function values(model: ModelProto, targets: readonly string[], commit: boolean): Promise<Record<string, ort.Tensor>[]> {
+  async function values(model: ModelProto, targets: readonly string[], commit: boolean): Promise<BatchValues> {
+    if (commit) {
+      lent.forEach((h) => store.free(h));
+      lent = [];
+    }
     const g = model.graph!;
     // The project's graph index (producers, consumers by nodeReads, initializers); it only reads the graph.
     const view = new GraphView(g);
@@ -88,15 +130,19 @@ export function createStepper(batches: readonly Feeds[], mode: RunMode): Network
     // What nodes outside this piece that have not run will read: kept (advance), or already kept (both).
     const pending = new Set(g.node.filter((n) => !need.has(n) && !done.has(nodeKey(n))).flatMap(nodeReads));
     const frontier = commit ? [...produced].filter((o) => o && pending.has(o)) : [];
+    const frontierSet = new Set(frontier);
     const fetch = [...new Set([...targets.filter((t) => produced.has(t)), ...frontier])];
     const readSet = new Set(nodes.flatMap(nodeReads));
     const reads = [...readSet].filter((i) => !produced.has(i) && !inits.has(i));
-    let results: Record<string, ort.Tensor>[] = batches.map(() => ({}));
+    // Per batch: where each target's value is (a stored value; absent: the batch's own feed).
+    const held: Record<string, Stored>[] = batches.map((_, b) => Object.fromEntries(targets.flatMap((t) => (kept.has(t) ? [[t, kept.get(t)![b]]] : []))));
+    const fresh = new Map<string, Stored[]>(frontier.map((o) => [o, []]));
     if (nodes.length) {
       const typeOf = (name: string) => {
-        const t = kept.get(name)?.[0] ?? asOrt(batches[0][name]);
-        const elemType = ORT_TYPES[t.type];
-        if (elemType === undefined) throw new Error(`stepper: cannot feed '${name}' of type ${t.type}`);
+        const h = kept.get(name)?.[0];
+        const type = h ? ('tensor' in h ? h.tensor.type : h.type) : asOrt(batches[0][name]).type;
+        const elemType = ORT_TYPES[type];
+        if (elemType === undefined) throw new Error(`stepper: cannot feed '${name}' of type ${type}`);
         return create(TypeProtoSchema, { value: { case: 'tensorType', value: create(TypeProto_TensorSchema, { elemType }) } });
       };
       const piece = create(ModelProtoSchema, {
@@ -113,26 +159,43 @@ export function createStepper(batches: readonly Feeds[], mode: RunMode): Network
       runs += nodes.length;
       const s = await createSession(piece, { mode });
       try {
-        results = [];
-        for (const [b, feeds] of batches.entries())
-          results.push(await s.run(Object.fromEntries(reads.map((name) => [name, kept.get(name)?.[b] ?? asOrt(feeds[name])])), fetch));
+        // One batch at a time: its results go to the store before the next batch runs.
+        for (const [b, feeds] of batches.entries()) {
+          const r = await s.run(Object.fromEntries(reads.map((name) => [name, kept.has(name) ? store.load(kept.get(name)![b]) : asOrt(feeds[name])])), fetch);
+          for (const o of frontier) fresh.get(o)!.push((held[b][o] = store.put(r[o])));
+          for (const t of targets) if (produced.has(t) && !frontierSet.has(t)) lent.push((held[b][t] = store.put(r[t])));
+        }
       } finally {
         await s.release();
       }
     }
-    const out = results.map((r, b) => Object.fromEntries(targets.map((t) => [t, r[t] ?? kept.get(t)?.[b] ?? asOrt(batches[b][t])])));
     if (commit) {
       for (const n of nodes) done.add(nodeKey(n));
-      for (const o of frontier) kept.set(o, results.map((r) => r[o]));
-      for (const name of [...kept.keys()]) if (!pending.has(name)) kept.delete(name);
+      for (const [o, hs] of fresh) kept.set(o, hs);
+      const handedOut = new Set(held.flatMap((h) => Object.values(h)));
+      for (const [name, hs] of [...kept]) {
+        if (pending.has(name)) continue;
+        kept.delete(name);
+        for (const h of hs) if (handedOut.has(h)) lent.push(h);
+        else store.free(h);
+      }
     }
-    return out;
+    return {
+      length: batches.length,
+      get: (b) => Object.fromEntries(targets.map((t) => [t, held[b][t] ? store.load(held[b][t]) : asOrt(batches[b][t])])),
+    };
   }
 
   return {
     advance: (model, targets) => values(model, targets, true),
     peek: (model, targets) => values(model, targets, false),
     nodeRuns: () => runs,
-    keptBytes: () => [...kept.values()].reduce((s, vs) => s + vs.reduce((a, v) => a + (v.data as ArrayBufferView).byteLength, 0), 0),
+    keptBytes: () => [...kept.values()].reduce((s, hs) => s + hs.reduce((a, h) => a + h.bytes, 0), 0),
+    spilledBytes: () => store.spilledBytes(),
+    close: () => {
+      kept.clear();
+      lent = [];
+      store.close();
+    },
   };
 }
