@@ -164,3 +164,15 @@ test('value store: holds values in memory up to its budget, the rest in files re
   store.close();
   assert.ok(!existsSync(dir), 'close removes the folder');
 });
+
+test('value store: a spilled value is read into a buffer of its size and type when one is given, else into fresh memory', () => {
+  const store = createValueStore(0);
+  const h = store.put(new ort.Tensor('float32', Float32Array.of(1, 2, 3), [3]));
+  const buffer = new Float32Array(3);
+  const t = store.load(h, buffer);
+  assert.equal(t.data, buffer);
+  assert.deepEqual([...buffer], [1, 2, 3]);
+  assert.notEqual(store.load(h, new Float32Array(4)).data, buffer, 'a buffer of another size is not used');
+  assert.notEqual((store.load(h, new Int32Array(3)).data as Float32Array).constructor, Int32Array, 'nor one of another type');
+  store.close();
+});

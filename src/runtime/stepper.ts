@@ -20,13 +20,25 @@ import * as ort from 'onnxruntime-node';
 import type { Feeds } from '../calibrate/calibrate.ts';
 import { GraphView, nodeReads } from '../ir/graph.ts';
 import { createSession, type RunMode } from './session.ts';
-import { createValueStore, type Stored } from './value-store.ts';
+import { createValueStore, type Stored, type ValueStore } from './value-store.ts';
 
 /** A request's values, batch by batch: read back from the stepper's store when asked (a spilled value from its file).
  * Valid until the stepper's next `advance`. */
 export interface BatchValues {
   readonly length: number;
+  /** Batch b's values. A value read from a file is read into the buffer of the previous `get`'s: use it before the
+   * next `get` (or copy it). */
   get(b: number): Record<string, ort.Tensor>;
+}
+
+/** Loads of spilled values into one buffer per name, reused batch after batch. */
+function scratchLoader(store: ValueStore): (name: string, h: Stored) => ort.Tensor {
+  const buffers = new Map<string, ArrayBufferView>();
+  return (name, h) => {
+    const t = store.load(h, buffers.get(name));
+    if (!('tensor' in h)) buffers.set(name, t.data as ArrayBufferView);
+    return t;
+  };
 }
 
 export interface NetworkStepper {
@@ -55,10 +67,10 @@ export interface StepperOptions {
 
 /**
  * An eighth of the machine's memory a stepper, at least 512 MiB (passes run two, float and quantized: a quarter of
- * memory in held values). Spilling is exact but not free: every value read back is fresh memory, and first touches
- * of fresh memory cost ~2.6 s/GB on the development VM (a 268 MB read: 17 ms from the page cache, 700 ms of page
- * faults). srcnn ×4 weight rounding alone (16 fitting images at 1024²): peak RSS 11.6 GiB and 178 s holding all
- * in memory; 6.1 GiB and 351 s with 2 GiB a stepper (17 GB written).
+ * memory in held values). Spilling is exact but not free: a value read back into fresh memory pays its first touches
+ * (~2.6 s/GB on the development VM: a 268 MB read is 17 ms from the page cache, 700 ms of page faults), so reads reuse
+ * one buffer per name. srcnn ×4 weight rounding alone (16 fitting images at 1024²): peak RSS 11.6 GiB and 178 s all in
+ * memory; with 2 GiB a stepper 6.1 GiB and 351 s reading into fresh memory, 5.8 GiB and 247 s reusing buffers.
  */
 export const DEFAULT_STEPPER_MEMORY = Math.max(512 * 1024 ** 2, Math.floor(totalmem() / 8));
 
@@ -160,8 +172,9 @@ export function createStepper(batches: readonly Feeds[], mode: RunMode, opts: St
       const s = await createSession(piece, { mode });
       try {
         // One batch at a time: its results go to the store before the next batch runs.
+        const load = scratchLoader(store);
         for (const [b, feeds] of batches.entries()) {
-          const r = await s.run(Object.fromEntries(reads.map((name) => [name, kept.has(name) ? store.load(kept.get(name)![b]) : asOrt(feeds[name])])), fetch);
+          const r = await s.run(Object.fromEntries(reads.map((name) => [name, kept.has(name) ? load(name, kept.get(name)![b]) : asOrt(feeds[name])])), fetch);
           for (const o of frontier) fresh.get(o)!.push((held[b][o] = store.put(r[o])));
           for (const t of targets) if (produced.has(t) && !frontierSet.has(t)) lent.push((held[b][t] = store.put(r[t])));
         }
@@ -180,9 +193,10 @@ export function createStepper(batches: readonly Feeds[], mode: RunMode, opts: St
         else store.free(h);
       }
     }
+    const load = scratchLoader(store);
     return {
       length: batches.length,
-      get: (b) => Object.fromEntries(targets.map((t) => [t, held[b][t] ? store.load(held[b][t]) : asOrt(batches[b][t])])),
+      get: (b) => Object.fromEntries(targets.map((t) => [t, held[b][t] ? load(t, held[b][t]) : asOrt(batches[b][t])])),
     };
   }
 

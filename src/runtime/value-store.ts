@@ -16,7 +16,11 @@ export type Stored = { readonly tensor: ort.Tensor; readonly bytes: number } | {
 
 export interface ValueStore {
   put(t: ort.Tensor): Stored;
-  load(s: Stored): ort.Tensor;
+  /**
+   * The value; a spilled one is read into `into` when that has its size (a buffer the caller reuses: first touches of
+   * fresh memory, not the read, are what a load costs), else into fresh memory.
+   */
+  load(s: Stored, into?: ArrayBufferView): ort.Tensor;
   free(s: Stored): void;
   /** Bytes held in memory now. */
   memoryBytes(): number;
@@ -80,11 +84,12 @@ export function createValueStore(memoryBudgetBytes: number): ValueStore {
       spilled += bytes;
       return { file, type: t.type, dims: [...t.dims], bytes };
     },
-    load(s) {
+    load(s, into) {
       if ('tensor' in s) return s.tensor;
       const Array = ARRAYS[s.type]!;
-      const data = new Array(s.bytes / Array.BYTES_PER_ELEMENT);
-      const view = new Uint8Array(data.buffer);
+      const reuse = into && into.byteLength === s.bytes && into.constructor === Array;
+      const data = reuse ? into : new Array(s.bytes / Array.BYTES_PER_ELEMENT);
+      const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
       const fd = openSync(s.file, 'r');
       try {
         for (let at = 0; at < s.bytes; ) {
