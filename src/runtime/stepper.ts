@@ -189,8 +189,11 @@ export function createStepper(batches: readonly Feeds[], mode: RunMode, opts: St
       for (const [name, hs] of [...kept]) {
         if (pending.has(name)) continue;
         kept.delete(name);
-        for (const h of hs) if (handedOut.has(h)) lent.push(h);
-        else store.free(h);
+        // A value this request hands out stays readable until the next advance.
+        for (const h of hs) {
+          if (handedOut.has(h)) lent.push(h);
+          else store.free(h);
+        }
       }
     }
     const load = scratchLoader(store);
