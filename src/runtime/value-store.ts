@@ -46,10 +46,7 @@ const ARRAYS: Partial<Record<ort.Tensor.Type, { new (n: number): ArrayBufferView
   uint64: BigUint64Array,
 };
 
-const bytesOf = (t: ort.Tensor): Uint8Array => {
-  const d = t.data as ArrayBufferView;
-  return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-};
+const bytesOf = (d: ArrayBufferView): Uint8Array => new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
 
 // Folders of stores not closed (an exception between create and close): removed when the process exits.
 const open = new Set<string>();
@@ -80,7 +77,7 @@ export function createValueStore(memoryBudgetBytes: number): ValueStore {
       }
       if (!ARRAYS[t.type]) throw new Error(`value store: cannot hold a ${t.type} tensor`);
       const file = join(folder(), `${files++}.bin`);
-      writeFileSync(file, bytesOf(t));
+      writeFileSync(file, bytesOf(t.data as ArrayBufferView));
       spilled += bytes;
       return { file, type: t.type, dims: [...t.dims], bytes };
     },
@@ -89,7 +86,7 @@ export function createValueStore(memoryBudgetBytes: number): ValueStore {
       const Array = ARRAYS[s.type]!;
       const reuse = into && into.byteLength === s.bytes && into.constructor === Array;
       const data = reuse ? into : new Array(s.bytes / Array.BYTES_PER_ELEMENT);
-      const view = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+      const view = bytesOf(data);
       const fd = openSync(s.file, 'r');
       try {
         for (let at = 0; at < s.bytes; ) {
