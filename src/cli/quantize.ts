@@ -169,7 +169,7 @@ export function registerQuantize(program: Command): void {
         throw new UserError(`no layer to quantize under ${rule.name}${why}; nothing written`, file);
       }
       for (const p of ('passes' in result ? result.passes : undefined) ?? [])
-        process.stdout.write(`${p.pass}: calibration output error ${(p.before * 100).toFixed(3)}% → ${(p.after * 100).toFixed(3)}% ${p.kept ? 'kept' : 'rolled back'} (${(p.ms / 1000).toFixed(1)} s)${p.detail ? `; ${p.detail}` : ''}\n`);
+        process.stdout.write(`${p.pass}: calibration output error ${(p.before * 100).toFixed(3)}% → ${(p.after * 100).toFixed(3)}% ${p.kept ? 'kept' : 'rolled back'} (${(p.ms / 1000).toFixed(1)} s${p.peakRss ? `, peak RSS ${(p.peakRss / 2 ** 30).toFixed(1)} GiB` : ''})${p.detail ? `; ${p.detail}` : ''}\n`);
       const sidecar = out.replace(/\.onnx$/, '') + '.qparams.json';
       const bytes = modelBytes(result.model, out);
       writeFilesAtomic([{ path: out, data: bytes }, { path: sidecar, data: JSON.stringify(result.sidecar, null, 1) }]);

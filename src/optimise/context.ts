@@ -55,7 +55,15 @@ export interface PassReport {
   /** Standard error of the mean paired per-sample improvement (see `significantlyLower`). */
   se?: number;
   ms: number;
+  /** The process's peak resident set (bytes) when the pass ended. It only grows, so the pass that raised it is
+   * where a recipe's memory went (passes hold layer values; their sessions hold onnxruntime arenas). */
+  peakRss?: number;
   detail?: string;
+}
+
+/** The process's peak resident set so far, in bytes (getrusage's maxrss is in KiB on Linux). */
+export function peakRss(): number {
+  return process.resourceUsage().maxRSS * 1024;
 }
 
 export interface OptimisePass {

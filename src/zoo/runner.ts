@@ -332,6 +332,8 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
       recipe: getRecipe(recipe),
       keepTest,
       onBatch: (n) => log(`${tag(c.rule, 'calibrate')} ${n}/${calibSteps} · ETA ${ctx.eta()}`, true),
+      // A recipe's passes take minutes each on large models: say each one's result as it ends.
+      log: (line) => log(`${entry.id} · ${c.rule}: ${line}`),
     });
     const quantizeMs = performance.now() - tq;
     const cdir = cellDir(o.out, entry.id, c.rule);
