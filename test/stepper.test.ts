@@ -24,6 +24,7 @@ import { randomFeeds } from '../src/runtime/inputs.ts';
 import { createSession } from '../src/runtime/session.ts';
 import { createStepper } from '../src/runtime/stepper.ts';
 import { createValueStore } from '../src/runtime/value-store.ts';
+import { collectGarbage } from './helpers/collect-garbage.ts';
 import { NPM_MODEL } from './helpers/models.ts';
 
 const SHAPE = { shapes: { x: [2, 3, 48, 96] } };
@@ -175,4 +176,29 @@ test('value store: a spilled value is read into a buffer of its size and type wh
   assert.notEqual(store.load(h, new Float32Array(4)).data, buffer, 'a buffer of another size is not used');
   assert.notEqual((store.load(h, new Int32Array(3)).data as Float32Array).constructor, Int32Array, 'nor one of another type');
   store.close();
+});
+
+test('stepper: values handed out are released at the next advance, even while the caller still holds them', async () => {
+  const model = prepareModel(loadModel(NPM_MODEL), getRule('onnxquant-int8-perchannel')).model;
+  const batches = [randomFeeds(model, { ...SHAPE, seed: 4 })];
+  // a: a conv's input read by that conv alone; b: the input of the conv after it, computed through it.
+  const view = new GraphView(model.graph!);
+  const convs = model.graph!.node.filter((n) => n.opType === 'Conv');
+  const i = convs.findIndex((n, k) => k > 0 && view.uses(n.input[0]).length === 1 && view.producer.get(convs[k + 1]?.input[0])?.input.includes(n.output[0]));
+  assert.ok(i > 0, 'a conv feeding the next one directly');
+  const [a, b] = [convs[i].input[0], convs[i + 1].input[0]];
+  const step = createStepper(batches, 'simulate');
+  const first = await step.advance(model, [a]);
+  const peeked = await step.peek(model, [b]);
+  // Weak references to the buffers, taken in a job of their own (a WeakRef keeps its target through the job that made it).
+  const refs = await (async () => [first, peeked].map((v, i) => new WeakRef((v.get(0)[[a, b][i]].data as Float32Array).buffer)))();
+  await new Promise((r) => setImmediate(r));
+  await step.advance(model, [b]);
+  await new Promise((r) => setImmediate(r));
+  assert.ok(collectGarbage(), 'a collection can be asked for');
+  // `first` and `peeked` are still reachable here; what they handed out is not.
+  assert.deepEqual(refs.map((r) => r.deref() === undefined), [true, true], 'freed values are collected');
+  assert.throws(() => first.get(0), /values read after the next advance/);
+  assert.throws(() => peeked.get(0), /values read after the next advance/);
+  step.close();
 });
