@@ -200,5 +200,7 @@ test('stepper: values handed out are released at the next advance, even while th
   assert.deepEqual(refs.map((r) => r.deref() === undefined), [true, true], 'freed values are collected');
   assert.throws(() => first.get(0), /values read after the next advance/);
   assert.throws(() => peeked.get(0), /values read after the next advance/);
+  const last = await step.advance(model, [b]);
   step.close();
+  assert.throws(() => last.get(0), /values read after the next advance or close/);
 });

@@ -23,7 +23,7 @@ import { createSession, type RunMode } from './session.ts';
 import { createValueStore, type Stored, type ValueStore } from './value-store.ts';
 
 /** A request's values, batch by batch: read back from the stepper's store when asked (a spilled value from its file).
- * Valid until the stepper's next `advance`; reading them after it throws. */
+ * Valid until the stepper's next `advance` or `close`; reading them after that throws. */
 export interface BatchValues {
   readonly length: number;
   /** Batch b's values. A value read from a file is read into the buffer of the previous `get`'s: use it before the
@@ -111,17 +111,20 @@ export function createStepper(batches: readonly Feeds[], mode: RunMode, opts: St
   // ArrayBuffers after a forced collection with 5.7 GiB in its two stores: the previous layer's values, freed by the
   // stores and kept by the BatchValues it had read them through. One refit peaked at 8.3 GiB RSS once they were emptied.
   let issued: { held: Record<string, Stored>[]; buffers: Map<string, ArrayBufferView> }[] = [];
+  const recallIssued = () => {
+    for (const v of issued) {
+      v.held.length = 0;
+      v.buffers.clear();
+    }
+    issued = [];
+  };
   let runs = 0;
 
   async function values(model: ModelProto, targets: readonly string[], commit: boolean): Promise<BatchValues> {
     if (commit) {
       lent.forEach((h) => store.free(h));
       lent = [];
-      for (const v of issued) {
-        v.held.length = 0;
-        v.buffers.clear();
-      }
-      issued = [];
+      recallIssued();
     }
     const g = model.graph!;
     // The project's graph index (producers, consumers by nodeReads, initializers); it only reads the graph.
@@ -212,7 +215,7 @@ export function createStepper(batches: readonly Feeds[], mode: RunMode, opts: St
     return {
       length: batches.length,
       get: (b) => {
-        if (!held.length) throw new Error('stepper: values read after the next advance (they are valid until then)');
+        if (!held.length) throw new Error('stepper: values read after the next advance or close (they are valid until then)');
         return Object.fromEntries(targets.map((t) => [t, held[b][t] ? load(t, held[b][t]) : asOrt(batches[b][t])]));
       },
     };
@@ -227,7 +230,7 @@ export function createStepper(batches: readonly Feeds[], mode: RunMode, opts: St
     close: () => {
       kept.clear();
       lent = [];
-      issued = [];
+      recallIssued();
       store.close();
     },
   };
