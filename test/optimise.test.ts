@@ -330,8 +330,8 @@ test("recipe 'best' never ends with a higher calibration error than the plain ru
     const last = reports.filter((r) => r.kept).at(-1)?.after ?? first;
     assert.ok(last <= first, `${rule}: ${first} → ${last}`);
     for (const r of reports) if (r.kept) assert.ok(r.after < r.before, `${r.pass} kept only when it helped`);
-    // Each pass reports the process's peak resident set when it ended: a running peak, at least what is resident now
-    // once the recipe is over, and the same figure getrusage gives.
+    // Each pass reports the process's peak resident set when it ended: a running peak that never falls, and never
+    // above what getrusage gives once the recipe is over.
     const peaks = reports.map((r) => r.peakRss!);
     peaks.forEach((p, i) => assert.ok(i === 0 || p >= peaks[i - 1], `peak RSS never falls: ${peaks.join(', ')}`));
     assert.ok(peaks.at(-1)! <= process.resourceUsage().maxRSS * 1024 && peaks.at(-1)! >= 16 * 2 ** 20, `${peaks.at(-1)}`);

@@ -14,6 +14,7 @@ import { makeProgress } from './progress.ts';
 import { writeAnalysis } from './analyse.ts';
 import { checkOutputFile, sameFile } from './output-paths.ts';
 import { getRecipe, RECIPES, type PassSpec } from '../optimise/recipes.ts';
+import { gib } from '../optimise/context.ts';
 import { getTarget, isTarget, TARGETS } from '../quant/targets.ts';
 import { quantizeForTarget } from '../quant/plan-target.ts';
 import { checkFilter, type Filter } from '../quant/plan.ts';
@@ -169,7 +170,7 @@ export function registerQuantize(program: Command): void {
         throw new UserError(`no layer to quantize under ${rule.name}${why}; nothing written`, file);
       }
       for (const p of ('passes' in result ? result.passes : undefined) ?? [])
-        process.stdout.write(`${p.pass}: calibration output error ${(p.before * 100).toFixed(3)}% → ${(p.after * 100).toFixed(3)}% ${p.kept ? 'kept' : 'rolled back'} (${(p.ms / 1000).toFixed(1)} s${p.peakRss ? `, peak RSS ${(p.peakRss / 2 ** 30).toFixed(1)} GiB` : ''})${p.detail ? `; ${p.detail}` : ''}\n`);
+        process.stdout.write(`${p.pass}: calibration output error ${(p.before * 100).toFixed(3)}% → ${(p.after * 100).toFixed(3)}% ${p.kept ? 'kept' : 'rolled back'} (${(p.ms / 1000).toFixed(1)} s${p.peakRss ? `, peak RSS ${gib(p.peakRss)}` : ''})${p.detail ? `; ${p.detail}` : ''}\n`);
       const sidecar = out.replace(/\.onnx$/, '') + '.qparams.json';
       const bytes = modelBytes(result.model, out);
       writeFilesAtomic([{ path: out, data: bytes }, { path: sidecar, data: JSON.stringify(result.sidecar, null, 1) }]);

@@ -66,6 +66,9 @@ export function peakRss(): number {
   return process.resourceUsage().maxRSS * 1024;
 }
 
+/** Bytes as GiB with one decimal, as pass logs and reports give memory. */
+export const gib = (bytes: number): string => `${(bytes / 2 ** 30).toFixed(1)} GiB`;
+
 export interface OptimisePass {
   name: string;
   /** 'pre': changes the float model before calibration (e.g. equalization); 'post': works on calibrated params. */

@@ -8,7 +8,7 @@ import { batchSize, calibrate, type Feeds } from '../calibrate/calibrate.ts';
 import type { ExecutionProvider } from '../runtime/session.ts';
 import { planModel, type Filter } from '../quant/plan.ts';
 import type { QuantRule } from '../quant/rules.ts';
-import { keepDecision, mean, meanOverOutputs, peakRss, sampleErrorsByOutput, type KeepTest, type OptimiseContext, type PassReport, type QuantState } from './context.ts';
+import { gib, keepDecision, mean, meanOverOutputs, peakRss, sampleErrorsByOutput, type KeepTest, type OptimiseContext, type PassReport, type QuantState } from './context.ts';
 import { passFor, type PassSpec } from './recipes.ts';
 
 export interface OptimiseOptions {
@@ -94,7 +94,6 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
   const avg = (e: readonly Float64Array[]) => mean(meanOverOutputs(e));
   let reference = prepared;
   const pct = (x: number) => `${(x * 100).toFixed(3)}%`;
-  const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
   ctx.log(`plain rule: output error ${pct(avg(errors))} (peak RSS ${gib(peakRss())})`);
   for (const spec of recipe) {
     const pass = passFor(spec);

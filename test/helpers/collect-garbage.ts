@@ -6,26 +6,9 @@
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
-let gc: (() => void) | null | undefined;
+setFlagsFromString('--expose-gc');
+const gc = runInNewContext('gc') as () => void;
 
-function gcFunction(): (() => void) | null {
-  if (gc !== undefined) return gc;
-  const existing = (globalThis as { gc?: () => void }).gc;
-  if (typeof existing === 'function') return (gc = existing);
-  try {
-    setFlagsFromString('--expose-gc');
-    const f: unknown = runInNewContext('gc');
-    gc = typeof f === 'function' ? (f as () => void) : null;
-  } catch {
-    gc = null;
-  }
-  return gc;
-}
-
-/** Collects now; returns false where the runtime offers no way to. */
-export function collectGarbage(): boolean {
-  const f = gcFunction();
-  if (!f) return false;
-  f();
-  return true;
+export function collectGarbage(): void {
+  gc();
 }
