@@ -779,3 +779,69 @@ test('scale search moves activation scales within the rule and lowers the networ
     assert.match(small.detail ?? '', / 5 runs$/, `${rule}: ${small.detail}`);
   }
 });
+
+test("diagnostics 'weights-float' and 'activations-float': the other role alone is quantized, calibrated as the rule calibrates it", async () => {
+  const rule = getRule('onnxquant-int8-perchannel');
+  const model = prepareModel(cnn(), rule).model;
+  const data = batches(3, 6);
+  const plain = await state(model, 'onnxquant-int8-perchannel', data);
+  const weights = ['w1', 'w2', 'w3', 'w4'];
+  for (const [recipe, role] of [['weights-float', 'weight'], ['activations-float', 'activation']] as const) {
+    const { state: s, reports } = await runRecipe(model, RECIPES[recipe], { rule, calibration: data });
+    assert.deepEqual(reports.map((r) => [r.pass, r.kept]), [[recipe, true]], 'applied whatever the error does');
+    assert.deepEqual(s.plan.tensors.map((t) => t.key).sort(), plain.plan.tensors.filter((t) => t.role !== role).map((t) => t.key).sort());
+    // The same parameters as the rule with that role left float from the start (per-tensor overrides, calibrated
+    // with the weights as they then are): activations of a float-weight network, not the quantized one's.
+    const overrides = Object.fromEntries((role === 'weight' ? weights : ['x', 'r1', 'r2', 'f']).map((n) => [n, 'float' as const]));
+    const { params: direct } = await calibrate(model, planModel(model, rule, { overrides }), (async function* () { yield* data; })());
+    assert.deepEqual([...s.params.keys()].sort(), [...direct.keys()].sort());
+    for (const [k, p] of direct) assert.deepEqual(s.params.get(k), p, `${recipe} ${k}`);
+  }
+  // Recalibrating matters: with float weights, conv2's input r1 no longer has the range it had behind quantized w1.
+  const { state: actOnly } = await runRecipe(model, RECIPES['weights-float'], { rule, calibration: data });
+  assert.notDeepEqual(actOnly.params.get('activation:r1')!.scale, plain.params.get('activation:r1')!.scale);
+});
+
+test('activations-only and weights-only QDQ models compute what the formulas say (a Gemm, by hand in float64)', async () => {
+  // x[4,6] → Gemm(W[5,6]ᵀ, b) → y. Reference: y = Σ_k fq(x_k)·W_jk + b_j (activations only), Σ_k x_k·fq_j(W_jk) + b_j
+  // (weights only, per output channel j), with fq(v) = clip(roundHalfEven(float32(v / s)), −128, 127)·s.
+  const r = seededRandom(11);
+  const wv = Float32Array.from({ length: 30 }, () => (r() - 0.5) * 2);
+  const bv = Float32Array.from({ length: 5 }, () => r() - 0.5);
+  const model = create(ModelProtoSchema, {
+    irVersion: 8n,
+    opsetImport: [{ domain: '', version: 13n }],
+    graph: {
+      name: 'gemm',
+      node: [makeNode('Gemm', ['x', 'w', 'b'], ['y'], 'fc', { transB: 1 })],
+      input: [vi('x', [4, 6])],
+      output: [vi('y', [4, 5])],
+      initializer: [makeTensor('w', DT.FLOAT, [5, 6], wv), makeTensor('b', DT.FLOAT, [5], bv)],
+    },
+  });
+  const data = Array.from({ length: 3 }, () => ({ x: { dims: [4, 6], data: Float32Array.from({ length: 24 }, () => r() * 4 - 2) } }));
+  const half = (v: number) => {
+    const f = Math.floor(v);
+    return v - f === 0.5 ? (f % 2 === 0 ? f : f + 1) : Math.round(v);
+  };
+  const fq = (v: number, s: number) => Math.min(127, Math.max(-128, half(Math.fround(v / s)))) * s;
+  const rule = getRule('onnxquant-int8-perchannel');
+  for (const recipe of ['weights-float', 'activations-float'] as const) {
+    const { state: s } = await runRecipe(model, RECIPES[recipe], { rule, calibration: data });
+    const [y] = await run(realiseQdq(s.model, s.plan, s.params), data.slice(0, 1), ['y']);
+    const x = data[0].x.data;
+    for (let i = 0; i < 4; i++)
+      for (let j = 0; j < 5; j++) {
+        let acc = bv[j];
+        for (let k = 0; k < 6; k++) {
+          const xi = x[i * 6 + k];
+          const w = wv[j * 6 + k];
+          acc += recipe === 'weights-float' ? fq(xi, s.params.get('activation:x')!.scale[0]) * w : xi * fq(w, s.params.get('weight:w@0')!.scale[j]);
+        }
+        assert.ok(Math.abs(y[i * 5 + j] - acc) <= 1e-5 * (1 + Math.abs(acc)), `${recipe} y[${i},${j}] ${y[i * 5 + j]} vs ${acc}`);
+      }
+    // And it differs from the float output: the remaining role is really quantized.
+    const exact = Array.from({ length: 20 }, (_, n) => bv[n % 5] + Array.from({ length: 6 }, (_, k) => x[Math.floor(n / 5) * 6 + k] * wv[(n % 5) * 6 + k]).reduce((a, b) => a + b));
+    assert.ok(exact.some((e, n) => Math.abs(e - y[Math.floor(n / 5) * 5 + (n % 5)]) > 1e-4), `${recipe}: quantized`);
+  }
+});

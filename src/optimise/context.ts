@@ -34,6 +34,9 @@ export interface OptimiseContext {
   outputs: string[];
   /** How a pass's change is judged (keepDecision); default 'mean'. */
   keepTest?: KeepTest;
+  /** Calibrates a plan as the recipe calibrated the plain rule (all its batches, its options): for a pass that
+   * changes what is quantized, whose remaining activations then see another network. Set by runRecipe. */
+  recalibrate?: (model: ModelProto, plan: QuantPlan) => Promise<Map<string, QuantParams>>;
   log: (line: string) => void;
 }
 

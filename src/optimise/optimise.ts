@@ -6,7 +6,8 @@
 import type { ModelProto } from 'onnx-buf';
 import { batchSize, calibrate, type Feeds } from '../calibrate/calibrate.ts';
 import type { ExecutionProvider } from '../runtime/session.ts';
-import { planModel, type Filter } from '../quant/plan.ts';
+import type { QuantParams } from '../quant/config.ts';
+import { planModel, type Filter, type QuantPlan } from '../quant/plan.ts';
 import type { QuantRule } from '../quant/rules.ts';
 import { gib, keepDecision, mean, meanOverOutputs, peakRss, sampleErrorsByOutput, type KeepTest, type OptimiseContext, type PassReport, type QuantState } from './context.ts';
 import { passFor, type PassSpec } from './recipes.ts';
@@ -26,13 +27,16 @@ export interface OptimiseOptions {
   log?: (line: string) => void;
 }
 
-async function calibrated(model: ModelProto, o: OptimiseOptions): Promise<QuantState> {
-  const plan = planModel(model, o.rule, o.filter);
+async function calibrateWith(model: ModelProto, plan: QuantPlan, o: OptimiseOptions): Promise<Map<string, QuantParams>> {
   async function* data() {
     yield* o.calibration;
   }
-  const { params } = await calibrate(model, plan, data(), { statsOn: o.statsOn, provider: o.provider });
-  return { model, plan, params };
+  return (await calibrate(model, plan, data(), { statsOn: o.statsOn, provider: o.provider })).params;
+}
+
+async function calibrated(model: ModelProto, o: OptimiseOptions): Promise<QuantState> {
+  const plan = planModel(model, o.rule, o.filter);
+  return { model, plan, params: await calibrateWith(model, plan, o) };
 }
 
 /**
@@ -83,6 +87,7 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
     freshBatches: fresh,
     outputs: prepared.graph!.output.map((v) => v.name),
     keepTest: o.keepTest,
+    recalibrate: (model, plan) => calibrateWith(model, plan, o),
     log: o.log ?? (() => {}),
   };
   const reports: PassReport[] = [];
@@ -124,9 +129,11 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
         detail = `${alt.detail}; started from the plain rule, dropping the earlier passes (${pct(avg(altErrors))}; after them: ${pct(chained)})`;
       } else detail = `${detail}; after the earlier passes (from the plain rule: ${pct(avg(altErrors))})`;
     }
-    const kept = spec.pass === 'fallback' ? next !== state : decision.kept;
+    // A fallback or a diagnostic is applied for what it does, not for a lower error.
+    const unconditional = spec.pass === 'fallback' || spec.pass === 'float-role';
+    const kept = unconditional ? next !== state : decision.kept;
     const se = decision.se;
-    if (decision.worse && spec.pass !== 'fallback') detail = `${detail ? `${detail}; ` : ''}'${decision.worse}' got worse`;
+    if (decision.worse && !unconditional) detail = `${detail ? `${detail}; ` : ''}'${decision.worse}' got worse`;
     if (kept && decision.onLogs) detail = `${detail ? `${detail}; ` : ''}kept on the log test (mean-or-log)`;
     if (kept && restart) {
       for (const rep of reports) if (rep.kept) Object.assign(rep, { kept: false, detail: `${rep.detail ?? ''} (superseded: weight rounding started from the plain rule)` });

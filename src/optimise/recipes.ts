@@ -2,18 +2,21 @@
  * Recipes are data: an ordered list of passes. `best` chains what helps within a rule's constraints (the same
  * tensors quantized, power-of-two stays power-of-two, FP8 stays E4M3); every pass measures the output error on
  * calibration data and keeps its change only when the error goes down, so chaining never makes things worse on
- * that data. `fallback` trades precision for accuracy and is never part of `best`.
+ * that data. `fallback` trades precision for accuracy and is never part of `best`; nor are the diagnostics
+ * `weights-float` and `activations-float`, which quantize one role only (float-role.ts).
  */
 import { UserError } from '../errors.ts';
 import { biasCorrection } from './bias-correction.ts';
 import type { OptimisePass } from './context.ts';
 import { equalization } from './equalization.ts';
 import { fallbackPass, type FallbackPrecision } from './fallback.ts';
+import { floatRolePass } from './float-role.ts';
 import { outlierMigration } from './outlier-migration.ts';
 import { rangeSearch } from './range-search.ts';
 import { roundingSearch } from './rounding-search.ts';
 import { scaleSearch } from './scale-search.ts';
 import { weightRounding, type WeightRoundingOptions } from './weight-rounding.ts';
+import type { TensorRole } from '../quant/plan.ts';
 
 export type PassSpec =
   | { pass: 'equalization' }
@@ -24,7 +27,9 @@ export type PassSpec =
   | { pass: 'outlier-migration'; alpha?: number }
   | { pass: 'rounding-search' }
   | { pass: 'scale-search' }
-  | { pass: 'fallback'; budget: number; precision?: FallbackPrecision };
+  | { pass: 'fallback'; budget: number; precision?: FallbackPrecision }
+  /** Diagnostic: every tensor of this role left float (kept whatever the error does). */
+  | { pass: 'float-role'; role: TensorRole };
 
 const BEST: PassSpec[] = [
   { pass: 'equalization' },
@@ -51,6 +56,9 @@ export const RECIPES: Record<string, PassSpec[]> = {
   // The same search, the chosen layers' inputs at 16 bits instead of float (integer rules; needs opset 21).
   'fallback-int16': [{ pass: 'fallback', budget: 0.01, precision: 'int16' }],
   best: BEST,
+  // Diagnostics: what each role costs (only the activations, or only the weights, quantized).
+  'weights-float': [{ pass: 'float-role', role: 'weight' }],
+  'activations-float': [{ pass: 'float-role', role: 'activation' }],
 };
 
 export function passFor(spec: PassSpec): OptimisePass {
@@ -71,6 +79,8 @@ export function passFor(spec: PassSpec): OptimisePass {
       return scaleSearch();
     case 'fallback':
       return fallbackPass(spec.budget, spec.precision);
+    case 'float-role':
+      return floatRolePass(spec.role);
   }
 }
 
