@@ -20,7 +20,7 @@ import { atSixteenBits, fallbackPass, withoutLayers } from '../src/optimise/fall
 import { rangeSearch, searchBatches } from '../src/optimise/range-search.ts';
 import { cloneParams, firstSamples, keepDecision, meanOverOutputs, outputError, significantlyLower, type OptimiseContext, type QuantState } from '../src/optimise/context.ts';
 import { restartDecision, runRecipe, splitCalibration } from '../src/optimise/optimise.ts';
-import { RECIPES } from '../src/optimise/recipes.ts';
+import { getRecipe, RECIPES } from '../src/optimise/recipes.ts';
 import { realiseQdq } from '../src/realise/qdq.ts';
 import { prepareModel } from '../src/quantize.ts';
 import { cholesky, inverseFromCholesky } from '../src/optimise/linalg.ts';
@@ -844,4 +844,12 @@ test('activations-only and weights-only QDQ models compute what the formulas say
     const exact = Array.from({ length: 20 }, (_, n) => bv[n % 5] + Array.from({ length: 6 }, (_, k) => x[Math.floor(n / 5) * 6 + k] * wv[(n % 5) * 6 + k]).reduce((a, b) => a + b));
     assert.ok(exact.some((e, n) => Math.abs(e - y[Math.floor(n / 5) * 5 + (n % 5)]) > 1e-4), `${recipe}: quantized`);
   }
+});
+
+test("recipes joined by '+' chain their passes in order; an unknown part is named", () => {
+  assert.deepEqual(getRecipe('activations-float+weight-rounding'), [...RECIPES['activations-float'], ...RECIPES['weight-rounding']]);
+  assert.deepEqual(getRecipe('none+best'), RECIPES.best);
+  assert.deepEqual(getRecipe('best'), RECIPES.best);
+  assert.throws(() => getRecipe('equalization+rounding'), /unknown recipe 'rounding' in 'equalization\+rounding'/);
+  assert.throws(() => getRecipe('rounding'), /^UserError: unknown recipe 'rounding' \(known: none, /);
 });

@@ -99,7 +99,7 @@ export function registerQuantize(program: Command): void {
     .option('--exclude-region <from:to>', 'leave float the nodes between tensors, e.g. feat1,feat2:boxes,scores (repeatable)', collect, [])
     .option('--override <tensor=spec>', "per-tensor override: 'name=float' or 'name={\"bits\":16}' (fields: format, bits, qmin, qmax, symmetric, perChannel, pow2, observer, percentile; a new width or an FP8 format gets its full range unless qmin/qmax are given; name may be a glob; repeatable)", collect, [])
     .option('-o, --output <file>', 'output model (default: <model>.<rule>.onnx beside the input)')
-    .option('--recipe <name>', `accuracy-recovery recipe: ${Object.keys(RECIPES).join(', ')} (best = equalization, outlier migration, range search, weight rounding (GPTQ), bias correction; each kept only if it lowers the error)`, 'none')
+    .option('--recipe <name>', `accuracy-recovery recipe: ${Object.keys(RECIPES).join(', ')}, or several joined by '+' to chain them (best = equalization, outlier migration, range search, weight rounding (GPTQ), bias correction; each kept only if it lowers the error)`, 'none')
     .option('--fallback-budget <ratio>', 'output power-ratio budget on calibration data of the mixed-precision fallback (default 0.01); adds the fallback (float) to a recipe without one, e.g. --recipe best')
     .option('--keep-test <test>', "how a recipe judges each pass's change on calibration data: 'mean' (paired test on the per-sample power ratios) or 'mean-or-log' (also the same test on their logs, for heavy-tailed per-sample errors such as super-resolution's; default mean)")
     .option('--analyse', 'also write report.html and report.json beside the output')

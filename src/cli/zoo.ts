@@ -13,7 +13,7 @@ import { writeFileAtomic } from '../onnx/model-io.ts';
 import { ensureOutputDir } from './output-paths.ts';
 import { RULE_NAMES, type QuantRule } from '../quant/rules.ts';
 import { resolveRule } from './quantize.ts';
-import { RECIPES } from '../optimise/recipes.ts';
+import { getRecipe, RECIPES } from '../optimise/recipes.ts';
 import { EMBEDDED_DEFAULTS, embeddedEntries } from '../zoo/embedded.ts';
 import { findEntries, REGISTRY, type ZooEntry } from '../zoo/registry.ts';
 import { loadModel } from '../onnx/model-io.ts';
@@ -64,7 +64,7 @@ export function registerZoo(program: Command): void {
     .option('--registry <file.json>', 'your own models: a JSON array of zoo entries (fields as in src/zoo/registry.ts; paths relative to the file); alone it runs those, with --root the built-in ones too')
     .option('--models <a,b>', 'model ids (default: all)')
     .option('--rules <a,b>', `rules or rule files (my-rule.json), each optionally with a recipe as rule+recipe, e.g. onnxquant-int8-pot+best (default: ${RULE_NAMES.join(',')})`)
-    .option('--recipes <a,b>', `cross every rule of --rules with these recipes ('none' = the plain rule), e.g. none,best (known: ${Object.keys(RECIPES).join(', ')})`)
+    .option('--recipes <a,b>', `cross every rule of --rules with these recipes ('none' = the plain rule), e.g. none,best (known: ${Object.keys(RECIPES).join(', ')}; '+' chains them, e.g. activations-float+weight-rounding)`)
     .option('--out <dir>', 'output folder: one folder per cell, results.{json,csv,md}, index.html', './zoo-results')
     .option('--shard <i/n>', 'run every n-th cell, starting with the i-th (1-based)')
     .option('--force', 'recompute cells that already have results')
@@ -93,7 +93,7 @@ export function registerZoo(program: Command): void {
       for (const r of rules) {
         const { rule, recipe } = splitRuleRecipe(r);
         if (!RULE_NAMES.includes(rule) && !customRules.has(rule)) throw new UserError(`unknown rule '${rule}' (known: ${RULE_NAMES.join(', ')}, or a rule file ending in .json)`);
-        if (!RECIPES[recipe]) throw new UserError(`unknown recipe '${recipe}' in '${r}' (known: ${Object.keys(RECIPES).join(', ')})`);
+        getRecipe(recipe); // refuses an unknown name (or chained part) before any work
       }
       // A registry file is checked before any work; without --root its entries are the whole zoo.
       const user = o.registry !== undefined ? loadZooEntries(String(o.registry)) : [];

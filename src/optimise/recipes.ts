@@ -84,8 +84,14 @@ export function passFor(spec: PassSpec): OptimisePass {
   }
 }
 
+/**
+ * A recipe by name; names joined by '+' chain their passes in order ('activations-float+weight-rounding': only the
+ * weights quantized, then rounded), so a sweep can ask for a sequence no built-in recipe names.
+ */
 export function getRecipe(name: string): PassSpec[] {
-  const r = RECIPES[name];
-  if (!r) throw new UserError(`unknown recipe '${name}' (known: ${Object.keys(RECIPES).join(', ')})`);
-  return r;
+  return name.split('+').flatMap((part) => {
+    const r = RECIPES[part];
+    if (!r) throw new UserError(`unknown recipe '${part}'${part === name ? '' : ` in '${name}'`} (known: ${Object.keys(RECIPES).join(', ')}; join them with '+' to chain)`);
+    return r;
+  });
 }
