@@ -853,3 +853,12 @@ test("recipes joined by '+' chain their passes in order; an unknown part is name
   assert.throws(() => getRecipe('equalization+rounding'), /unknown recipe 'rounding' in 'equalization\+rounding'/);
   assert.throws(() => getRecipe('rounding'), /^UserError: unknown recipe 'rounding' \(known: none, /);
 });
+
+test("a chain after a diagnostic keeps it: best's restart from the plain rule does not quantize the role left float", async () => {
+  const rule = getRule('onnxquant-int8-pot');
+  const model = prepareModel(cnn(), rule).model;
+  const { state: s, reports } = await runRecipe(model, getRecipe('activations-float+best'), { rule, calibration: batches(3, 5) });
+  assert.ok(s.plan.tensors.length > 0 && s.plan.tensors.every((t) => t.role === 'weight'), reports.map((r) => `${r.pass}: ${r.detail}`).join('\n'));
+  const wr = reports.find((r) => r.pass.startsWith('weight-rounding'))!;
+  assert.doesNotMatch(wr.detail ?? '', /plain rule/, 'no restart after the diagnostic');
+});

@@ -98,6 +98,8 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
   const initialErrors = errors;
   const avg = (e: readonly Float64Array[]) => mean(meanOverOutputs(e));
   let reference = prepared;
+  // Set once a kept pass has changed what is quantized (fallback, a diagnostic): the plain rule is no alternative then.
+  let quantizesLess = false;
   const pct = (x: number) => `${(x * 100).toFixed(3)}%`;
   ctx.log(`plain rule: output error ${pct(avg(errors))} (peak RSS ${gib(peakRss())})`);
   for (const spec of recipe) {
@@ -110,7 +112,8 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
     let restart = false;
     // Judged against the current state.
     let decision = keepDecision(errors, nextErrors, ctx.outputs, ctx.keepTest);
-    if (spec.pass === 'weight-rounding' && spec.alsoFromStart && state !== initial) {
+    // Not after a fallback or a diagnostic: the plain rule would quantize what they chose to leave float.
+    if (spec.pass === 'weight-rounding' && spec.alsoFromStart && state !== initial && !quantizesLess) {
       // The passes before it lower the error at their own step but can leave a worse starting point for weight
       // rounding (en_number per-channel: outlier migration + range search 6.86% → 4.15%, then rounding → 1.81%;
       // rounding from the plain rule → 1.35%). Round from the plain rule too. Each candidate passes its own test
@@ -146,6 +149,7 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
     if (kept) {
       state = next;
       errors = nextErrors;
+      if (unconditional) quantizesLess = true;
       if (pass.stage === 'pre') {
         // Same float function, rescaled channels: later passes compare layer outputs against this model.
         reference = next.model;
