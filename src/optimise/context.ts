@@ -76,6 +76,9 @@ export interface OptimisePass {
   name: string;
   /** 'pre': changes the float model before calibration (e.g. equalization); 'post': works on calibrated params. */
   stage: 'pre' | 'post';
+  /** Changes what is quantized (fallback, the role diagnostics): applied for what it does whatever the error, and
+   * after it the plain rule is no alternative to restart from. Other passes are kept only when the error falls. */
+  changesWhatIsQuantized?: boolean;
   run(state: QuantState, ctx: OptimiseContext): Promise<{ state: QuantState; detail?: string }>;
 }
 

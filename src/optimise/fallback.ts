@@ -80,6 +80,7 @@ export function fallbackPass(budget: number, precision: FallbackPrecision = 'flo
   return {
     name: precision === 'float' ? 'fallback' : 'fallback-int16',
     stage: 'post',
+    changesWhatIsQuantized: true,
     async run(state, ctx) {
       if (precision === 'int16') requireInteger(state.plan.tensors.find((t) => t.config.format !== 'int')); // before any work
       const full = await outputError(state, ctx);

@@ -16,6 +16,7 @@ export function floatRolePass(role: TensorRole): OptimisePass {
   return {
     name,
     stage: 'post',
+    changesWhatIsQuantized: true,
     async run(state, ctx) {
       if (!ctx.recalibrate) throw new Error(`${name} recalibrates the remaining tensors: it runs inside a recipe (runRecipe)`);
       const dropped = new Set(state.plan.tensors.filter((t) => t.role === role).map((t) => t.key));

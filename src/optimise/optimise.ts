@@ -98,8 +98,8 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
   const initialErrors = errors;
   const avg = (e: readonly Float64Array[]) => mean(meanOverOutputs(e));
   let reference = prepared;
-  // Set once a kept pass has changed what is quantized (fallback, a diagnostic): the plain rule is no alternative then.
-  let quantizesLess = false;
+  // Set once a kept pass has changed what is quantized: the plain rule is no alternative then.
+  let quantizedSetChanged = false;
   const pct = (x: number) => `${(x * 100).toFixed(3)}%`;
   ctx.log(`plain rule: output error ${pct(avg(errors))} (peak RSS ${gib(peakRss())})`);
   for (const spec of recipe) {
@@ -112,8 +112,8 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
     let restart = false;
     // Judged against the current state.
     let decision = keepDecision(errors, nextErrors, ctx.outputs, ctx.keepTest);
-    // Not after a fallback or a diagnostic: the plain rule would quantize what they chose to leave float.
-    if (spec.pass === 'weight-rounding' && spec.alsoFromStart && state !== initial && !quantizesLess) {
+    // Not after a pass that changed what is quantized: the plain rule would quantize what it left float.
+    if (spec.pass === 'weight-rounding' && spec.alsoFromStart && state !== initial && !quantizedSetChanged) {
       // The passes before it lower the error at their own step but can leave a worse starting point for weight
       // rounding (en_number per-channel: outlier migration + range search 6.86% → 4.15%, then rounding → 1.81%;
       // rounding from the plain rule → 1.35%). Round from the plain rule too. Each candidate passes its own test
@@ -132,8 +132,7 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
         detail = `${alt.detail}; started from the plain rule, dropping the earlier passes (${pct(avg(altErrors))}; after them: ${pct(chained)})`;
       } else detail = `${detail}; after the earlier passes (from the plain rule: ${pct(avg(altErrors))})`;
     }
-    // A fallback or a diagnostic is applied for what it does, not for a lower error.
-    const unconditional = spec.pass === 'fallback' || spec.pass === 'float-role';
+    const unconditional = pass.changesWhatIsQuantized === true;
     const kept = unconditional ? next !== state : decision.kept;
     const se = decision.se;
     if (decision.worse && !unconditional) detail = `${detail ? `${detail}; ` : ''}'${decision.worse}' got worse`;
@@ -149,7 +148,7 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
     if (kept) {
       state = next;
       errors = nextErrors;
-      if (unconditional) quantizesLess = true;
+      if (unconditional) quantizedSetChanged = true;
       if (pass.stage === 'pre') {
         // Same float function, rescaled channels: later passes compare layer outputs against this model.
         reference = next.model;
