@@ -99,3 +99,40 @@ for (const known of [true, false])
     assert.deepEqual([layer.histogram!.clipLo, layer.histogram!.clipHi], [-128, 127]);
     assert.equal(r.data.samples, 2);
   });
+
+test('analyse: each layer names the op that feeds its quantized activation input (graph input, Relu, Add; none when float)', async () => {
+  // x → conv0 → Relu → conv1;  Add(conv0 out, conv1 out) → conv2;  conv3 reads x too but its input is left float.
+  const w = (name: string) => makeTensor(name, DT.FLOAT, [1, 1, 1, 1], [1]);
+  const model = create(ModelProtoSchema, {
+    irVersion: 8n,
+    opsetImport: [{ domain: '', version: 13n }],
+    graph: {
+      name: 'sources',
+      node: [
+        makeNode('Conv', ['x', 'w0'], ['c0'], 'conv0'),
+        makeNode('Relu', ['c0'], ['r'], 'relu'),
+        makeNode('Conv', ['r', 'w1'], ['c1'], 'conv1'),
+        makeNode('Add', ['c0', 'c1'], ['s'], 'add'),
+        makeNode('Conv', ['s', 'w2'], ['y'], 'conv2'),
+        makeNode('Conv', ['x', 'w3'], ['z'], 'conv3'),
+      ],
+      input: [vi('x', [2, 1, 1, 2])],
+      output: [vi('y', [2, 1, 1, 2]), vi('z', [2, 1, 1, 2])],
+      initializer: [w('w0'), w('w1'), w('w2'), w('w3')],
+    },
+  });
+  const act = (tensor: string, node: string) => ({ key: `activation:${tensor}:${node}`, tensor, role: 'activation' as const, config: activation, uses: [{ node, op: 'Conv', input: 0 }] });
+  const srcPlan: QuantPlan = {
+    rule: 'hand',
+    tensors: [act('x', 'conv0'), act('r', 'conv1'), act('s', 'conv2')],
+    layers: ['conv0', 'conv1', 'conv2', 'conv3'].map((node, i) => ({ node, op: 'Conv', output: ['c0', 'c1', 'y', 'z'][i] })),
+    skipped: [],
+  };
+  const unit = { scale: Float32Array.of(1), zeroPoint: Int32Array.of(0), min: Float32Array.of(-3), max: Float32Array.of(3) };
+  const srcParams = new Map<string, QuantParams>(srcPlan.tensors.map((t) => [t.key, unit]));
+  const r = await analyse(model, realiseQdq(model, srcPlan, srcParams), data, {}, { plan: srcPlan, params: srcParams });
+  assert.deepEqual(
+    r.layers.map((l) => [l.name, l.inputFrom]),
+    [['conv0', 'graph input'], ['conv1', 'Relu'], ['conv2', 'Add'], ['conv3', undefined]],
+  );
+});

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ANALYSIS_SCHEMA, type AnalysisReport, type ErrorMeasures, type LayerAnalysis } from '../src/analyse/schema.ts';
 import { formatPercent, rankLayers, renderAnalysisHtml, renderAnalysisTable } from '../src/report/index.ts';
+import { isolatedBySource, sourceLine } from '../src/report/terminal.ts';
 
 const em = (powerRatio: number, extra: Partial<ErrorMeasures> = {}): ErrorMeasures => ({
   powerRatio,
@@ -31,7 +32,7 @@ function report(layers: LayerAnalysis[]): AnalysisReport {
 }
 
 const small = (): LayerAnalysis[] => [
-  layer(0, 'stem.conv', 'Conv', 0.001, { clipFraction: 0.015 }),
+  layer(0, 'stem.conv', 'Conv', 0.001, { clipFraction: 0.015, inputFrom: 'graph input' }),
   layer(1, 'block<1>.relu & "x"', 'Relu', 0.1, { clipFraction: 0 }),
   layer(2, 'head.gemm', 'Gemm', 0.01),
 ];
@@ -64,11 +65,11 @@ test('table: worst cumulative error first, numbers formatted, no colour when ask
   assert.doesNotMatch(out, /\x1b\[/);
   const relu = out.split('\n').find((l) => l.includes('block<1>'))!;
   const cells = relu.split('│').slice(1, -1).map((c) => c.trim());
-  assert.deepEqual(cells, ['block<1>.relu & "x"', 'Relu', '10.0%', '—', '10.0', '0.9500', '0%']);
+  assert.deepEqual(cells, ['block<1>.relu & "x"', 'Relu', '—', '10.0%', '—', '10.0', '0.9500', '0%']);
   const stem = out.split('\n').find((l) => l.includes('stem.conv'))!;
-  assert.match(stem, /0\.100%.*30\.0.*0\.9995.*1\.50%/);
+  assert.match(stem, /graph input.*0\.100%.*30\.0.*0\.9995.*1\.50%/);
   assert.match(out, /ranked by cumulative PPQ power ratio/);
-  for (const h of ['layer', 'op', 'cumulative at layer (%)', 'isolated at outputs (%)', 'SNR dB', 'cosine', 'clip %']) assert.ok(out.includes(h), h);
+  for (const h of ['layer', 'op', 'input from', 'cumulative at layer (%)', 'isolated at outputs (%)', 'SNR dB', 'cosine', 'clip %']) assert.ok(out.includes(h), h);
 });
 
 test('table: summary lines carry both ratio definitions', () => {
@@ -117,4 +118,17 @@ test('html: graceful without isolated errors or histograms', async () => {
   const depth = html.slice(html.indexOf('id="plot-depth"'), html.indexOf('id="plot-clip"'));
   assert.equal(depth.match(/aria-roledescription="point"/g)?.length, 3);
   assert.doesNotMatch(html, /id="layer-table"[^]*<th[^>]*><button type="button">isolated</);
+});
+
+test('isolatedBySource sums the isolated error per feeding op, largest first, and leaves out layers without either', () => {
+  const at = (name: string, inputFrom: string | undefined, iso: number | undefined): LayerAnalysis => ({
+    ...layer(0, name, 'Conv', 0.5, iso === undefined ? {} : { isolated: { both: em(iso) } }),
+    ...(inputFrom === undefined ? {} : { inputFrom }),
+  });
+  const shares = isolatedBySource([at('a', 'Relu', 0.01), at('b', 'Add', 0.004), at('c', 'Relu', 0.02), at('d', undefined, 0.9), at('e', 'Add', undefined), at('f', 'Add', 0.002)]);
+  assert.deepEqual(shares.map((s) => s.source), ['Relu', 'Add']);
+  assert.deepEqual(shares.map((s) => s.layers), [2, 2]);
+  assert.ok(Math.abs(shares[0].isolated - 0.03) < 1e-15 && Math.abs(shares[1].isolated - 0.006) < 1e-15);
+  assert.equal(sourceLine(shares), 'isolated error by the op feeding the layer (sum over its layers): Relu 3.00% (2) · Add 0.600% (2)');
+  assert.equal(sourceLine([]), undefined);
 });

@@ -18,7 +18,7 @@ import { createSession, type ModelSession } from '../runtime/session.ts';
 import { batchSize, type Feeds } from '../calibrate/calibrate.ts';
 import { ErrorAccumulator } from './error-measures.ts';
 import { recoverPlan } from './recover-plan.ts';
-import { ANALYSIS_SCHEMA, type AnalysisReport, type ErrorMeasures, type Histogram, type LayerAnalysis, type WeightStats } from './schema.ts';
+import { ANALYSIS_SCHEMA, GRAPH_INPUT, type AnalysisReport, type ErrorMeasures, type Histogram, type LayerAnalysis, type WeightStats } from './schema.ts';
 
 export interface AnalyseOptions {
   /** Output tensors monitored for OQE (default: graph outputs). */
@@ -241,12 +241,14 @@ export async function analyse(
     const c = a ? clip.get(a.t.tensor) : undefined;
     const w = weightOf.get(l.node);
     const winit = w ? fview.initializers.get(w.t.tensor) : undefined;
+    const from = a ? (fview.producer.get(a.t.tensor)?.opType ?? (graphInputs.has(a.t.tensor) ? GRAPH_INPUT : undefined)) : undefined;
     return {
       name: l.node,
       op: l.op,
       output: l.output,
       depth: i,
       cumulative: measures[i],
+      ...(from ? { inputFrom: from } : {}),
       ...(isolated.has(l.node) ? { isolated: isolated.get(l.node) } : {}),
       ...(c ? { clipFraction: c.out / Math.max(1, c.total), histogram: c.hist } : {}),
       ...(winit ? { weight: weightStats(tensorToFloat32(winit), tensorDims(winit), w!.p.axis) } : {}),

@@ -13,6 +13,9 @@
  */
 export const ANALYSIS_SCHEMA = 'onnxquant.analysis/1' as const;
 
+/** `LayerAnalysis.inputFrom` of a layer whose activation input is a model input. */
+export const GRAPH_INPUT = 'graph input';
+
 export interface ErrorMeasures {
   powerRatio: number;
   normRatio: number;
@@ -52,6 +55,12 @@ export interface LayerAnalysis {
   cumulative: ErrorMeasures;
   /** Error at the graph outputs when only this layer is quantized; absent when not measured. */
   isolated?: { both: ErrorMeasures; weightOnly?: ErrorMeasures; activationOnly?: ErrorMeasures };
+  /**
+   * Op type of the node that produces the layer's quantized activation input in the float network ('graph input' for
+   * a model input); absent when that input is not quantized. What kind of producer it is decides which levers apply:
+   * a linear one (Conv, Add) can absorb a per-channel scale or shift, a Relu or Clip cannot pass a shift.
+   */
+  inputFrom?: string;
   /** Fraction of the layer's activation-input values outside the quantization range. */
   clipFraction?: number;
   weight?: WeightStats;

@@ -12,7 +12,9 @@ import {
   formatDb,
   formatNumber,
   formatPercent,
+  isolatedBySource,
   rankLayers,
+  sourceLine,
 } from './terminal.ts';
 
 const FONT = 'system-ui, -apple-system, Segoe UI, Roboto, Helvetica, Arial, sans-serif';
@@ -322,6 +324,7 @@ function layerTable(r: AnalysisReport): string {
     { name: '#', num: true, title: 'depth in topological order', order: true },
     { name: 'layer', num: false },
     { name: 'op', num: false },
+    { name: 'input from', num: false, title: 'op producing the quantized activation input' },
     { name: 'cumulative', num: true, title: METRIC_LABEL.power },
     { name: 'cum. norm', num: true, title: METRIC_LABEL.norm },
     ...(hasIso ? [{ name: 'isolated', num: true, title: METRIC_LABEL.power }, { name: 'w. only', num: true, title: 'isolated, weights quantized only' }, { name: 'a. only', num: true, title: 'isolated, activations quantized only' }] : []),
@@ -335,6 +338,7 @@ function layerTable(r: AnalysisReport): string {
     num(String(l.depth), l.depth),
     { text: l.name, v: l.name, cls: 'name' },
     { text: l.op, v: l.op },
+    { text: l.inputFrom ?? '—', v: l.inputFrom ?? '' },
     pct(l.cumulative.powerRatio, cum),
     pct(l.cumulative.normRatio),
     ...(hasIso ? [pct(l.isolated?.both.powerRatio, iso), pct(l.isolated?.weightOnly?.powerRatio), pct(l.isolated?.activationOnly?.powerRatio)] : []),
@@ -344,7 +348,8 @@ function layerTable(r: AnalysisReport): string {
     pct(l.clipFraction),
     ...(hasW ? [num(formatNumber(l.weight?.channelRangeSpread), l.weight?.channelRangeSpread), pct(l.weight?.outlierFraction)] : []),
   ]);
-  return `<section id="layers"><h2>Layers</h2><p class="hint">Click a column header to sort; numeric columns sort worst-first on the first click.</p>${table('layer-table', cols, rows)}</section>`;
+  const sources = sourceLine(isolatedBySource(r.layers));
+  return `<section id="layers"><h2>Layers</h2>${sources ? `<p>${escapeHtml(sources)}</p>` : ''}<p class="hint">Click a column header to sort; numeric columns sort worst-first on the first click.</p>${table('layer-table', cols, rows)}</section>`;
 }
 
 function outputTable(r: AnalysisReport): string {

@@ -94,6 +94,36 @@ export function truncateMiddle(s: string, max: number): string {
   return `${s.slice(0, head)}…${s.slice(s.length - (max - 1 - head))}`;
 }
 
+/** Isolated error summed over the layers whose activation input comes from one kind of op. */
+export interface SourceShare {
+  source: string;
+  layers: number;
+  /** Σ of the layers' isolated errors (the metric's ratio): a ranking aid, not the error of quantizing them together. */
+  isolated: number;
+}
+
+/**
+ * Where the error enters, by the op producing each layer's quantized activation input, largest first — which levers
+ * can help depends on it (a shift or scale can be folded through a linear producer, not through a Relu). Layers
+ * without a measured isolated error or a quantized activation input are left out; empty when none has both.
+ */
+export function isolatedBySource(layers: readonly LayerAnalysis[], metric: ErrorMetric = 'power'): SourceShare[] {
+  const by = new Map<string, SourceShare>();
+  for (const l of layers) {
+    if (!l.isolated || l.inputFrom === undefined) continue;
+    const s = by.get(l.inputFrom) ?? { source: l.inputFrom, layers: 0, isolated: 0 };
+    s.layers++;
+    s.isolated += ratio(l.isolated.both, metric);
+    by.set(l.inputFrom, s);
+  }
+  return [...by.values()].sort((a, b) => b.isolated - a.isolated || a.source.localeCompare(b.source));
+}
+
+export function sourceLine(shares: readonly SourceShare[]): string | undefined {
+  if (shares.length === 0) return undefined;
+  return `isolated error by the op feeding the layer (sum over its layers): ${shares.map((s) => `${s.source} ${formatPercent(s.isolated)} (${s.layers})`).join(' · ')}`;
+}
+
 export function summaryLines(r: AnalysisReport): string[] {
   const s = r.summary;
   const line = (aqe: number, mqe: number, oqe: number, label: string): string =>
@@ -110,16 +140,17 @@ export function renderAnalysisTable(r: AnalysisReport, opts: AnalysisTableOption
 
   // Our own escapes, not cli-table3's styles: its colour library decides by itself (it turns colours off under CI
   // without a TTY), and `color` must mean what the caller asked for. Empty style arrays switch its escapes off.
-  const head = ['layer', 'op', 'cumulative at layer (%)', 'isolated at outputs (%)', 'SNR dB', 'cosine', 'clip %'];
+  const head = ['layer', 'op', 'input from', 'cumulative at layer (%)', 'isolated at outputs (%)', 'SNR dB', 'cosine', 'clip %'];
   const table = new Table({
     head: color ? head.map((h) => `\x1b[1m\x1b[36m${h}\x1b[0m`) : head,
-    colAligns: ['left', 'left', 'right', 'right', 'right', 'right', 'right'],
+    colAligns: ['left', 'left', 'left', 'right', 'right', 'right', 'right', 'right'],
     style: { compact: true, head: [], border: [] },
   });
   for (const l of shown) {
     table.push([
       truncateMiddle(l.name, 48),
       l.op,
+      l.inputFrom ?? '—',
       formatPercent(ratio(l.cumulative, metric)),
       formatPercent(l.isolated ? ratio(l.isolated.both, metric) : undefined),
       formatDb(l.cumulative.snrDb),
@@ -136,5 +167,6 @@ export function renderAnalysisTable(r: AnalysisReport, opts: AnalysisTableOption
   const legend =
     'cumulative: the layer output in the quantized network vs float (SNR and cosine too); ' +
     'isolated: the graph outputs with only this layer quantized';
-  return [title, table.toString(), legend, ...summaryLines(r)].join('\n') + '\n';
+  const sources = sourceLine(isolatedBySource(r.layers, metric));
+  return [title, table.toString(), legend, ...(sources ? [sources] : []), ...summaryLines(r)].join('\n') + '\n';
 }
