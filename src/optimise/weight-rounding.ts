@@ -67,6 +67,16 @@ export interface WeightRoundingOptions {
    * on those alone: 40× the round-to-nearest error on held-out data); a small floor keeps them near their value.
    */
   activationFloor: number;
+  /**
+   * Where the held-out positions that judge each channel's refit against round-to-nearest come from. 'positions':
+   * another draw from the fitting batches — the same images, so an overfit to those images passes the judge.
+   * 'batches': every fourth fitting batch is held out whole (no layer fits on it); with fewer than four fitting
+   * batches it falls back to 'positions'. The difference shows where positions are many but images few: under FP8
+   * with int16 weights (only the activations' error to absorb), mobilenetv2-7's refit toward w·x, 250 calibration
+   * images, raised the output error 6.42% → 22.0% judged on positions and lowered it to 5.13% judged on held-out
+   * batches; the damage was in its last stage (7×7, fan-in up to 960: refitting only the first 26 layers, 4.19%).
+   */
+  heldOut: 'positions' | 'batches';
 }
 
 export const WEIGHT_ROUNDING_DEFAULTS: WeightRoundingOptions = {
@@ -76,6 +86,7 @@ export const WEIGHT_ROUNDING_DEFAULTS: WeightRoundingOptions = {
   activation: 'ignore',
   activationBudget: 1 << 24,
   activationFloor: 0.1,
+  heldOut: 'positions',
 };
 
 /** One quantized layer's geometry: output channels in groups, each output reading `k` features. */
@@ -551,6 +562,7 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
     if (!weighted) return 'no-activations';
   }
   const perBatch = Math.ceil(o.positions / fit.length);
+  const byBatch = o.heldOut === 'batches' && fit.length >= 4;
   const gram = await createGram();
   let improved = 0;
   let samples = 0;
@@ -588,6 +600,12 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
         const xq = xqs.get(b)[l.xq].data as Float32Array;
         const xv = { dims: xf.dims, data: xf.data as Float32Array };
         const pre = zqs && zfs ? { float: zfs.get(b)[l.z].data as Float32Array, quant: zqs.get(b)[l.zq].data as Float32Array } : undefined;
+        if (byBatch) {
+          // The same number of positions from each batch; a held-out batch feeds only the judge.
+          if (b % 4 === 3) await accumulate(l, validation, xv, xq, perBatch, seededRandom(104729 * (b + 1) + li), gram, pre);
+          else await accumulate(l, moments, xv, xq, perBatch, seededRandom(7919 * (b + 1) + li), gram, pre);
+          continue;
+        }
         await accumulate(l, moments, xv, xq, perBatch, seededRandom(7919 * (b + 1) + li), gram, pre);
         // Held-out positions (another draw, a quarter as many) to choose between candidate roundings.
         await accumulate(l, validation, xv, xq, Math.ceil(perBatch / 4), seededRandom(104729 * (b + 1) + li), gram, pre);
@@ -630,7 +648,7 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
   }
   await gram.release();
   wv.pruneInitializers();
-  return { model: work, detail: `${improved} of ${all.length} layers re-rounded toward ${target === 'float-input' ? 'w·x' : 'w·x̂'} (${Math.round(samples / all.length)} positions each${weighted ? `; ${weighted} weighted by their activation's slope` : ''}${underdetermined ? `; ${underdetermined} left rounded to nearest: fewer positions than 2 × fan-in` : ''})${spilled}` };
+  return { model: work, detail: `${improved} of ${all.length} layers re-rounded toward ${target === 'float-input' ? 'w·x' : 'w·x̂'} (${Math.round(samples / all.length)} positions each${byBatch ? '; judged on every fourth batch, held out' : ''}${weighted ? `; ${weighted} weighted by their activation's slope` : ''}${underdetermined ? `; ${underdetermined} left rounded to nearest: fewer positions than 2 × fan-in` : ''})${spilled}` };
 }
 
 export function weightRounding(opts: Partial<WeightRoundingOptions> = {}): OptimisePass {
