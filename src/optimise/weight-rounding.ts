@@ -660,9 +660,9 @@ export function weightRounding(opts: Partial<WeightRoundingOptions> = {}): Optim
       // 'auto' refits toward both targets and keeps the one with the lower output error on the measuring batches:
       // the float-input target wins on chains whose inputs carry large quantization error (en_number: 6.9% → 1.5%),
       // classic GPTQ on residual networks where it is small (resnet20: the float-input target raises the error).
-      // Nor can it absorb FP8's relative activation error: mobilenetv2-7 under FP8 with int16 weights (so only the
-      // activations' error is left to absorb), refitting toward w·x raised the output error 6.42% → 22.4%, and
-      // applying a half or a quarter of its correction 13.7% / 7.5% (25th session, scratch runs).
+      // Under FP8 the float-input target absorbs little of the activations' relative error, and only when its judge
+      // holds out whole batches (`heldOut`): mobilenetv2-7, FP8 activations and int16 weights, output error 6.42% →
+      // 5.13% (22.0% judged on positions), top-1 on the 750 test images 80.13% → 80.80%.
       // The activation weighting likewise: neither wins everywhere (mobilenet_v2_cifar10 FP8, the float-input target:
       // 0.455% ignoring the activations, 0.401% weighing by their slope; en_number power-of-2 the other way).
       const targets = o.target === 'auto' ? (['float-input', 'quantized-input'] as const) : [o.target];
