@@ -914,6 +914,7 @@ test("weight rounding's judge on held-out batches catches a refit fitted to the 
   const few = { ...ctx, fitBatches: data.slice(8, 11) };
   const w = (s: QuantState) => constFloat(new GraphView(s.model.graph!), 'w')!.data;
   const [a, b] = [await weightRounding({ target: 'float-input', heldOut: 'positions' }).run(s0, few), await weightRounding({ target: 'float-input', heldOut: 'batches' }).run(s0, few)];
+  assert.notDeepEqual(w(a.state), w(s0), 'a refit was kept (else both would trivially keep the weights)');
   assert.deepEqual(w(b.state), w(a.state));
   assert.doesNotMatch(b.detail ?? '', /held out/);
 });
