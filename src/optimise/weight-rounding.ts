@@ -602,15 +602,11 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
         const xq = xqs.get(b)[l.xq].data as Float32Array;
         const xv = { dims: xf.dims, data: xf.data as Float32Array };
         const pre = zqs && zfs ? { float: zfs.get(b)[l.z].data as Float32Array, quant: zqs.get(b)[l.zq].data as Float32Array } : undefined;
-        if (byBatch) {
-          // The same number of positions from each batch; a held-out batch feeds only the judge.
-          if (b % 4 === 3) await accumulate(l, validation, xv, xq, perBatch, seededRandom(104729 * (b + 1) + li), gram, pre);
-          else await accumulate(l, moments, xv, xq, perBatch, seededRandom(7919 * (b + 1) + li), gram, pre);
-          continue;
-        }
-        await accumulate(l, moments, xv, xq, perBatch, seededRandom(7919 * (b + 1) + li), gram, pre);
-        // Held-out positions (another draw, a quarter as many) to choose between candidate roundings.
-        await accumulate(l, validation, xv, xq, Math.ceil(perBatch / 4), seededRandom(104729 * (b + 1) + li), gram, pre);
+        // Held out for the judge: every fourth batch whole ('batches'), or another draw of positions from each batch,
+        // a quarter as many ('positions').
+        const heldOut = byBatch && b % 4 === 3;
+        if (!heldOut) await accumulate(l, moments, xv, xq, perBatch, seededRandom(7919 * (b + 1) + li), gram, pre);
+        if (heldOut || !byBatch) await accumulate(l, validation, xv, xq, byBatch ? perBatch : Math.ceil(perBatch / 4), seededRandom(104729 * (b + 1) + li), gram, pre);
       }
       samples += moments.samples;
       // Fewer positions than twice the fan-in leave H (nearly) singular: the sweep then moves weights along
