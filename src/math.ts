@@ -21,3 +21,24 @@ export function seededRandom(seed: number): () => number {
     return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
   };
 }
+
+export function mean(xs: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < xs.length; i++) s += xs[i];
+  return xs.length ? s / xs.length : NaN;
+}
+
+/**
+ * Paired per-sample differences d = a − b: their mean and its standard error (sample standard deviation / √n; 0 with
+ * one pair). What a recipe's keep test and the zoo's float-vs-quantized comparison both rest on.
+ */
+export function pairedDifference(a: ArrayLike<number>, b: ArrayLike<number>): { mean: number; se: number; n: number } {
+  const n = a.length;
+  if (b.length !== n) throw new RangeError(`pairedDifference: ${n} vs ${b.length} samples`);
+  const d = Array.from({ length: n }, (_, i) => a[i] - b[i]);
+  const m = mean(d);
+  if (n < 2) return { mean: m, se: 0, n };
+  let v = 0;
+  for (const x of d) v += (x - m) ** 2;
+  return { mean: m, se: Math.sqrt(v / (n - 1) / n), n };
+}

@@ -26,6 +26,7 @@ test('AccuracyMeter: top-1 / top-5 fractions over batches (hand-counted)', () =>
   assert.equal(m.count, 3);
   assert.equal(m.top1(), 1 / 3);
   assert.equal(m.top5(), 2 / 3);
+  assert.deepEqual(m.hits, [1, 0, 0], 'per sample, in order: the paired comparison pairs these');
   assert.throws(() => m.add(new Float32Array(7), 7, [1, 2]), RangeError);
 });
 

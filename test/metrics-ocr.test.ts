@@ -43,5 +43,6 @@ test('OcrAccuracyMeter: exact match and 1 - mean normalised edit distance (hand-
   m.add('', 'xy'); //           2 / max(0,2) = 1
   assert.equal(m.count, 3);
   assert.equal(m.accuracy(), 1 / 3);
+  assert.deepEqual(m.hits, [1, 0, 0]);
   assert.ok(Math.abs(m.normEditDistance() - (1 - (0 + 1 / 3 + 1) / 3)) < 1e-12); // 5/9
 });

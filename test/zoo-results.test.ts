@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import {
-  accuracyDropped, CELL_SCHEMA, CSV_COLUMNS, DROP_LIMIT, POOR_LIMITS, poorErrors, renderCsv, renderHtmlIndex, renderJson, renderMarkdown, renderTerminal, rowMarks, type ZooRow,
+  accuracyDropped, CELL_SCHEMA, CSV_COLUMNS, DROP_LIMIT, pairedScores, POOR_LIMITS, poorErrors, renderCsv, renderHtmlIndex, renderJson, renderMarkdown, renderTerminal, rowMarks, type ZooRow,
 } from '../src/zoo/results.ts';
 
 const errors = (aqe: number, mqe: number, oqe: number) => ({ aqe, mqe, oqe, aqeNorm: Math.sqrt(aqe), mqeNorm: Math.sqrt(mqe), oqeNorm: Math.sqrt(oqe) });
@@ -18,7 +18,7 @@ const row = (over: Partial<ZooRow>): ZooRow => ({
   ...over,
 });
 
-const good = row({ model: 'good', float: 80, quant: 79.5, errors: errors(0.02, 0.3, 0.05) });
+const good = row({ model: 'good', float: 80, quant: 79.5, errors: errors(0.02, 0.3, 0.05), paired: { delta: -0.5, se: 0.2149, samples: 1000 } });
 const dropped = row({ model: 'dropped', float: 80, quant: 78.9, errors: errors(0.02, 0.1, 0.05) });
 const poor = row({ model: 'poor', rule: 'onnxquant-int8-pot', float: 80, quant: 80, errors: errors(0.12, 0.6, 0.02) });
 const sr = row({
@@ -45,11 +45,11 @@ test('Markdown: one table per rule, ❗ on the model, 💔 on each poor value, p
   assert.match(md, /^## T/);
   assert.ok(md.indexOf('### onnxquant-int8-perchannel') < md.indexOf('### onnxquant-int8-pot'));
   const line = (name: string) => md.split('\n').find((l) => l.startsWith(`| ${name}`) || l.startsWith(`| ❗${name}`))!;
-  assert.match(line('good'), /^\| good \| classification \(top-1\) \| 80\.00% \| 79\.50% \| 2\.00% \| 30\.00% \| 5\.00% \|/);
-  assert.match(line('dropped'), /^\| ❗dropped/);
+  assert.match(line('good'), /^\| good \| classification \(top-1\) \| 80\.00% \| 79\.50% \| −0\.50 ± 0\.21 \| 2\.00% \| 30\.00% \| 5\.00% \|/);
+  assert.match(line('dropped'), /^\| ❗dropped \| classification \(top-1\) \| 80\.00% \| 78\.90% \| — \|/);
   assert.match(line('poor'), /\| 12\.00%💔 \| 60\.00%💔 \| 2\.00% \|/);
   assert.match(line('sr'), /^\| ❗sr \| super-resolution \(PSNR\) \| 27\.76 dB \| 26\.70 dB \|.*\| 20\.00%💔 \|/);
-  assert.match(md, /\| ↳ PPQ QuantZoo README \| \| 27\.76 dB \| 27\.18 dB \| 4\.89% \| 29\.80% \| 0\.13% \|/);
+  assert.match(md, /\| ↳ PPQ QuantZoo README \| \| 27\.76 dB \| 27\.18 dB \| \| 4\.89% \| 29\.80% \| 0\.13% \|/);
   assert.match(md, /### Not run\n\n- gone \(classification\): missing — missing \/x\/Model\/gone\.onnx/);
   assert.match(md, /Legend: ❗: the quantized metric is more than 1 point/);
   const linked = renderMarkdown([{ ...good, report: 'good/onnxquant-int8-perchannel/report.html' }]);
@@ -69,6 +69,19 @@ test('CSV: header and one line per row, marks as 0/1, published columns', () => 
   assert.equal(col(csv[4], 'quantize_s'), '1.5');
   assert.equal(col(csv[5], 'status'), 'missing');
   assert.equal(col(csv[5], 'drop_mark'), '');
+  assert.deepEqual([col(csv[1], 'delta'), col(csv[1], 'delta_se'), col(csv[2], 'delta')], ['-0.5', '0.2149', '']);
+});
+
+test('pairedScores: quant − float per sample, its mean and standard error (hand-computed)', () => {
+  // d = [0, +100, −100, −100]: mean −25; Σ(d − mean)² = 625 + 15625 + 5625 + 5625 = 27500; se = √(27500 / 3 / 4) = 47.87.
+  const p = pairedScores([100, 0, 100, 100], [100, 100, 0, 0])!;
+  assert.equal(p.delta, -25);
+  assert.ok(Math.abs(p.se - Math.sqrt(27500 / 12)) < 1e-12, String(p.se));
+  assert.equal(p.samples, 4);
+  // Identical scores: no difference and no spread; mismatched or missing scores: no comparison.
+  assert.deepEqual(pairedScores([100, 0], [100, 0]), { delta: 0, se: 0, samples: 2 });
+  assert.equal(pairedScores([100, 0], [100]), undefined);
+  assert.equal(pairedScores(undefined, [100]), undefined);
 });
 
 test('JSON: rows with their marks; terminal and HTML render every row', () => {

@@ -110,6 +110,13 @@ test('runs every cell, writes cell files and reports, and skips finished cells o
     assert.equal(r.status, 'ok', `${r.model} ${r.rule}: ${r.reason}`);
     assert.equal(r.float, 100);
     assert.ok(Number.isFinite(r.quant) && r.quant! >= 90, `${r.rule}: quant ${r.quant}`);
+    // Float scores every sample 100 (its own argmax is the label), so each difference is 0 or −100: with k misses of
+    // n, the mean is −100·k/n and its standard error 100·√(k(n−k)/(n−1)/n²) (the paired test on per-sample scores).
+    const n = 50;
+    const k = Math.round((n * (100 - r.quant!)) / 100);
+    assert.equal(r.paired!.samples, n);
+    assert.ok(Math.abs(r.paired!.delta - (-100 * k) / n) < 1e-9, `${r.rule}: Δ ${r.paired!.delta}`);
+    assert.ok(Math.abs(r.paired!.se - 100 * Math.sqrt((k * (n - k)) / (n - 1) / n ** 2)) < 1e-9, `${r.rule}: se ${r.paired!.se}`);
     for (const v of Object.values(r.errors!)) assert.ok(Number.isFinite(v) && v >= 0);
     assert.ok(existsSync(cellFile(out, r.model, r.rule)));
     assert.ok(existsSync(join(out, r.report!)) && existsSync(join(out, r.model, r.rule, 'report.json')));
@@ -119,6 +126,7 @@ test('runs every cell, writes cell files and reports, and skips finished cells o
     assert.equal(p.rule, r.rule);
     assert.ok(p.node.startsWith('v') && p.onnxruntime && p.tool.version && p.date);
   }
+  assert.ok(run.rows.some((r) => r.paired!.se > 0), 'some cell misses a sample (FP8: 1 of 50), so the spread is tested too');
   assert.deepEqual(run.rows.find((r) => r.model === 'tiny' && r.rule === 'onnxquant-int8-perchannel')!.published, [{ source: 'made up', float: 100, quant: 99 }]);
   writeZooOutputs(out, run.rows, 'tiny zoo');
   for (const f of ['results.json', 'results.csv', 'results.md', 'index.html']) assert.ok(existsSync(join(out, f)), f);

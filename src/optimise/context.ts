@@ -12,6 +12,9 @@ import { realiseQdq } from '../realise/qdq.ts';
 import { createSession, type ModelSession } from '../runtime/session.ts';
 import type * as ort from 'onnxruntime-node';
 import { perSamplePowerRatio } from '../analyse/error-measures.ts';
+import { mean, pairedDifference } from '../math.ts';
+
+export { mean };
 
 export interface QuantState {
   model: ModelProto;
@@ -145,12 +148,6 @@ export async function sampleErrors(state: QuantState, ctx: OptimiseContext): Pro
   return meanOverOutputs(await sampleErrorsByOutput(state, ctx));
 }
 
-export function mean(xs: ArrayLike<number>): number {
-  let s = 0;
-  for (let i = 0; i < xs.length; i++) s += xs[i];
-  return xs.length ? s / xs.length : NaN;
-}
-
 /** Mean PPQ power ratio over the monitored outputs and the samples of the context batches. */
 export async function outputError(state: QuantState, ctx: OptimiseContext): Promise<number> {
   return mean(await sampleErrors(state, ctx));
@@ -166,13 +163,7 @@ export const KEEP_Z = 2;
  * for noise and raised the error on held-out data.
  */
 export function significantlyLower(before: ArrayLike<number>, after: ArrayLike<number>): { lower: boolean; se: number } {
-  const n = before.length;
-  const d = Array.from({ length: n }, (_, i) => before[i] - after[i]);
-  const m = mean(d);
-  if (n < 2) return { lower: m > 0, se: 0 };
-  let v = 0;
-  for (const x of d) v += (x - m) ** 2;
-  const se = Math.sqrt(v / (n - 1) / n);
+  const { mean: m, se } = pairedDifference(before, after);
   return { lower: m > 0 && m > KEEP_Z * se, se };
 }
 

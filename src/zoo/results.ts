@@ -13,6 +13,7 @@ import type { ErrorSummary } from '../analyse/schema.ts';
 import type { KeepTest, PassReport } from '../optimise/context.ts';
 import type { QuantRule } from '../quant/rules.ts';
 import Table from 'cli-table3';
+import { pairedDifference } from '../math.ts';
 import { escapeHtml } from '../report/html.ts';
 import type { PublishedRow, TaskKind } from './registry.ts';
 import { splitRuleRecipe } from './rule-recipe.ts';
@@ -63,6 +64,12 @@ export interface ZooRow {
   report?: string;
   provenance?: Provenance;
   published?: PublishedRow[];
+  /**
+   * Quantized minus float, sample by sample on the test split (metrics that are a mean over samples: top-1, exact
+   * match, PSNR): the mean difference (= quant − float) and its standard error. Tells a gap from the test set's own
+   * noise: a fraction of a point on a few thousand images is often within it.
+   */
+  paired?: { delta: number; se: number; samples: number };
 }
 
 // ---- marks ----------------------------------------------------------------------------------------------------
@@ -94,6 +101,20 @@ export function rowMarks(r: { float?: number; quant?: number; errors?: Pick<Erro
 export function formatMetric(v: number | undefined, unit: '%' | 'dB' | undefined): string {
   if (v === undefined || Number.isNaN(v)) return '—';
   return unit === 'dB' ? `${v.toFixed(2)} dB` : `${v.toFixed(2)}%`;
+}
+
+/** The paired comparison of a cell's per-sample test scores with the float model's (both in test-split order). */
+export function pairedScores(float: readonly number[] | undefined, quant: readonly number[] | undefined): ZooRow['paired'] {
+  if (!float || !quant || float.length !== quant.length || float.length === 0) return undefined;
+  const { mean: delta, se, n } = pairedDifference(quant, float);
+  return { delta, se, samples: n };
+}
+
+/** quant − float ± its standard error (paired over test samples), in the metric's unit; '—' without it. */
+export function formatPaired(p: ZooRow['paired']): string {
+  if (!p || Number.isNaN(p.delta)) return '—';
+  const sign = (v: number) => (v < 0 ? `−${(-v).toFixed(2)}` : `+${v.toFixed(2)}`);
+  return `${sign(p.delta)} ± ${p.se.toFixed(2)}`;
 }
 
 /** A power/norm ratio (fraction) as a percentage, 2 decimals like the OnnxQuant tables. */
@@ -136,7 +157,8 @@ export const LEGEND =
   `❗: the quantized metric is more than ${DROP_LIMIT} point (percentage point, or dB for PSNR) below float. ` +
   `💔: AQE > ${POOR_LIMITS.aqe * 100}%, MQE > ${POOR_LIMITS.mqe * 100}% or OQE > ${POOR_LIMITS.oqe * 100}% ` +
   '(PPQ power ratio Σ(A−B)²/ΣB², mean/max over quantized layers, max over monitored outputs). ' +
-  '"norm" columns: ‖A−B‖/‖B‖. ↳ rows: published results for the same model and rule (PPQ\'s, or a registry file\'s "published").';
+  '"norm" columns: ‖A−B‖/‖B‖. Δ ± SE: quant − float, the mean of the per-sample differences on the test split and its standard error ' +
+  '(top-1, exact match, PSNR). ↳ rows: published results for the same model and rule (PPQ\'s, or a registry file\'s "published").';
 
 /** A published row's name in the terminal table: the registry's two PPQ sources in short, a user's source as given. */
 function publishedLabel(source: string): string {
@@ -156,14 +178,14 @@ export function renderMarkdown(rows: readonly ZooRow[], opts: { title?: string }
   rows = rows.filter((r) => !notRun.includes(r));
   for (const [rule, rs] of byRule(rows)) {
     out.push(`### ${rule}`, '');
-    out.push('| Model | Task (metric) | Float | Quant | AQE | MQE | OQE | AQE (norm) | MQE (norm) | OQE (norm) | Quantize | Evaluate | Note |');
-    out.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
+    out.push('| Model | Task (metric) | Float | Quant | Δ ± SE | AQE | MQE | OQE | AQE (norm) | MQE (norm) | OQE (norm) | Quantize | Evaluate | Note |');
+    out.push('|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|');
     for (const r of rs) {
       const u = r.metric?.unit;
       const e = r.errors;
       const link = r.report ? `[${modelLabel(r)}](${r.report})` : modelLabel(r);
       out.push(
-        `| ${link} | ${r.task}${r.metric ? ` (${r.metric.name})` : ''} | ${formatMetric(r.float, u)} | ${formatMetric(r.quant, u)} | ` +
+        `| ${link} | ${r.task}${r.metric ? ` (${r.metric.name})` : ''} | ${formatMetric(r.float, u)} | ${formatMetric(r.quant, u)} | ${formatPaired(r.paired)} | ` +
           `${formatRatio(e?.aqe, 'aqe')} | ${formatRatio(e?.mqe, 'mqe')} | ${formatRatio(e?.oqe, 'oqe')} | ` +
           `${formatRatio(e?.aqeNorm)} | ${formatRatio(e?.mqeNorm)} | ${formatRatio(e?.oqeNorm)} | ` +
           `${formatSeconds(r.timings?.quantizeMs)} | ${formatSeconds(r.timings?.evaluateMs)} | ${statusText(r).replace(/\|/g, '\\|')} |`,
@@ -171,7 +193,7 @@ export function renderMarkdown(rows: readonly ZooRow[], opts: { title?: string }
       for (const p of r.published ?? []) {
         const pu = r.metric?.unit ?? (r.task === 'super-resolution' ? 'dB' : '%');
         out.push(
-          `| ↳ ${accuracyDropped(p.float, p.quant) ? '❗' : ''}${p.source} | | ${formatMetric(p.float, pu)} | ${formatMetric(p.quant, pu)} | ` +
+          `| ↳ ${accuracyDropped(p.float, p.quant) ? '❗' : ''}${p.source} | | ${formatMetric(p.float, pu)} | ${formatMetric(p.quant, pu)} | | ` +
             `${formatRatio(p.aqe, 'aqe')} | ${formatRatio(p.mqe, 'mqe')} | ${formatRatio(p.oqe, 'oqe')} | | | | | | |`,
         );
       }
@@ -248,7 +270,7 @@ export function renderRecipeTables(rows: readonly ZooRow[]): string {
 /** Terminal table: one row per cell; missing / skipped models collapse into one row (no published rows). */
 export function renderTerminal(rows: readonly ZooRow[]): string {
   const t = new Table({
-    head: ['Model', 'Rule', 'Metric', 'Float', 'Quant', 'AQE', 'MQE', 'OQE', 'Quantize', 'Eval', 'Note'],
+    head: ['Model', 'Rule', 'Metric', 'Float', 'Quant', 'Δ ± SE', 'AQE', 'MQE', 'OQE', 'Quantize', 'Eval', 'Note'],
     style: { head: [], border: [] },
   });
   const collapsed = new Set<string>();
@@ -257,7 +279,7 @@ export function renderTerminal(rows: readonly ZooRow[]): string {
       if (collapsed.has(r.model)) continue;
       collapsed.add(r.model);
       const rules = rows.filter((x) => x.model === r.model).map((x) => x.rule.replace(/^onnxquant-/, ''));
-      t.push([r.model, rules.length > 1 ? `(${rules.length} rules)` : rules[0], r.task, '', '', '', '', '', '', '', statusText(r).slice(0, 60)]);
+      t.push([r.model, rules.length > 1 ? `(${rules.length} rules)` : rules[0], r.task, '', '', '', '', '', '', '', '', statusText(r).slice(0, 60)]);
       continue;
     }
     const u = r.metric?.unit;
@@ -268,6 +290,7 @@ export function renderTerminal(rows: readonly ZooRow[]): string {
       r.metric?.name ?? r.task,
       formatMetric(r.float, u),
       formatMetric(r.quant, u),
+      formatPaired(r.paired),
       formatRatio(e?.aqe, 'aqe'),
       formatRatio(e?.mqe, 'mqe'),
       formatRatio(e?.oqe, 'oqe'),
@@ -277,7 +300,7 @@ export function renderTerminal(rows: readonly ZooRow[]): string {
     ]);
     for (const p of r.published ?? []) {
       const pu = u ?? (r.task === 'super-resolution' ? 'dB' : '%');
-      t.push([`  ↳ ${publishedLabel(p.source)}`, '', '', formatMetric(p.float, pu), formatMetric(p.quant, pu), formatRatio(p.aqe, 'aqe'), formatRatio(p.mqe, 'mqe'), formatRatio(p.oqe, 'oqe'), '', '', '']);
+      t.push([`  ↳ ${publishedLabel(p.source)}`, '', '', formatMetric(p.float, pu), formatMetric(p.quant, pu), '', formatRatio(p.aqe, 'aqe'), formatRatio(p.mqe, 'mqe'), formatRatio(p.oqe, 'oqe'), '', '', '']);
     }
   }
   return `${t.toString()}\n${LEGEND}`;
@@ -306,7 +329,7 @@ function csvField(v: unknown): string {
 export const CSV_COLUMNS = [
   'model', 'suite', 'task', 'rule', 'status', 'metric', 'unit', 'float', 'quant', 'aqe', 'mqe', 'oqe', 'aqe_norm', 'mqe_norm', 'oqe_norm',
   'drop_mark', 'poor_mark', 'quantize_s', 'evaluate_s', 'analyse_s', 'test_samples', 'calib_samples', 'analysis_samples', 'model_sha256',
-  'ppq_float', 'ppq_quant', 'ppq_aqe', 'ppq_mqe', 'ppq_oqe', 'reason',
+  'ppq_float', 'ppq_quant', 'ppq_aqe', 'ppq_mqe', 'ppq_oqe', 'reason', 'delta', 'delta_se',
 ] as const;
 
 export function renderCsv(rows: readonly ZooRow[]): string {
@@ -321,7 +344,7 @@ export function renderCsv(rows: readonly ZooRow[]): string {
       r.status === 'ok' ? (m.drop ? 1 : 0) : undefined, r.status === 'ok' ? (m.poor ? 1 : 0) : undefined,
       s(r.timings?.quantizeMs), s(r.timings?.evaluateMs), s(r.timings?.analyseMs),
       r.provenance?.data.test.samples, r.provenance?.data.calibration.samples, r.provenance?.data.analysis.samples, r.provenance?.modelSha256,
-      p?.float, p?.quant, p?.aqe, p?.mqe, p?.oqe, r.reason,
+      p?.float, p?.quant, p?.aqe, p?.mqe, p?.oqe, r.reason, r.paired?.delta, r.paired?.se,
     ];
     lines.push(v.map(csvField).join(','));
   }
@@ -333,20 +356,20 @@ export function renderCsv(rows: readonly ZooRow[]): string {
 export function renderHtmlIndex(rows: readonly ZooRow[], meta: { title: string; generated: string }): string {
   const body: string[] = [];
   for (const [rule, rs] of byRule(rows)) {
-    body.push(`<h2>${escapeHtml(rule)}</h2><table><thead><tr><th>Model</th><th>Task</th><th>Float</th><th>Quant</th><th>AQE</th><th>MQE</th><th>OQE</th><th>Quantize</th><th>Evaluate</th><th>Note</th></tr></thead><tbody>`);
+    body.push(`<h2>${escapeHtml(rule)}</h2><table><thead><tr><th>Model</th><th>Task</th><th>Float</th><th>Quant</th><th>Δ ± SE</th><th>AQE</th><th>MQE</th><th>OQE</th><th>Quantize</th><th>Evaluate</th><th>Note</th></tr></thead><tbody>`);
     for (const r of rs) {
       const u = r.metric?.unit;
       const e = r.errors;
       const name = escapeHtml(modelLabel(r));
       body.push(
         `<tr><td>${r.report ? `<a href="${escapeHtml(r.report)}">${name}</a>` : name}</td><td>${escapeHtml(r.task)}${r.metric ? ` (${escapeHtml(r.metric.name)})` : ''}</td>` +
-          `<td>${formatMetric(r.float, u)}</td><td>${formatMetric(r.quant, u)}</td><td>${formatRatio(e?.aqe, 'aqe')}</td><td>${formatRatio(e?.mqe, 'mqe')}</td><td>${formatRatio(e?.oqe, 'oqe')}</td>` +
+          `<td>${formatMetric(r.float, u)}</td><td>${formatMetric(r.quant, u)}</td><td>${formatPaired(r.paired)}</td><td>${formatRatio(e?.aqe, 'aqe')}</td><td>${formatRatio(e?.mqe, 'mqe')}</td><td>${formatRatio(e?.oqe, 'oqe')}</td>` +
           `<td>${formatSeconds(r.timings?.quantizeMs)}</td><td>${formatSeconds(r.timings?.evaluateMs)}</td><td>${escapeHtml(statusText(r))}</td></tr>`,
       );
       for (const p of r.published ?? []) {
         const pu = u ?? (r.task === 'super-resolution' ? 'dB' : '%');
         body.push(
-          `<tr class="pub"><td>↳ ${escapeHtml(p.source)}</td><td></td><td>${formatMetric(p.float, pu)}</td><td>${formatMetric(p.quant, pu)}</td>` +
+          `<tr class="pub"><td>↳ ${escapeHtml(p.source)}</td><td></td><td>${formatMetric(p.float, pu)}</td><td>${formatMetric(p.quant, pu)}</td><td></td>` +
             `<td>${formatRatio(p.aqe, 'aqe')}</td><td>${formatRatio(p.mqe, 'mqe')}</td><td>${formatRatio(p.oqe, 'oqe')}</td><td></td><td></td><td></td></tr>`,
         );
       }

@@ -30,7 +30,7 @@ import { entryInputs } from './entry-feeds.ts';
 import { type CachedSplit, cacheSplit, DEFAULT_CACHE_BYTES, missingPaths, modelPath, openSource, type ProvidedData, slice, spread } from './datasets.ts';
 import type { RuleName, ZooEntry } from './registry.ts';
 import type { ErrorSummary } from '../analyse/schema.ts';
-import { CELL_SCHEMA, type Provenance, type ZooRow } from './results.ts';
+import { CELL_SCHEMA, formatPaired, pairedScores, type Provenance, type ZooRow } from './results.ts';
 import { evaluate, type EvaluateResult, keepTestFor, makeEvaluator } from './tasks/index.ts';
 
 export interface ZooOptions {
@@ -278,7 +278,8 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
   const floatFile = join(dir, 'float.json');
   let float: EvaluateResult & { ms: number };
   const prev = !o.force && !evaluator.needsReference ? readCached<EvaluateResult & { ms: number; sha256: string; test: string }>(floatFile) : undefined;
-  if (prev && prev.sha256 === sha256 && prev.samples === test.size && prev.test === test.name) {
+  // A cache without per-sample scores (written before they existed) is computed again for the paired comparison.
+  if (prev && prev.sha256 === sha256 && prev.samples === test.size && prev.test === test.name && prev.perSample) {
     float = prev;
     log(`${entry.id}: float ${evaluator.metric.name} ${float.value.toFixed(2)}${evaluator.metric.unit === '%' ? '%' : ' dB'} (from ${floatFile})`);
   } else {
@@ -352,6 +353,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
     });
     await qs.release();
     const evaluateMs = performance.now() - te;
+    const paired = pairedScores(float.perSample, r.perSample);
 
     // 3. Error analysis against the formatted float model, on (part of) the test split.
     const ta = performance.now();
@@ -418,6 +420,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
       metric: evaluator.metric,
       float: float.value,
       quant: r.value,
+      ...(paired ? { paired } : {}),
       errors,
       timings: { quantizeMs, evaluateMs, analyseMs, floatEvaluateMs: float.ms },
       ...(q.passes ? { passes: q.passes } : {}),
@@ -428,7 +431,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
     const ms = performance.now() - tc;
     ctx.onCellDone(ms);
     log(
-      `${entry.id} · ${c.rule}: ${evaluator.metric.name} ${float.value.toFixed(2)} → ${r.value.toFixed(2)}, AQE ${(errors.aqe * 100).toFixed(2)}% MQE ${(errors.mqe * 100).toFixed(2)}% OQE ${(errors.oqe * 100).toFixed(2)}% ` +
+      `${entry.id} · ${c.rule}: ${evaluator.metric.name} ${float.value.toFixed(2)} → ${r.value.toFixed(2)}${paired ? ` (Δ ${formatPaired(paired)})` : ''}, AQE ${(errors.aqe * 100).toFixed(2)}% MQE ${(errors.mqe * 100).toFixed(2)}% OQE ${(errors.oqe * 100).toFixed(2)}% ` +
         `(quantize ${(quantizeMs / 1000).toFixed(1)} s, evaluate ${(evaluateMs / 1000).toFixed(1)} s, analyse ${(analyseMs / 1000).toFixed(1)} s)`,
     );
     return { ...row, ...publishedFor(entry, c.rule) };

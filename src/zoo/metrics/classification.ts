@@ -71,12 +71,16 @@ export class AccuracyMeter {
   count = 0;
   private hit1 = 0;
   private hit5 = 0;
+  /** Per sample in order, 1 where the top-1 class is the label (for paired comparisons of two models). */
+  readonly hits: number[] = [];
 
   add(logits: Float32Array, numClasses: number, labels: readonly number[]): void {
     const rows = topK(logits, numClasses, 5);
     if (rows.length !== labels.length) throw new RangeError(`AccuracyMeter: ${rows.length} rows but ${labels.length} labels`);
     for (let i = 0; i < rows.length; i++) {
-      if (rows[i][0] === labels[i]) this.hit1++;
+      const hit = rows[i][0] === labels[i] ? 1 : 0;
+      this.hit1 += hit;
+      this.hits.push(hit);
       if (rows[i].includes(labels[i])) this.hit5++;
     }
     this.count += rows.length;

@@ -77,11 +77,15 @@ export class OcrAccuracyMeter {
   count = 0;
   private correct = 0;
   private editSum = 0;
+  /** Per sample in order, 1 where the normalised strings match exactly (for paired comparisons of two models). */
+  readonly hits: number[] = [];
 
   add(pred: string, label: string): void {
     const p = normalizeOcrText(pred);
     const l = normalizeOcrText(label);
-    if (p === l) this.correct++;
+    const hit = p === l ? 1 : 0;
+    this.correct += hit;
+    this.hits.push(hit);
     this.editSum += levenshtein(p, l) / Math.max(p.length, l.length, 1);
     this.count++;
   }

@@ -12,7 +12,7 @@ export function classificationEvaluator(numClasses: number): Evaluator {
         add(outputs, batch) {
           meter.add(floatData(outputOf(outputs)), numClasses, batch.labels as number[]);
         },
-        finish: () => ({ value: 100 * meter.top1(), details: { top5: 100 * meter.top5() } }),
+        finish: () => ({ value: 100 * meter.top1(), details: { top5: 100 * meter.top5() }, perSample: meter.hits.map((h) => 100 * h) }),
       };
     },
   };

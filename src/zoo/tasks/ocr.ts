@@ -17,7 +17,7 @@ export function ocrEvaluator(charset: readonly string[]): Evaluator {
           const p = floatData(y);
           for (let i = 0; i < n; i++) meter.add(ctcGreedyDecode(p.subarray(i * t * c, (i + 1) * t * c), t, c, charset), batch.labels[i] as string);
         },
-        finish: () => ({ value: 100 * meter.accuracy(), details: { normEditDistance: 100 * meter.normEditDistance() } }),
+        finish: () => ({ value: 100 * meter.accuracy(), details: { normEditDistance: 100 * meter.normEditDistance() }, perSample: meter.hits.map((h) => 100 * h) }),
       };
     },
   };

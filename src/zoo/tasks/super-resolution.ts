@@ -3,6 +3,7 @@
  * scale, averaged over images. The label is the HR region of the un-padded LR window ([3,h,w] RGB 0..255); the
  * output's top-left h×w is compared (padding sits bottom/right).
  */
+import { mean } from '../../math.ts';
 import type { FloatTensor } from '../../tensor.ts';
 import { psnr, roundToUint8 } from '../metrics/super-resolution.ts';
 import { type Evaluator, floatData, outputOf } from './types.ts';
@@ -32,8 +33,8 @@ export function superResolutionEvaluator(s: SrSettings): Evaluator {
     metric: { name: 'PSNR', unit: 'dB' },
     needsReference: false,
     start() {
-      let sum = 0;
-      let n = 0;
+      // Per image: the metric is their mean, so two models compare image by image.
+      const perImage: number[] = [];
       return {
         add(outputs, batch) {
           const y = outputOf(outputs);
@@ -54,11 +55,10 @@ export function superResolutionEvaluator(s: SrSettings): Evaluator {
               ref = pilLuma(label.data, h * w);
               dims = [1, h, w];
             }
-            sum += psnr(pred, ref, { dims, crop: s.crop, maxValue: 255, channel: s.channel === 'y' ? 'y' : 'rgb' });
-            n++;
+            perImage.push(psnr(pred, ref, { dims, crop: s.crop, maxValue: 255, channel: s.channel === 'y' ? 'y' : 'rgb' }));
           }
         },
-        finish: () => ({ value: n ? sum / n : NaN }),
+        finish: () => ({ value: mean(perImage), perSample: perImage }),
       };
     },
   };

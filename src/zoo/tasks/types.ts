@@ -15,6 +15,11 @@ export interface MetricInfo {
 export interface TaskResult {
   value: number;
   details?: Record<string, number>;
+  /**
+   * Each test sample's score in the metric's unit, in test-split order, where the metric is their mean (top-1 and
+   * exact match: 100 or 0): what a paired comparison of two models on the same samples needs.
+   */
+  perSample?: number[];
 }
 
 export interface Accumulator {
