@@ -79,6 +79,15 @@ export interface WeightRoundingOptions {
    * 44.10% → 44.25%, mobilenet_v3_small_cifar10 per-channel 79.87% both ways).
    */
   heldOut: 'positions' | 'batches';
+  /**
+   * With held-out batches: after its channels are judged, a layer's refit is kept only if the network output error
+   * on the held-out batches falls with it (one network run per layer, the layers before it as already decided). The
+   * per-channel judge sees the layer's own output; this one sees what the later layers make of it. en_number
+   * (IC15), `best`, measuring-batch error after weight rounding without → with it: per-channel 1.414% → 1.150% (32
+   * of 54 refits undone; exact match 44.25% → 45.84%), power-of-2 1.932% → 1.810% (42.42% → 41.45%), FP8 3.690% →
+   * 3.809% (31.97% → 33.03%).
+   */
+  networkJudge: boolean;
 }
 
 export const WEIGHT_ROUNDING_DEFAULTS: WeightRoundingOptions = {
@@ -89,6 +98,7 @@ export const WEIGHT_ROUNDING_DEFAULTS: WeightRoundingOptions = {
   activationBudget: 1 << 24,
   activationFloor: 0.1,
   heldOut: 'batches',
+  networkJudge: true,
 };
 
 /** One quantized layer's geometry: output channels in groups, each output reading `k` features. */
@@ -565,6 +575,10 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
   }
   const perBatch = Math.ceil(o.positions / fit.length);
   const byBatch = o.heldOut === 'batches' && fit.length >= 4;
+  // The network judge's batches and its current error (the network with the layers refitted so far).
+  const judge = byBatch && o.networkJudge ? { ...ctx, batches: fit.filter((_, b) => b % 4 === 3) } : undefined;
+  let judgeError = judge ? await outputError({ ...state, model: work }, judge) : 0;
+  let vetoed = 0;
   const gram = await createGram();
   let improved = 0;
   let samples = 0;
@@ -635,9 +649,21 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
         });
       }
       if (!changed) continue;
-      improved++;
+      const oldBias = node.input[2];
       replaceInitializer(wv, l.weight.tensor, w.dims, newW);
       if (l.hasBias) wv.setInput(node, 2, addFloatInitializer(wv, `${l.node}_bias_refit`, [rowsOut], newB));
+      if (judge) {
+        const e = await outputError({ ...state, model: work }, judge);
+        if (!(e < judgeError)) {
+          // Back to the weights before the refit (the new bias initializer is pruned at the end).
+          replaceInitializer(wv, l.weight.tensor, w.dims, w.data);
+          if (l.hasBias) wv.setInput(node, 2, oldBias);
+          vetoed++;
+          continue;
+        }
+        judgeError = e;
+      }
+      improved++;
     }
     spilled = spillNote([qStep, fStep]);
   } finally {
@@ -646,7 +672,7 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
   }
   await gram.release();
   wv.pruneInitializers();
-  return { model: work, detail: `${improved} of ${all.length} layers re-rounded toward ${target === 'float-input' ? 'w·x' : 'w·x̂'} (${Math.round(samples / all.length)} positions each${byBatch ? '; judged on every fourth batch, held out' : ''}${weighted ? `; ${weighted} weighted by their activation's slope` : ''}${underdetermined ? `; ${underdetermined} left rounded to nearest: fewer positions than 2 × fan-in` : ''})${spilled}` };
+  return { model: work, detail: `${improved} of ${all.length} layers re-rounded toward ${target === 'float-input' ? 'w·x' : 'w·x̂'} (${Math.round(samples / all.length)} positions each${byBatch ? '; judged on every fourth batch, held out' : ''}${weighted ? `; ${weighted} weighted by their activation's slope` : ''}${underdetermined ? `; ${underdetermined} left rounded to nearest: fewer positions than 2 × fan-in` : ''}${vetoed ? `; ${vetoed} undone: the network output error on the held-out batches rose` : ''})${spilled}` };
 }
 
 export function weightRounding(opts: Partial<WeightRoundingOptions> = {}): OptimisePass {
