@@ -552,26 +552,31 @@ test('a restart (weight rounding from the plain rule) replaces the chain when it
   assert.equal(restartDecision(plain, [f(0.9, 0.9, 0.9, 0.9)], noisy, ['y']).kept, false);
 });
 
+/** x[64,32] → Gemm 32→16 (weights (r − 0.5)·0.5 drawn from `r`, every bias `bias`) → Relu (unless `withRelu` is false) → y. */
+function gemmRelu(r: () => number, bias: number, withRelu = true): ModelProto {
+  return create(ModelProtoSchema, {
+    irVersion: 8n,
+    opsetImport: [{ domain: '', version: 13n }],
+    graph: {
+      name: 'gemm-relu',
+      node: [makeNode('Gemm', ['x', 'w', 'b'], [withRelu ? 'z' : 'y'], 'fc', { transB: 1 }), ...(withRelu ? [makeNode('Relu', ['z'], ['y'], 'relu')] : [])],
+      input: [vi('x', [64, 32])],
+      output: [vi('y', [64, 16])],
+      initializer: [
+        makeTensor('w', DT.FLOAT, [16, 32], Float32Array.from({ length: 512 }, () => (r() - 0.5) * 0.5)),
+        makeTensor('b', DT.FLOAT, [16], new Float32Array(16).fill(bias)),
+      ],
+    },
+  });
+}
+
 test("activation-aware weight rounding fits what survives the ReLU: lower held-out error than weighing every position alike", async () => {
   // x[64,32] → Gemm 32→16 (biases −0.6: about a quarter of the outputs active) → Relu → y. Weighing positions by the
   // ReLU's slope spends the rounding's freedom on active outputs, so the post-ReLU squared error on batches neither
   // fit saw is lower than with every position weighed alike (measured over 15 bias × rule settings: lower in all).
   // The PPQ power ratio is not used: per sample it divides by outputs that are often all zero.
   const r = seededRandom(5);
-  const m = create(ModelProtoSchema, {
-    irVersion: 8n,
-    opsetImport: [{ domain: '', version: 13n }],
-    graph: {
-      name: 'gemm-relu',
-      node: [makeNode('Gemm', ['x', 'w', 'b'], ['z'], 'fc', { transB: 1 }), makeNode('Relu', ['z'], ['y'], 'relu')],
-      input: [vi('x', [64, 32])],
-      output: [vi('y', [64, 16])],
-      initializer: [
-        makeTensor('w', DT.FLOAT, [16, 32], Float32Array.from({ length: 512 }, () => (r() - 0.5) * 0.5)),
-        makeTensor('b', DT.FLOAT, [16], new Float32Array(16).fill(-0.6)),
-      ],
-    },
-  });
+  const m = gemmRelu(r, -0.6);
   const data = Array.from({ length: 60 }, () => ({ x: { dims: [64, 32], data: Float32Array.from({ length: 64 * 32 }, () => r() * 2 - 1) } }));
   const heldOut = data.slice(40);
   const sse = async (s: QuantState, ref: Float32Array[]) => {
@@ -604,21 +609,7 @@ test("activation-aware weight rounding fits what survives the ReLU: lower held-o
 
 test("weight rounding with activation 'auto' keeps whichever of the weighted and unweighted refits has the lower output error; with no activation it refits once", async () => {
   const r = seededRandom(11);
-  const gemm = (withRelu: boolean) =>
-    create(ModelProtoSchema, {
-      irVersion: 8n,
-      opsetImport: [{ domain: '', version: 13n }],
-      graph: {
-        name: 'gemm',
-        node: [makeNode('Gemm', ['x', 'w', 'b'], [withRelu ? 'z' : 'y'], 'fc', { transB: 1 }), ...(withRelu ? [makeNode('Relu', ['z'], ['y'], 'relu')] : [])],
-        input: [vi('x', [64, 32])],
-        output: [vi('y', [64, 16])],
-        initializer: [
-          makeTensor('w', DT.FLOAT, [16, 32], Float32Array.from({ length: 512 }, () => (r() - 0.5) * 0.5)),
-          makeTensor('b', DT.FLOAT, [16], new Float32Array(16).fill(-0.3)),
-        ],
-      },
-    });
+  const gemm = (withRelu: boolean) => gemmRelu(r, -0.3, withRelu);
   const data = Array.from({ length: 40 }, () => ({ x: { dims: [64, 32], data: Float32Array.from({ length: 64 * 32 }, () => r() * 2 - 1) } }));
   const weights = (s: QuantState) => constFloat(new GraphView(s.model.graph!), 'w')!.data;
   // Both ways round on this data: power-of-2 unweighted 0.23% vs weighted 1.79%, FP8 1.43% vs 0.70%.
@@ -927,20 +918,7 @@ test("weight rounding's network judge undoes a layer's refit that raises the net
   // own judge (squared error of each channel on the held-out batches), yet the network output error on those batches
   // (the per-sample power ratio the recipe measures) rises with them, 0.05235% → 0.05311%: the refit is undone.
   const r = seededRandom(11);
-  const m = create(ModelProtoSchema, {
-    irVersion: 8n,
-    opsetImport: [{ domain: '', version: 13n }],
-    graph: {
-      name: 'gemm',
-      node: [makeNode('Gemm', ['x', 'w', 'b'], ['z'], 'fc', { transB: 1 }), makeNode('Relu', ['z'], ['y'], 'relu')],
-      input: [vi('x', [64, 32])],
-      output: [vi('y', [64, 16])],
-      initializer: [
-        makeTensor('w', DT.FLOAT, [16, 32], Float32Array.from({ length: 512 }, () => (r() - 0.5) * 0.5)),
-        makeTensor('b', DT.FLOAT, [16], new Float32Array(16).fill(-0.3)),
-      ],
-    },
-  });
+  const m = gemmRelu(r, -0.3);
   const data = Array.from({ length: 40 }, () => ({ x: { dims: [64, 32], data: Float32Array.from({ length: 64 * 32 }, () => r() * 2 - 1) } }));
   const rule = 'onnxquant-int8-pot';
   const model = prepareModel(m, getRule(rule)).model;
