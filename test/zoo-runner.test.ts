@@ -147,7 +147,22 @@ test('runs every cell, writes cell files and reports, and skips finished cells o
   const partial = await runZoo(base(out));
   assert.deepEqual([partial.ran, partial.skipped], [1, 5]);
   assert.equal(partial.rows.find((r) => r.model === 'tiny2' && r.rule === 'onnxquant-fp8')!.float, 100);
-  assert.equal((JSON.parse(readFileSync(join(out, 'tiny2', 'float.json'), 'utf8')) as { value: number }).value, 100);
+  const cached = () => JSON.parse(readFileSync(join(out, 'tiny2', 'float.json'), 'utf8')) as { value: number; perSample?: number[]; cache?: number };
+  assert.equal(cached().value, 100);
+  // The cache keeps the per-sample scores; one in the older format (without them) is computed again, so the next
+  // cell still gets its paired comparison, and a current one is used as it is.
+  assert.deepEqual([cached().cache, cached().perSample?.length], [2, 50]);
+  const lines: string[] = [];
+  const { cache: _c, perSample: _p, ...older } = cached();
+  writeFileSync(join(out, 'tiny2', 'float.json'), JSON.stringify(older));
+  rmSync(cellFile(out, 'tiny2', 'onnxquant-fp8'));
+  const again2 = await runZoo({ ...base(out), log: (l) => lines.push(l) });
+  assert.ok(again2.rows.find((r) => r.model === 'tiny2' && r.rule === 'onnxquant-fp8')!.paired, 'paired after an older cache');
+  assert.ok(!lines.some((l) => l.startsWith('tiny2: float') && l.includes('(from ')), 'older cache not used');
+  rmSync(cellFile(out, 'tiny2', 'onnxquant-fp8'));
+  lines.length = 0;
+  await runZoo({ ...base(out), log: (l) => lines.push(l) });
+  assert.ok(lines.some((l) => l.startsWith('tiny2: float') && l.includes('(from ')), 'current cache used');
   const forced = await runZoo({ ...base(out), entries: [entries[0]], rules: ['onnxquant-int8-pot'], force: true });
   assert.deepEqual([forced.ran, forced.skipped], [1, 0]);
 });

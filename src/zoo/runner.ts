@@ -133,6 +133,9 @@ export function parseShard(s: string): { index: number; count: number } {
   return { index, count };
 }
 
+/** float.json's format: 2 keeps the per-sample scores (paired comparisons); an older file is computed again. */
+const FLOAT_CACHE_VERSION = 2;
+
 /** A cached result; a missing or unreadable one (an edited or foreign file) is a cache miss, not a crash. */
 function readCached<T>(file: string): T | undefined {
   try {
@@ -277,9 +280,8 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
   // Float metric: once per model (cached on disk for labelled tasks).
   const floatFile = join(dir, 'float.json');
   let float: EvaluateResult & { ms: number };
-  const prev = !o.force && !evaluator.needsReference ? readCached<EvaluateResult & { ms: number; sha256: string; test: string }>(floatFile) : undefined;
-  // A cache without per-sample scores (written before they existed) is computed again for the paired comparison.
-  if (prev && prev.sha256 === sha256 && prev.samples === test.size && prev.test === test.name && prev.perSample) {
+  const prev = !o.force && !evaluator.needsReference ? readCached<EvaluateResult & { ms: number; sha256: string; test: string; cache?: number }>(floatFile) : undefined;
+  if (prev && prev.sha256 === sha256 && prev.samples === test.size && prev.test === test.name && prev.cache === FLOAT_CACHE_VERSION) {
     float = prev;
     log(`${entry.id}: float ${evaluator.metric.name} ${float.value.toFixed(2)}${evaluator.metric.unit === '%' ? '%' : ' dB'} (from ${floatFile})`);
   } else {
@@ -294,7 +296,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
     await s.release();
     float = { ...r, ms: performance.now() - t };
     const { reference: _ref, ...persist } = float;
-    writeFileAtomic(floatFile, JSON.stringify({ ...persist, sha256, test: test.name }, null, 1));
+    writeFileAtomic(floatFile, JSON.stringify({ ...persist, sha256, test: test.name, cache: FLOAT_CACHE_VERSION }, null, 1));
     log(`${entry.id}: float ${evaluator.metric.name} ${float.value.toFixed(2)}${evaluator.metric.unit === '%' ? '%' : ' dB'} on ${r.samples} samples (${(float.ms / 1000).toFixed(1)} s${test.cached ? ', test split cached in memory' : ''})`);
   }
 
