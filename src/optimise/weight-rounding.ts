@@ -14,7 +14,8 @@
  * are kept; only which grid point each weight takes changes. Columns go in descending order of H's diagonal
  * ("act order"); H is damped by 1% of its mean diagonal. Per output channel the sweep's result is kept only if it
  * beats round-to-nearest on held-out data — every fourth fitting batch, which no layer fits on (`heldOut`): with few
- * images for a large fan-in the G-correction fits those images, however many positions they hold. The default
+ * images for a large fan-in the G-correction fits those images, however many positions they hold — and per layer
+ * only if the network output error on those batches falls with it (`networkJudge`). The default
  * target 'auto' refits toward both w·x (above) and w·x̂ (classic GPTQ) and keeps whichever gives the lower network
  * output error: the first wins on chains with large input error, the second on residual networks (resnet20), where
  * matching each branch to its float output does not carry over to the sum.
@@ -576,8 +577,10 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
   }
   const perBatch = Math.ceil(o.positions / fit.length);
   const byBatch = o.heldOut === 'batches' && fit.length >= 4;
+  // Held out whole ('batches'): every fourth fitting batch, which feeds only the judges.
+  const heldOut = (b: number) => byBatch && b % 4 === 3;
   // The network judge's batches and its current error (the network with the layers refitted so far).
-  const judge = byBatch && o.networkJudge ? { ...ctx, batches: fit.filter((_, b) => b % 4 === 3) } : undefined;
+  const judge = byBatch && o.networkJudge ? { ...ctx, batches: fit.filter((_, b) => heldOut(b)) } : undefined;
   let judgeError = judge ? await outputError({ ...state, model: work }, judge) : 0;
   let vetoed = 0;
   const gram = await createGram();
@@ -617,11 +620,10 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
         const xq = xqs.get(b)[l.xq].data as Float32Array;
         const xv = { dims: xf.dims, data: xf.data as Float32Array };
         const pre = zqs && zfs ? { float: zfs.get(b)[l.z].data as Float32Array, quant: zqs.get(b)[l.zq].data as Float32Array } : undefined;
-        // Held out for the judge: every fourth batch whole ('batches'), or another draw of positions from each batch,
+        // Held out for the judge: a held-out batch whole ('batches'), or another draw of positions from each batch,
         // a quarter as many ('positions').
-        const heldOut = byBatch && b % 4 === 3;
-        if (!heldOut) await accumulate(l, moments, xv, xq, perBatch, seededRandom(7919 * (b + 1) + li), gram, pre);
-        if (heldOut || !byBatch) await accumulate(l, validation, xv, xq, byBatch ? perBatch : Math.ceil(perBatch / 4), seededRandom(104729 * (b + 1) + li), gram, pre);
+        if (!heldOut(b)) await accumulate(l, moments, xv, xq, perBatch, seededRandom(7919 * (b + 1) + li), gram, pre);
+        if (heldOut(b) || !byBatch) await accumulate(l, validation, xv, xq, byBatch ? perBatch : Math.ceil(perBatch / 4), seededRandom(104729 * (b + 1) + li), gram, pre);
       }
       samples += moments.samples;
       // Fewer positions than twice the fan-in leave H (nearly) singular: the sweep then moves weights along
