@@ -5,7 +5,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { float32ToFloat8, float8ToFloat32, roundToE4m3fn } from '../src/onnx/float-formats.ts';
+import { e4m3fnCode, float32ToFloat8, float8ToFloat32, roundToE4m3fn } from '../src/onnx/float-formats.ts';
 import {
   dequantizeInt,
   fakeQuantFp8,
@@ -52,6 +52,31 @@ test('roundHalfEven: exact ties go to the even neighbour, everything else to the
   // Math.round is half-up and would be wrong at these:
   assert.notEqual(Math.round(2.5), roundHalfEven(2.5));
   assert.notEqual(Math.round(-1.5), roundHalfEven(-1.5));
+});
+
+test('quantizeInt rounds by the 1.5·2^52 add exactly as clip(roundHalfEven(x / s) + z): every tie, its neighbours, a sweep, extremes', () => {
+  const reference = (x: number, s: number, z: number, qmin: number, qmax: number) => {
+    if (Number.isNaN(x)) return qmin;
+    const q = roundHalfEven(f(x / s)) + z;
+    return Math.min(qmax, Math.max(qmin, q));
+  };
+  const ranges = [[-128, 127, 0], [0, 255, 128], [0, 255, 0], [-8, 7, 0], [-32768, 32767, 0], [0, 65535, 32768], [-128, 127, -3]] as const;
+  let checked = 0;
+  for (const [qmin, qmax, z] of ranges)
+    for (const s of [1, 0.03125, f(0.0173), f(3.7e-5), 1e-8, f(250.5)]) {
+      const xs: number[] = [NaN, Infinity, -Infinity, 0, -0, 3e38, -3e38, f(1e-45), 2 ** 60, -(2 ** 60)];
+      // Every half-integer quotient across the range and one float32 ulp either side of it, and a sweep.
+      for (let k = qmin - z - 3; k <= qmax - z + 3; k += Math.max(1, Math.floor((qmax - qmin) / 500))) {
+        const x = f((k + 0.5) * s);
+        xs.push(x, f(x * (1 + 2 ** -23)), f(x * (1 - 2 ** -23)), f(k * s), -x);
+      }
+      for (let i = 0; i < 2000; i++) xs.push(f((Math.sin(i * 12.9898) * 43758.5453 % 1) * (qmax - qmin) * s * 1.2));
+      for (const x of xs) {
+        assert.equal(quantizeInt(x, s, z, qmin, qmax), reference(x, s, z, qmin, qmax), `x=${x} s=${s} z=${z} [${qmin}, ${qmax}]`);
+        checked++;
+      }
+    }
+  assert.ok(checked > 50_000);
 });
 
 // ---- float32 division ----------------------------------------------------------------------------------------------
@@ -245,6 +270,26 @@ test('roundToE4m3fn (the fast path of fakeQuantFp8) equals encode-then-decode on
     for (const v of [x, -x]) {
       const [a, b] = [roundToE4m3fn(v), generic(v)];
       if (!Object.is(a, b) && !(Number.isNaN(a) && Number.isNaN(b))) assert.fail(`x=${v}: fast ${a}, generic ${b} (${++bad})`);
+    }
+  assert.ok(points.length > 1_000_000);
+});
+
+test('e4m3fnCode (the realised FP8 weight codes) equals float32ToFloat8(·, e4m3fn) on every tie, its neighbours and a dense float32 sweep', () => {
+  const f32 = new Float32Array(1);
+  const u32 = new Uint32Array(f32.buffer);
+  const points: number[] = [0, -0, NaN, Infinity, -Infinity, 448, 464, 480, 1e30, 2 ** -6, 2 ** -9, 2 ** -10, 2 ** -149];
+  const mags = Array.from({ length: 0x7f }, (_, c) => float8ToFloat32(c, 'e4m3fn'));
+  for (let i = 0; i + 1 < mags.length; i++)
+    for (const x of [(mags[i] + mags[i + 1]) / 2, mags[i]]) {
+      f32[0] = x;
+      const u = u32[0];
+      for (const d of [-1, 0, 1]) points.push(((u32[0] = u + d), f32[0]));
+    }
+  for (let u = 1; u < 0x44800000; u += 997) points.push(((u32[0] = u), f32[0]));
+  for (const x of points)
+    for (const v of [x, -x]) {
+      const [a, b] = [e4m3fnCode(v), float32ToFloat8(v, 'e4m3fn', true, 'even')];
+      if (a !== b) assert.fail(`x=${v}: fast 0x${a.toString(16)}, generic 0x${b.toString(16)}`);
     }
   assert.ok(points.length > 1_000_000);
 });

@@ -149,6 +149,23 @@ export function roundToE4m3fn(x: number): number {
 }
 
 /**
+ * float32ToFloat8(x, 'e4m3fn') (saturating, ties to even) without the table search: the code of roundToE4m3fn(x),
+ * read from its bit pattern. Realising FP8 weights spent ~180 ns per weight in the search (PP-OCRv4 rec, 2.7 M
+ * weights); tested equal to float32ToFloat8 on every tie, its neighbours and a dense float32 sweep.
+ */
+export function e4m3fnCode(x: number): number {
+  if (x !== x) return 0x7f;
+  const r = roundToE4m3fn(x);
+  const sign = x < 0 || Object.is(x, -0) ? 0x80 : 0;
+  const a = Math.abs(r);
+  if (a < 2 ** -6) return sign | (a * 512); // subnormals and zero: k · 2^-9, code k (0…7)
+  f32[0] = a;
+  const u = u32[0];
+  // Normal: biased E4M3 exponent (float32's − 127 + 7) over the 3 kept mantissa bits.
+  return sign | ((((u >>> 23) - 120) << 3) | ((u >>> 20) & 7));
+}
+
+/**
  * Ties rule for values exactly halfway between two float8 neighbours. 'even' is IEEE/ONNX (what onnxruntime's
  * QuantizeLinear and Cast do); 'towardZero' is what PPQ's CUDA FP8 kernel does.
  */

@@ -19,9 +19,18 @@ export const SCALE_FLOOR = 1e-8;
 
 export { roundHalfEven };
 
+/** 1.5 · 2^52: adding and subtracting it rounds a double to an integer, half to even (the FPU's own rounding). */
+const ROUND_MAGIC = 6755399441055744;
+
+/**
+ * clip(roundHalfEven(float32(x / s)) + z, qmin, qmax). The rounding is y + 1.5·2^52 − 1.5·2^52, exact for
+ * |y| < 2^51; a larger quotient (or ±Infinity) lies far outside any integer range and clips to qmin/qmax whatever
+ * its rounding. Same values as roundHalfEven (tested over ties, extremes and a sweep), cheaper in the per-weight
+ * loops (realising PP-OCRv4 rec's 2.7 M weights).
+ */
 export function quantizeInt(x: number, scale: number, zeroPoint: number, qmin: number, qmax: number): number {
-  if (Number.isNaN(x)) return qmin; // onnxruntime's QuantizeLinear maps NaN to qmin
-  const q = roundHalfEven(Math.fround(x / scale)) + zeroPoint;
+  if (x !== x) return qmin; // NaN: onnxruntime's QuantizeLinear maps it to qmin
+  const q = Math.fround(x / scale) + ROUND_MAGIC - ROUND_MAGIC + zeroPoint;
   return q < qmin ? qmin : q > qmax ? qmax : q;
 }
 

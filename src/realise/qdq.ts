@@ -7,7 +7,7 @@
  */
 import { clone } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto } from 'onnx-buf';
-import { float32ToFloat8, float8ToFloat32 } from '../onnx/float-formats.ts';
+import { e4m3fnCode, float32ToFloat8, float8ToFloat32 } from '../onnx/float-formats.ts';
 import { makeTensor, tensorDims, tensorToFloat32 } from '../onnx/tensor-codec.ts';
 import { GraphView, makeNode, topologicalSort } from '../ir/graph.ts';
 import type { QuantParams, TensorQuantConfig } from '../quant/config.ts';
@@ -48,17 +48,30 @@ function paramTensors(view: GraphView, base: string, cfg: TensorQuantConfig, p: 
 }
 
 /** Quantize weight values with the reference numerics: integer values or float8 codes, per channel when planned. */
-export function quantizeWeightValues(values: Float32Array, dims: readonly number[], cfg: TensorQuantConfig, p: QuantParams): Int32Array | Uint8Array {
+/** The typed array an integer config's codes are stored in (4-bit codes as bytes; makeTensor packs them). */
+function intStorage(n: number, cfg: TensorQuantConfig): Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array {
+  const signed = cfg.qmin < 0;
+  if (cfg.bits <= 8) return signed ? new Int8Array(n) : new Uint8Array(n);
+  if (cfg.bits <= 16) return signed ? new Int16Array(n) : new Uint16Array(n);
+  return new Int32Array(n);
+}
+
+/**
+ * The stored codes of a weight: integers in the storage type of quantizedDataType(cfg) (so makeTensor copies them
+ * without a per-element conversion), or float8 codes.
+ */
+export function quantizeWeightValues(values: Float32Array, dims: readonly number[], cfg: TensorQuantConfig, p: QuantParams): Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array {
   if (cfg.format !== 'int') {
     const kind = fp8Kind(cfg.format);
+    const encode = kind === 'e4m3fn' ? e4m3fnCode : (x: number) => float32ToFloat8(x, kind, true, 'even');
     const out = new Uint8Array(values.length);
     forEachChannelRun(dims, p.axis, (start, end, c) => {
       const s = p.scale[c];
-      for (let i = start; i < end; i++) out[i] = float32ToFloat8(Math.fround(values[i] / s), kind, true, 'even');
+      for (let i = start; i < end; i++) out[i] = encode(Math.fround(values[i] / s));
     });
     return out;
   }
-  const out = new Int32Array(values.length);
+  const out = intStorage(values.length, cfg);
   const { qmin, qmax } = cfg;
   forEachChannelRun(dims, p.axis, (start, end, c) => {
     const s = p.scale[c];
@@ -120,11 +133,12 @@ function insertWeight(view: GraphView, t: PlannedTensor, p: QuantParams, fold: b
     const deq = new Float32Array(q.length);
     const int = t.config.format === 'int';
     const kind = int ? undefined : fp8Kind(t.config.format);
+    const fp8Values = kind && Float32Array.from({ length: 256 }, (_, code) => float8ToFloat32(code, kind));
     forEachChannelRun(dims, p.axis, (start, end, c) => {
       const s = p.scale[c];
       const z = p.zeroPoint[c];
-      if (int) for (let i = start; i < end; i++) deq[i] = dequantizeInt(q[i], s, z);
-      else for (let i = start; i < end; i++) deq[i] = Math.fround(float8ToFloat32(q[i], kind!) * s);
+      if (!fp8Values) for (let i = start; i < end; i++) deq[i] = dequantizeInt(q[i], s, z);
+      else for (let i = start; i < end; i++) deq[i] = Math.fround(fp8Values[q[i]] * s);
     });
     const name = view.freshName(`${t.tensor}_fakequant`);
     view.addInitializer(makeTensor(name, DT.FLOAT, dims, deq));
