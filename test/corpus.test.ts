@@ -8,7 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
-import { equals, fromBinary } from '@bufbuild/protobuf';
+import { equals, fromBinary, toBinary } from '@bufbuild/protobuf';
 import { ModelProtoSchema } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
 import { loadModel, serializeModel } from '../src/onnx/model-io.ts';
@@ -47,6 +47,7 @@ async function checkModel(file: string, label: string): Promise<void> {
   row.load = `ok ${(performance.now() - t0).toFixed(0)} ms`;
 
   const written = serializeModel(model);
+  assert.ok(Buffer.from(written).equals(Buffer.from(toBinary(ModelProtoSchema, model))), 'serializeModel differs from toBinary');
   const reparsed = fromBinary(ModelProtoSchema, written);
   assert.ok(equals(ModelProtoSchema, reparsed, model), 'serialize → parse is not proto-equal');
   const identical = Buffer.compare(Buffer.from(written.buffer, written.byteOffset, written.byteLength), bytes) === 0;

@@ -5,9 +5,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { create } from '@bufbuild/protobuf';
+import { create, fromBinary, toBinary } from '@bufbuild/protobuf';
 import {
+  GraphProtoSchema,
   ModelProtoSchema,
+  OperatorSetIdProtoSchema,
+  StringStringEntryProtoSchema,
   TensorProtoSchema,
   TensorProto_DataType as DT,
   type NodeProto,
@@ -30,6 +33,7 @@ import {
 import { decodeTensor, makeTensor, packSubByte, tensorToFloat32, unpackSubByte } from '../src/onnx/tensor-codec.ts';
 import { makeNode, tensorValueInfo } from '../src/ir/graph.ts';
 import { createSession } from '../src/runtime/session.ts';
+import { serializeModel } from '../src/onnx/model-io.ts';
 
 const hex = (n: number) => `0x${n.toString(16).toUpperCase()}`;
 const F8_KINDS: [Float8Kind, number][] = [
@@ -432,3 +436,37 @@ for (const [kind, dt] of F8_KINDS)
       assert.equal(bad.length, 0, `${bad.length} of ${x.length} values differ, e.g. ${bad.slice(0, 4).join('; ')}`);
     });
   }
+
+test('serializeModel splices large raw_data and writes the same bytes as toBinary (field order, small tensors, unknown fields)', () => {
+  const big = (name: string, n: number, extra: Partial<TensorProto> = {}) => ({ ...makeTensor(name, DT.FLOAT, [n], Float32Array.from({ length: n }, (_, i) => Math.sin(i))), ...extra });
+  const graph = create(GraphProtoSchema, {
+    name: 'g',
+    node: [makeNode('Add', ['x', 'w0'], ['y'], 'add')],
+    initializer: [
+      big('w0', 20000),
+      makeTensor('small', DT.INT64, [2], [1, 2]),
+      create(TensorProtoSchema, { name: 'typed', dataType: DT.FLOAT, dims: [3n], floatData: [1, 2, 3] }),
+      // Fields numbered above raw_data (9): doc_string 12, metadata_props 16.
+      big('w1', 70000, { docString: 'after raw_data', metadataProps: [create(StringStringEntryProtoSchema, { key: 'k', value: 'v' })] }),
+      big('w2', 16384), // exactly the splice threshold (64 KiB)
+    ],
+    input: [tensorValueInfo('x', DT.FLOAT, [20000])],
+    output: [tensorValueInfo('y', DT.FLOAT, [20000])],
+    docString: 'graph fields after the initializers',
+  });
+  const model = create(ModelProtoSchema, {
+    irVersion: 8n,
+    producerName: 'test',
+    graph,
+    opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: 17n })],
+    metadataProps: [create(StringStringEntryProtoSchema, { key: 'a', value: 'b' })],
+  });
+  // An unknown field (number 99, varint 7) on the model survives parsing and must be written after the known ones.
+  const withUnknown = fromBinary(ModelProtoSchema, Uint8Array.from([...toBinary(ModelProtoSchema, model), 0x98, 0x06, 0x07]));
+  for (const m of [model, withUnknown]) {
+    const expected = toBinary(ModelProtoSchema, m);
+    const got = serializeModel(m);
+    assert.ok(Buffer.from(got).equals(Buffer.from(expected)), `bytes differ (${got.length} vs ${expected.length})`);
+  }
+  assert.ok(withUnknown.$unknown?.length, 'the unknown field was kept by the parser');
+});
