@@ -8,6 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { isDeepStrictEqual } from 'node:util';
 import { create } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
@@ -731,6 +732,29 @@ test('planner: MatMul of two activations quantizes both inputs as activations', 
   );
   const mm = res.model.graph!.node.find((n) => n.name === 'mm')!;
   for (const i of [0, 1]) assert.equal(res.model.graph!.node.find((n) => n.output[0] === mm.input[i])?.opType, 'DequantizeLinear');
+});
+
+test('FP8 observer: the shared in-window error equals a round trip per candidate, value by value and summed', () => {
+  const cfg = getRule('onnxquant-fp8').activation;
+  const rnd = seededRandom(77);
+  const values: number[] = [0, -0, 448, -448, 464, 480, 2 ** -6, 2 ** -9, 2 ** -13, 2 ** -16, 28672, 28673, 1e-30, 3e38, NaN];
+  // Every candidate's window edges (2^-6·S, 448·S) and a float32 ulp either side, and magnitudes over 30 binades.
+  for (const S of FP8_SCALE_CANDIDATES) for (const edge of [2 ** -7 * S, 2 ** -6 * S, 448 * S, 464 * S]) values.push(edge, Math.fround(edge * (1 + 2 ** -23)), Math.fround(edge * (1 - 2 ** -24)));
+  for (let i = 0; i < 5000; i++) values.push((rnd() * 2 - 1) * 2 ** (rnd() * 30 - 18));
+  const data = Float32Array.from(values);
+  const errors = (v: number) => FP8_SCALE_CANDIDATES.map((S) => (refFakeFp8(v, S) - v) ** 2);
+  // One value per observer: a sum would hide a small value's error under a large one's.
+  let differ = 0;
+  for (const v of data) {
+    const o = new Fp8MseObserver(cfg, true);
+    o.observe(Float32Array.of(v));
+    if (!isDeepStrictEqual(o.squaredErrors(), errors(v)) && differ++ < 3) assert.fail(`x=${v}: ${o.squaredErrors()} vs ${errors(v)}`);
+  }
+  // And the running sums, in the same order.
+  const all = new Fp8MseObserver(cfg, true);
+  const finite = data.filter((v) => Math.abs(v) < 1e6);
+  all.observe(finite);
+  assert.deepEqual(all.squaredErrors(), FP8_SCALE_CANDIDATES.map((_, c) => finite.reduce((sum, v) => sum + errors(v)[c], 0)));
 });
 
 test('FP8 observer picks the least-MSE candidate (brute force) and breaks ties toward the smaller scale', () => {
