@@ -19,7 +19,7 @@ import { create } from '@bufbuild/protobuf';
 import { GraphProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema, TensorProto_DataType as DT, type ModelProto } from 'onnx-buf';
 import { makeNode, tensorValueInfo } from '../src/ir/graph.ts';
 import { makeTensor } from '../src/onnx/tensor-codec.ts';
-import { float8ToFloat32 } from '../src/onnx/float-formats.ts';
+import { e4m3TiePoints, float32Neighbours, float32Sweep } from './helpers/float-points.ts';
 import { NPM_MODEL } from './helpers/models.ts';
 
 test('folding constant DequantizeLinear nodes leaves simulation bit-identical (int8 per-channel, power-of-two, FP8)', { skip: !existsSync(NPM_MODEL) && `${NPM_MODEL} missing (npm install)` }, async () => {
@@ -60,20 +60,11 @@ function fp8Pair(n: number, scale: number, opts: { dqScale?: number; zeroPoint?:
 }
 
 test('FP8 Q→DQ emulated in float32 gives the same bits as onnxruntime\'s float8 kernels: every tie and its neighbours, a sweep, ±0, subnormals, saturation, NaN', async () => {
-  const f32 = new Float32Array(1);
-  const u32 = new Uint32Array(f32.buffer);
-  const near = (x: number) => {
-    f32[0] = x;
-    const u = u32[0];
-    return [-1, 0, 1].map((d) => ((u32[0] = u + d), f32[0]));
-  };
-  const mags = Array.from({ length: 0x7f }, (_, c) => float8ToFloat32(c, 'e4m3fn'));
   for (const scale of [1, Math.fround(0.0173), 2 ** -7]) {
-    const xs: number[] = [0, -0, NaN, Infinity, -Infinity, 1e-45, -1e-45, 3e38, -3e38];
-    // Every E4M3 value and every midpoint between neighbours (scaled back to x), a float32 ulp either side.
-    for (let i = 0; i + 1 < mags.length; i++) for (const m of [mags[i], (mags[i] + mags[i + 1]) / 2, 464 + i]) xs.push(...near(m * scale));
-    // A sweep of float32 bit patterns over the whole positive range (odd stride: every mantissa residue).
-    for (let u = 1; u < 0x7f800000; u += 65521) xs.push(((u32[0] = u), f32[0]));
+    // Every E4M3 value and tie (and beyond 448) scaled back to x, a float32 ulp either side; a sweep of bit patterns
+    // over the whole positive range.
+    const ties = [...e4m3TiePoints(), ...Array.from({ length: 40 }, (_, i) => 448 + 4 * i)];
+    const xs = [0, -0, NaN, Infinity, -Infinity, 1e-45, -1e-45, 3e38, -3e38, ...ties.flatMap((m) => float32Neighbours(Math.fround(m * scale))), ...float32Sweep(0x7f800000, 65521)];
     const x = Float32Array.from([...xs, ...xs.map((v) => -v)]);
     const model = fp8Pair(x.length, scale);
     assert.equal(emulateFp8QuantDequant(model).rewritten, 1);

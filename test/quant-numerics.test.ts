@@ -19,6 +19,7 @@ import {
   SCALE_FLOOR,
 } from '../src/quant/numerics.ts';
 import { INT8_SYMMETRIC, type TensorQuantConfig } from '../src/quant/config.ts';
+import { e4m3TiePoints, float32Sweep } from './helpers/float-points.ts';
 
 const f = Math.fround;
 const SYM: TensorQuantConfig = { ...INT8_SYMMETRIC, perChannel: false, pow2: false, observer: 'minmax' };
@@ -252,19 +253,8 @@ test('FP8 E4M3: normal-range ties', () => {
 
 test('roundToE4m3fn (the fast path of fakeQuantFp8) equals encode-then-decode on every tie, its neighbours and a dense float32 sweep', () => {
   const generic = (x: number) => float8ToFloat32(float32ToFloat8(x, 'e4m3fn'), 'e4m3fn');
-  const f32 = new Float32Array(1);
-  const u32 = new Uint32Array(f32.buffer);
-  const near = (x: number) => {
-    f32[0] = x;
-    const u = u32[0];
-    return [-1, 0, 1].map((d) => ((u32[0] = u + d), f32[0]));
-  };
-  const points: number[] = [0, -0, NaN, Infinity, -Infinity, 448, 464, 480, 2 ** -6, 2 ** -9, 2 ** -10];
-  // Every midpoint between neighbouring E4M3 magnitudes (the ties), and one float32 ulp either side.
-  const mags = Array.from({ length: 0x7f }, (_, c) => float8ToFloat32(c, 'e4m3fn'));
-  for (let i = 0; i + 1 < mags.length; i++) points.push(...near((mags[i] + mags[i + 1]) / 2), ...near(mags[i]));
-  // Dense sweep of float32 bit patterns from 0 to beyond 2^10 (odd stride: every mantissa residue gets hit).
-  for (let u = 1; u < 0x44800000; u += 997) points.push(((u32[0] = u), f32[0]));
+  // Every tie and E4M3 value with its float32 neighbours; bit patterns from 0 to beyond 2^10.
+  const points = [0, -0, NaN, Infinity, -Infinity, 448, 464, 480, 2 ** -6, 2 ** -9, 2 ** -10, ...e4m3TiePoints(), ...float32Sweep(0x44800000, 997)];
   let bad = 0;
   for (const x of points)
     for (const v of [x, -x]) {
@@ -275,17 +265,7 @@ test('roundToE4m3fn (the fast path of fakeQuantFp8) equals encode-then-decode on
 });
 
 test('e4m3fnCode (the realised FP8 weight codes) equals float32ToFloat8(·, e4m3fn) on every tie, its neighbours and a dense float32 sweep', () => {
-  const f32 = new Float32Array(1);
-  const u32 = new Uint32Array(f32.buffer);
-  const points: number[] = [0, -0, NaN, Infinity, -Infinity, 448, 464, 480, 1e30, 2 ** -6, 2 ** -9, 2 ** -10, 2 ** -149];
-  const mags = Array.from({ length: 0x7f }, (_, c) => float8ToFloat32(c, 'e4m3fn'));
-  for (let i = 0; i + 1 < mags.length; i++)
-    for (const x of [(mags[i] + mags[i + 1]) / 2, mags[i]]) {
-      f32[0] = x;
-      const u = u32[0];
-      for (const d of [-1, 0, 1]) points.push(((u32[0] = u + d), f32[0]));
-    }
-  for (let u = 1; u < 0x44800000; u += 997) points.push(((u32[0] = u), f32[0]));
+  const points = [0, -0, NaN, Infinity, -Infinity, 448, 464, 480, 1e30, 2 ** -6, 2 ** -9, 2 ** -10, 2 ** -149, ...e4m3TiePoints(), ...float32Sweep(0x44800000, 997)];
   for (const x of points)
     for (const v of [x, -x]) {
       const [a, b] = [e4m3fnCode(v), float32ToFloat8(v, 'e4m3fn', true, 'even')];
