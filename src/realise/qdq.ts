@@ -47,7 +47,6 @@ function paramTensors(view: GraphView, base: string, cfg: TensorQuantConfig, p: 
   return { scale, zp };
 }
 
-/** Quantize weight values with the reference numerics: integer values or float8 codes, per channel when planned. */
 /** The typed array an integer config's codes are stored in (4-bit codes as bytes; makeTensor packs them). */
 function intStorage(n: number, cfg: TensorQuantConfig): Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array {
   const signed = cfg.qmin < 0;
@@ -57,8 +56,8 @@ function intStorage(n: number, cfg: TensorQuantConfig): Int8Array | Uint8Array |
 }
 
 /**
- * The stored codes of a weight: integers in the storage type of quantizedDataType(cfg) (so makeTensor copies them
- * without a per-element conversion), or float8 codes.
+ * Quantize weight values with the reference numerics, per channel when planned: integer values in the storage type
+ * of quantizedDataType(cfg) (so makeTensor copies them without a per-element conversion), or float8 codes.
  */
 export function quantizeWeightValues(values: Float32Array, dims: readonly number[], cfg: TensorQuantConfig, p: QuantParams): Int8Array | Uint8Array | Int16Array | Uint16Array | Int32Array {
   if (cfg.format !== 'int') {
