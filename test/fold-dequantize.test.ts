@@ -60,7 +60,8 @@ function fp8Pair(n: number, scale: number, opts: { dqScale?: number; zeroPoint?:
 }
 
 test('FP8 Q→DQ emulated in float32 gives the same bits as onnxruntime\'s float8 kernels: every tie and its neighbours, a sweep, ±0, subnormals, saturation, NaN', async () => {
-  for (const scale of [1, Math.fround(0.0173), 2 ** -7]) {
+  // Powers of two (folded into the constants) and another scale (divided by first).
+  for (const scale of [1, Math.fround(0.0173), 2 ** -7, 64]) {
     // Every E4M3 value and tie (and beyond 448) scaled back to x, a float32 ulp either side; a sweep of bit patterns
     // over the whole positive range.
     const ties = [...e4m3TiePoints(), ...Array.from({ length: 40 }, (_, i) => 448 + 4 * i)];
@@ -88,6 +89,10 @@ test('FP8 emulation rewrites only the pairs it reads exactly: not a fetched quan
   const { model, rewritten } = emulateFp8QuantDequant(fp8Pair(4, 0.5));
   assert.equal(rewritten, 1);
   assert.ok(!model.graph!.node.some((n) => n.opType === 'QuantizeLinear' || n.opType === 'DequantizeLinear'));
+  // A power-of-two scale folds into the constants (no Div, no final Mul); another scale divides first.
+  assert.equal(model.graph!.node.length, 10);
+  assert.ok(!model.graph!.node.some((n) => n.opType === 'Div'));
+  assert.equal(emulateFp8QuantDequant(fp8Pair(4, Math.fround(0.3))).model.graph!.node.length, 12);
 });
 
 test('FP8 emulation leaves a quantized PP-OCRv4 rec\'s simulated outputs bit-identical', { skip: !existsSync(NPM_MODEL) && `${NPM_MODEL} missing (npm install)` }, async () => {
