@@ -71,8 +71,8 @@ export function emulateFp8QuantDequant(input: ModelProto, keep: ReadonlySet<stri
     const [x, s] = q.input;
     const scale = scalarFloat(view0, s)!;
     // 2^-100 … 2^100 keeps 448·s, 512/s and x·(2^20 + 1) for |x| ≤ 448·s far inside float32's normal range.
-    const k = Math.round(Math.log2(scale));
-    const pow2 = scale > 0 && Math.abs(k) <= 100 && 2 ** k === scale;
+    const exp = Math.round(Math.log2(scale));
+    const pow2 = scale > 0 && Math.abs(exp) <= 100 && 2 ** exp === scale;
     const K = constantsFor(pow2 ? scale : 1);
     const v = (k: string) => view.freshName(`__fp8emu${i}_${k}`);
     const [y, yc, p, d, hi, up, rounded, sub, abs, isNormal, r] = ['y', 'yc', 'p', 'd', 'hi', 'up', 'rounded', 'sub', 'abs', 'normal', 'r'].map(v);
