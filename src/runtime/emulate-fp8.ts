@@ -23,6 +23,9 @@ import { attrInt, GraphView, makeNode, withGraphLists } from '../ir/graph.ts';
 import { makeTensor, tensorToFloat32 } from '../onnx/tensor-codec.ts';
 
 export function emulateFp8QuantDequant(input: ModelProto, keep: ReadonlySet<string> = new Set()): { model: ModelProto; rewritten: number } {
+  // Every simulation session passes through here: without an E4M3FN initializer (the pairs' zero points) no pair can
+  // match, and the graph index is not built.
+  if (!input.graph!.initializer.some((t) => t.dataType === DT.FLOAT8E4M3FN)) return { model: input, rewritten: 0 };
   const view0 = new GraphView(input.graph!);
   const scalarFloat = (v: GraphView, name: string) => {
     const t = v.isConstant(name) ? v.initializers.get(name)! : undefined;
