@@ -115,14 +115,7 @@ export function serializeModel(model: ModelProto): Uint8Array {
   if (!g?.initializer.some(large)) return toBinary(ModelProtoSchema, model);
   const tensor = (t: TensorProto): Uint8Array[] => (large(t) ? around(TensorProtoSchema, t, 'rawData', [...lengthPrefix(9, t.rawData.length), t.rawData]) : [toBinary(TensorProtoSchema, t)]);
   const graph = around(GraphProtoSchema, g, 'initializer', g.initializer.flatMap((t) => prefixed(5, tensor(t))));
-  const chunks = around(ModelProtoSchema, model, 'graph', prefixed(7, graph));
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
+  return Buffer.concat(around(ModelProtoSchema, model, 'graph', prefixed(7, graph)));
 }
 
 /**

@@ -15,22 +15,21 @@
  * Same bits as onnxruntime's pair (test/fold-dequantize.test.ts: every tie and its neighbours, a dense sweep, ±0,
  * saturation, NaN; real FP8 models' outputs). One trap, found by that test: onnxruntime's Where returns +0 for a −0
  * taken from its first value input but keeps it from the second, so the branch that can be zero comes second.
- * Only pairs this exact reading covers are rewritten: a float32 scalar constant scale shared by both nodes, zero
+ * Only pairs this exact reading covers are rewritten: a float32 one-element constant scale shared by both nodes, zero
  * points that are E4M3FN zeros, saturation on, the quantized value read by nothing else and not fetched.
  */
 import { TensorProto_DataType as DT, type ModelProto, type NodeProto } from 'onnx-buf';
 import { attrInt, GraphView, makeNode, withGraphLists } from '../ir/graph.ts';
-import { makeTensor, tensorToFloat32 } from '../onnx/tensor-codec.ts';
+import { tensorToFloat32 } from '../onnx/tensor-codec.ts';
+import { addFloatInitializer, isFloat32, scalar } from '../ir/constants.ts';
 
 export function emulateFp8QuantDequant(input: ModelProto, keep: ReadonlySet<string> = new Set()): { model: ModelProto; rewritten: number } {
   // Every simulation session passes through here: without an E4M3FN initializer (the pairs' zero points) no pair can
   // match, and the graph index is not built.
   if (!input.graph!.initializer.some((t) => t.dataType === DT.FLOAT8E4M3FN)) return { model: input, rewritten: 0 };
   const view0 = new GraphView(input.graph!);
-  const scalarFloat = (v: GraphView, name: string) => {
-    const t = v.isConstant(name) ? v.initializers.get(name)! : undefined;
-    return t && t.dataType === DT.FLOAT && t.dims.length === 0 ? tensorToFloat32(t)[0] : undefined;
-  };
+  // A float32 constant of one element (a per-tensor scale).
+  const scalarFloat = (v: GraphView, name: string) => (isFloat32(v.initializers.get(name)) ? scalar(v, name) : undefined);
   const e4m3Zero = (v: GraphView, name: string | undefined) => {
     const t = name && v.isConstant(name) ? v.initializers.get(name)! : undefined;
     return !!t && t.dataType === DT.FLOAT8E4M3FN && tensorToFloat32(t).every((x) => x === 0 && !Object.is(x, -0));
@@ -51,11 +50,7 @@ export function emulateFp8QuantDequant(input: ModelProto, keep: ReadonlySet<stri
   if (!pairs.length) return { model: input, rewritten: 0 };
   const model = withGraphLists(input);
   const view = new GraphView(model.graph!);
-  const c = (name: string, value: number) => {
-    const n = view.freshName(name);
-    view.addInitializer(makeTensor(n, DT.FLOAT, [], [value]));
-    return n;
-  };
+  const c = (name: string, value: number) => addFloatInitializer(view, name, [], Float32Array.of(value));
   const split = c('__fp8const_split', 2 ** 20 + 1);
   // The constants for a scale: the unit scale's for the general form (x / s first), the scaled ones for a power of two.
   const constants = new Map<number, { lo: string; hi: string; up: string; down: string; normal: string }>();
