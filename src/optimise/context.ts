@@ -127,13 +127,27 @@ export async function sampleErrorsByOutput(state: QuantState, ctx: OptimiseConte
 /** Per monitored output and per sample of `batches`, the power ratio of `session`'s outputs against `ref` (the
  * float outputs on the same batches), with `extra` feeds added to every batch. */
 async function runErrorsByOutput(session: ModelSession, batches: readonly Feeds[], ref: ReadonlyMap<string, Float32Array[]>, outputs: readonly string[], extra: Record<string, ort.Tensor | Feeds[string]> = {}): Promise<Float64Array[]> {
+  return errorsByOutput((i) => session.run({ ...batches[i], ...extra }, outputs), batches, ref, outputs);
+}
+
+/** Per monitored output and per sample, the power ratio of the values `valuesOf(i)` holds for batch i against `ref`. */
+async function errorsByOutput(valuesOf: (i: number) => Promise<Record<string, ort.Tensor>> | Record<string, ort.Tensor>, batches: readonly Feeds[], ref: ReadonlyMap<string, Float32Array[]>, outputs: readonly string[]): Promise<Float64Array[]> {
   const perOutput: number[][] = outputs.map(() => []);
   for (let i = 0; i < batches.length; i++) {
-    const r = await session.run({ ...batches[i], ...extra }, outputs);
+    const r = await valuesOf(i);
     const n = batchSize(batches[i]);
     outputs.forEach((o, j) => perOutput[j].push(...perSamplePowerRatio(r[o].data as Float32Array, ref.get(o)![i], n)));
   }
   return perOutput.map((v) => Float64Array.from(v));
+}
+
+/**
+ * `outputError` of quantized output values already computed on the context batches (`valuesOf(i)`: batch i's
+ * monitored outputs, e.g. from a stepper), so a pass that has them need not run the whole network again.
+ */
+export async function outputErrorOf(valuesOf: (i: number) => Record<string, ort.Tensor>, ctx: OptimiseContext): Promise<number> {
+  const ref = await floatOutputs(ctx.reference, ctx, ctx.outputs);
+  return mean(meanOverOutputs(await errorsByOutput(valuesOf, ctx.batches, ref, ctx.outputs)));
 }
 
 /** Per sample, the power ratio averaged over the monitored outputs. */

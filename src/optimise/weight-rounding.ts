@@ -36,7 +36,7 @@ import { channelOf, fakeQuant } from '../quant/numerics.ts';
 import type { PlannedTensor } from '../quant/plan.ts';
 import { realiseQdq } from '../realise/qdq.ts';
 import { createStepper, spillNote } from '../runtime/stepper.ts';
-import { fittingBatches, outputError, type OptimiseContext, type OptimisePass, type QuantState } from './context.ts';
+import { fittingBatches, outputError, outputErrorOf, type OptimiseContext, type OptimisePass, type QuantState } from './context.ts';
 import { createGram, type Gram } from './gram.ts';
 import { cholesky, inverseFromCholesky, matVec } from './linalg.ts';
 import { activationSlope, type Activation } from './activation-slope.ts';
@@ -596,6 +596,12 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
   // per-channel) 44.10% / 43.81% (whole prefixes 44.20%). Optimised pieces stay nearer the old results.
   const qStep = createStepper(fit, 'simulate');
   const fStep = createStepper(fit, 'float');
+  // The judge's network runs start from the quantized walk's values at layer i's input (a peek on the held-out
+  // batches) instead of from the images: only the rest of the network runs per judged layer. Bit-identical to whole
+  // runs (simulate: every node computed alone) — tested. Outputs no node produces (an input passed through) keep them.
+  const judgeBatches = fit.flatMap((_, b) => (heldOut(b) ? [b] : []));
+  const producers = new Set(work.graph!.node.flatMap((n) => n.output));
+  const judgeFromWalk = !!judge && judge.outputs.every((n) => producers.has(n));
   let spilled = '';
   try {
     for (const [li, l] of all.entries()) {
@@ -656,7 +662,11 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
       replaceInitializer(wv, l.weight.tensor, w.dims, newW);
       if (l.hasBias) wv.setInput(node, 2, addFloatInitializer(wv, `${l.node}_bias_refit`, [rowsOut], newB));
       if (judge) {
-        const e = await outputError({ ...state, model: work }, judge);
+        let e: number;
+        if (judgeFromWalk) {
+          const outs = await qStep.peek(realiseQdq(work, state.plan, state.params), judge.outputs, judgeBatches);
+          e = await outputErrorOf((i) => outs.get(judgeBatches[i]), judge);
+        } else e = await outputError({ ...state, model: work }, judge);
         if (!(e < judgeError)) {
           // Back to the weights before the refit (the new bias initializer is pruned at the end).
           replaceInitializer(wv, l.weight.tensor, w.dims, w.data);

@@ -46,9 +46,10 @@ export interface NetworkStepper {
    * will read, and drops what no such node reads.
    */
   advance(model: ModelProto, targets: readonly string[]): Promise<BatchValues>;
-  /** Values of `targets` on every batch without marking anything as run (a layer's output under weights that are
-   * about to change). */
-  peek(model: ModelProto, targets: readonly string[]): Promise<BatchValues>;
+  /** Values of `targets` on every batch, or on the batches numbered in `only`, without marking anything as run (a
+   * layer's output under weights that are about to change; the network's outputs from here under new weights).
+   * `get(b)` takes the batch's own number; a batch outside `only` has no values. */
+  peek(model: ModelProto, targets: readonly string[], only?: readonly number[]): Promise<BatchValues>;
   /** Bytes of the values kept now (all batches, in memory or spilled). */
   keptBytes(): number;
   /** Bytes written to files so far. */
@@ -120,7 +121,7 @@ export function createStepper(batches: readonly Feeds[], mode: RunMode, opts: St
   };
   let runs = 0;
 
-  async function values(model: ModelProto, targets: readonly string[], commit: boolean): Promise<BatchValues> {
+  async function values(model: ModelProto, targets: readonly string[], commit: boolean, only?: readonly number[]): Promise<BatchValues> {
     if (commit) {
       lent.forEach((h) => store.free(h));
       lent = [];
@@ -186,7 +187,8 @@ export function createStepper(batches: readonly Feeds[], mode: RunMode, opts: St
       try {
         // One batch at a time: its results go to the store before the next batch runs.
         const load = scratchLoader(store);
-        for (const [b, feeds] of batches.entries()) {
+        for (const b of only ?? batches.keys()) {
+          const feeds = batches[b];
           const r = await s.run(Object.fromEntries(reads.map((name) => [name, kept.has(name) ? load(name, kept.get(name)![b]) : asOrt(feeds[name])])), fetch);
           for (const o of frontier) fresh.get(o)!.push((held[b][o] = store.put(r[o])));
           for (const t of targets) if (produced.has(t) && !frontierSet.has(t)) lent.push((held[b][t] = store.put(r[t])));
@@ -216,6 +218,7 @@ export function createStepper(batches: readonly Feeds[], mode: RunMode, opts: St
       length: batches.length,
       get: (b) => {
         if (!held.length) throw new Error('stepper: values read after the next advance or close (they are valid until then)');
+        if (only && !only.includes(b)) throw new Error(`stepper: batch ${b} was not among the batches asked for`);
         return Object.fromEntries(targets.map((t) => [t, held[b][t] ? load(t, held[b][t]) : asOrt(batches[b][t])]));
       },
     };
@@ -223,7 +226,7 @@ export function createStepper(batches: readonly Feeds[], mode: RunMode, opts: St
 
   return {
     advance: (model, targets) => values(model, targets, true),
-    peek: (model, targets) => values(model, targets, false),
+    peek: (model, targets, only) => values(model, targets, false, only),
     nodeRuns: () => runs,
     keptBytes: () => [...kept.values()].reduce((s, hs) => s + hs.reduce((a, h) => a + h.bytes, 0), 0),
     spilledBytes: () => store.spilledBytes(),
