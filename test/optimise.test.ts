@@ -19,7 +19,7 @@ import { biasCorrection } from '../src/optimise/bias-correction.ts';
 import { atSixteenBits, fallbackPass, withoutLayers } from '../src/optimise/fallback.ts';
 import { rangeSearch, searchBatches } from '../src/optimise/range-search.ts';
 import { cloneParams, firstSamples, keepDecision, meanOverOutputs, outputError, significantlyLower, type OptimiseContext, type QuantState } from '../src/optimise/context.ts';
-import { restartDecision, runRecipe, splitCalibration } from '../src/optimise/optimise.ts';
+import { restartDecision, runRecipe, splitCalibration, weightRoundingStart } from '../src/optimise/optimise.ts';
 import { getRecipe, RECIPES } from '../src/optimise/recipes.ts';
 import { realiseQdq } from '../src/realise/qdq.ts';
 import { prepareModel } from '../src/quantize.ts';
@@ -550,6 +550,35 @@ test('a restart (weight rounding from the plain rule) replaces the chain when it
   // A restart below the chain but within noise of the plain rule is not kept (chain 0.9 kept earlier on other data).
   const noisy = [f(0.2, 1.5, 0.3, 1.5)]; // vs plain d = [0.8, −0.5, 0.7, −0.5]: mean 0.125, se 0.361
   assert.equal(restartDecision(plain, [f(0.9, 0.9, 0.9, 0.9)], noisy, ['y']).kept, false);
+});
+
+test('weight rounding after the chain and from the plain rule face the same test; the lower of those that pass is kept', () => {
+  const f = (...v: number[]) => Float64Array.from(v);
+  const plain = [f(1.0, 1.0, 1.0, 1.0)];
+  const chain = [f(0.4, 0.4, 0.4, 0.4)];
+  // Rounding after the chain: 0.35 on average, d vs the chain = [0.1, −0.05, 0.12, 0.03] — mean 0.05, se 0.0404 >
+  // 0.05/2: not significantly below the chain; vs plain mean 0.65, se 0.0404: significantly below it.
+  const chained = [f(0.3, 0.45, 0.28, 0.37)];
+  assert.equal(keepDecision(chain, chained, ['y']).kept, false);
+  assert.equal(restartDecision(plain, chain, chained, ['y']).kept, true);
+  // A restart at 0.38 passes its test too, but the chained refit is lower: it stays.
+  const restart = [f(0.38, 0.37, 0.39, 0.38)];
+  assert.equal(restartDecision(plain, chain, restart, ['y']).kept, true);
+  const kept = weightRoundingStart(plain, chain, chained, restart, ['y']);
+  assert.equal(kept.restart, false);
+  assert.equal(kept.decision.kept, true);
+  // A restart lower than the chained refit replaces it.
+  const lower = [f(0.2, 0.3, 0.25, 0.25)];
+  assert.deepEqual([weightRoundingStart(plain, chain, chained, lower, ['y']).restart, weightRoundingStart(plain, chain, chained, lower, ['y']).decision.kept], [true, true]);
+  // A chained refit significantly below the chain is kept against a restart above it, as before.
+  const clear = [f(0.2, 0.21, 0.2, 0.21)];
+  assert.equal(keepDecision(chain, clear, ['y']).kept, true);
+  assert.equal(weightRoundingStart(plain, chain, clear, restart, ['y']).restart, false);
+  // Neither passes (both within noise of the plain rule): nothing is kept, the lower is reported.
+  const noisyA = [f(0.2, 1.5, 0.3, 1.5)];
+  const noisyB = [f(0.1, 1.5, 0.2, 1.6)]; // mean 0.85 < 0.875
+  const none = weightRoundingStart(plain, [f(0.9, 0.9, 0.9, 0.9)], noisyA, noisyB, ['y']);
+  assert.deepEqual([none.restart, none.decision.kept], [true, false]);
 });
 
 /** x[64,32] → Gemm 32→16 (weights (r − 0.5)·0.5 drawn from `r`, every bias `bias`) → Relu (unless `withRelu` is false) → y. */
