@@ -252,20 +252,26 @@ export function featureGatherer(
     S = Ho * Wo;
     // Feature by feature over the picks (writes contiguous, reads within one input plane), not pick by pick: the
     // copies are the same, several times faster on wide layers.
-    // Per pick (the same picks for every group): its image's offset and the input row and column of kernel tap 0.
-    let at: { picks: Int32Array; image: Int32Array; y0: Int32Array; x0: Int32Array } | undefined;
+    // Per pick (the same picks for every group): the input row and column of kernel tap 0 and the element offset of
+    // that tap in channel 0 of the pick's image; and their ranges, so that a tap inside the image for every pick
+    // copies without bounds tests (with no padding: every tap).
+    let at: { picks: Int32Array; y0: Int32Array; x0: Int32Array; base: Int32Array; y: [number, number]; x: [number, number] } | undefined;
     gather = (g, picks, dst, dq) => {
       const take = picks.length;
       if (at?.picks !== picks) {
-        at = { picks, image: new Int32Array(take), y0: new Int32Array(take), x0: new Int32Array(take) };
+        at = { picks, y0: new Int32Array(take), x0: new Int32Array(take), base: new Int32Array(take), y: [Infinity, -Infinity], x: [Infinity, -Infinity] };
         for (let p = 0; p < take; p++) {
           const pos = picks[p];
-          at.image[p] = Math.floor(pos / (Ho * Wo)) * C * H * W;
-          at.y0[p] = (Math.floor(pos / Wo) % Ho) * cc.strides[0] - begin[0];
-          at.x0[p] = (pos % Wo) * cc.strides[1] - begin[1];
+          const y0 = (Math.floor(pos / Wo) % Ho) * cc.strides[0] - begin[0];
+          const x0 = (pos % Wo) * cc.strides[1] - begin[1];
+          at.y0[p] = y0;
+          at.x0[p] = x0;
+          at.base[p] = Math.floor(pos / (Ho * Wo)) * C * H * W + y0 * W + x0;
+          at.y = [Math.min(at.y[0], y0), Math.max(at.y[1], y0)];
+          at.x = [Math.min(at.x[0], x0), Math.max(at.x[1], x0)];
         }
       }
-      const { image, y0, x0 } = at;
+      const { y0, x0, base } = at;
       let row = 0;
       for (let ci = 0; ci < cinG; ci++) {
         const plane = (g * cinG + ci) * H * W;
@@ -273,11 +279,20 @@ export function featureGatherer(
           const dy = ky * cc.dilations[0];
           for (let kx = 0; kx < kw; kx++, row += take) {
             const dx = kx * cc.dilations[1];
+            if (at.y[0] + dy >= 0 && at.y[1] + dy < H && at.x[0] + dx >= 0 && at.x[1] + dx < W) {
+              const off = plane + dy * W + dx;
+              for (let p = 0; p < take; p++) {
+                const i = base[p] + off;
+                dst[row + p] = f[i];
+                dq[row + p] = xq[i];
+              }
+              continue;
+            }
             for (let p = 0; p < take; p++) {
               const iy = y0[p] + dy;
               const ix = x0[p] + dx;
               if (iy >= 0 && iy < H && ix >= 0 && ix < W) {
-                const i = image[p] + plane + iy * W + ix;
+                const i = base[p] + plane + dy * W + dx;
                 dst[row + p] = f[i];
                 dq[row + p] = xq[i];
               } else {
