@@ -552,7 +552,7 @@ test('a restart (weight rounding from the plain rule) replaces the chain when it
   assert.equal(restartDecision(plain, [f(0.9, 0.9, 0.9, 0.9)], noisy, ['y']).kept, false);
 });
 
-test('weight rounding after the chain and from the plain rule face the same test; the lower of those that pass is kept', () => {
+test('when a restart passes its test, weight rounding after the chain competes under that test too; the lower end is kept', () => {
   const f = (...v: number[]) => Float64Array.from(v);
   const plain = [f(1.0, 1.0, 1.0, 1.0)];
   const chain = [f(0.4, 0.4, 0.4, 0.4)];
@@ -574,6 +574,11 @@ test('weight rounding after the chain and from the plain rule face the same test
   const clear = [f(0.2, 0.21, 0.2, 0.21)];
   assert.equal(keepDecision(chain, clear, ['y']).kept, true);
   assert.equal(weightRoundingStart(plain, chain, clear, restart, ['y']).restart, false);
+  // With no restart passing, the usual test alone decides: the chained end, not significantly below the chain, is
+  // not kept (however far below the plain rule).
+  const high = [f(0.5, 0.5, 0.5, 0.5)];
+  assert.equal(restartDecision(plain, chain, high, ['y']).kept, false);
+  assert.deepEqual([weightRoundingStart(plain, chain, chained, high, ['y']).restart, weightRoundingStart(plain, chain, chained, high, ['y']).decision.kept], [false, false]);
   // Neither passes (both within noise of the plain rule): nothing is kept, the lower is reported.
   const noisyA = [f(0.2, 1.5, 0.3, 1.5)];
   const noisyB = [f(0.1, 1.5, 0.2, 1.6)]; // mean 0.85 < 0.875

@@ -72,20 +72,21 @@ export function restartDecision(plain: readonly Float64Array[], chain: readonly 
 }
 
 /**
- * Weight rounding after the chain (`chained`) or from the plain rule (`restart`)? Both are alternatives to the chain
- * so far (`chain`), so both face the same test: restartDecision's (significantly below the plain rule, below the
- * chain's mean) — the chained one may also pass the usual one, significantly below the chain. The lower of those that
- * pass is kept; with neither, the lower is reported (not kept). Holding only the chained refit to the stricter test
- * let a restart beat a lower one: mobilenet_v2_cifar10 power-of-2, chain (equalization) 0.158%, rounding after it
- * 0.127% (not significantly below 0.158%), restart 0.146% — kept.
+ * Weight rounding after the chain (`chained`) or from the plain rule (`restart`)? The restart is kept when it passes
+ * restartDecision's test and, if the chained end passes its usual test (significantly below the chain), when it is the
+ * lower of the two. When a restart passes, the chained end competes under the restart's own test too — both are
+ * alternatives to the chain so far — and the lower end is kept: holding only the chained end to the stricter test let
+ * a restart displace a lower one (mobilenet_v2_cifar10 power-of-2: chain (equalization) 0.158%, rounding after it
+ * 0.127%, not significantly below 0.158%; restart 0.146% — kept). With no restart passing, the usual test alone
+ * decides, as for any pass; with neither passing, the lower end is reported (not kept).
  */
 export function weightRoundingStart(plain: readonly Float64Array[], chain: readonly Float64Array[], chained: readonly Float64Array[], restart: readonly Float64Array[], outputs: readonly string[], test: KeepTest = 'mean'): { restart: boolean; decision: ReturnType<typeof keepDecision> } {
   const usual = keepDecision(chain, chained, outputs, test);
-  const chainedDecision = usual.kept ? usual : restartDecision(plain, chain, chained, outputs, test);
   const restartDecided = restartDecision(plain, chain, restart, outputs, test);
   const restartLower = mean(meanOverOutputs(restart)) < mean(meanOverOutputs(chained));
-  const pickRestart = restartDecided.kept ? !chainedDecision.kept || restartLower : !chainedDecision.kept && restartLower;
-  return pickRestart ? { restart: true, decision: restartDecided } : { restart: false, decision: chainedDecision.kept ? chainedDecision : usual };
+  if (!restartDecided.kept) return !usual.kept && restartLower ? { restart: true, decision: restartDecided } : { restart: false, decision: usual };
+  const chainedDecision = usual.kept ? usual : restartDecision(plain, chain, chained, outputs, test);
+  return chainedDecision.kept && !restartLower ? { restart: false, decision: chainedDecision } : { restart: true, decision: restartDecided };
 }
 
 /**
