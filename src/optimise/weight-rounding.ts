@@ -82,8 +82,9 @@ export interface WeightRoundingOptions {
   heldOut: 'positions' | 'batches';
   /**
    * With held-out batches: after its channels are judged, a layer's refit is kept only if the network output error
-   * on the held-out batches falls with it (one network run per layer, the layers before it as already decided). The
-   * per-channel judge sees the layer's own output; this one sees what the later layers make of it. en_number
+   * on the held-out batches falls with it (per layer, the rest of the network from the walk's values at its input,
+   * the layers before it as already decided). The per-channel judge sees the layer's own output; this one sees
+   * what the later layers make of it. en_number
    * (IC15), `best`, measuring-batch error after weight rounding without → with it: per-channel 1.414% → 1.150% (32
    * of 54 refits undone; exact match 44.25% → 45.84%), power-of-2 1.932% → 1.810% (42.42% → 41.45%), FP8 3.690% →
    * 3.809% (31.97% → 33.03%); mobilenetv2-7 per-channel 1.269% → 1.199% (its refit toward w·x, 22.9% with the
@@ -250,8 +251,7 @@ export function featureGatherer(
     const cinG = C / layer.groups;
     P = N * Ho * Wo;
     S = Ho * Wo;
-    // Feature by feature over the picks (writes contiguous, reads within one input plane), not pick by pick: the
-    // copies are the same, several times faster on wide layers.
+    // Feature by feature over the picks (writes contiguous, reads within one input plane), not pick by pick.
     // Per pick (the same picks for every group): the input row and column of kernel tap 0 and the element offset of
     // that tap in channel 0 of the pick's image; and their ranges, so that a tap inside the image for every pick
     // copies without bounds tests (with no padding: every tap).
@@ -322,8 +322,8 @@ export function featureGatherer(
 }
 
 /**
- * Gathers the features of sampled output positions for every group, column-major per group (feature j of sample p
- * at [j·P + p]), for the float and the quantized input at the same positions, then adds them to the moments
+ * Gathers the features of sampled output positions for every group, feature-major per group (feature j of sample p
+ * at [j·take + p]), for the float and the quantized input at the same positions, then adds them to the moments
  * (weighted per output channel by the activation's slope when `pre` is given).
  */
 async function accumulate(
