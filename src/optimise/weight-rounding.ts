@@ -651,9 +651,12 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
   const producers = new Set(work.graph!.node.flatMap((n) => n.output));
   const judgeFromWalk = !!judge && judge.outputs.every((n) => producers.has(n));
   let spilled = '';
+  // The QDQ model of `work` as it is, while no weight has changed since it was realised: a layer left as it was, or a
+  // refit the judge kept (realised for the judge), needs no second realisation of the whole model.
+  let realised: ModelProto | undefined;
   try {
     for (const [li, l] of all.entries()) {
-      const qdq = realiseQdq(work, state.plan, state.params);
+      const qdq = (realised ??= realiseQdq(work, state.plan, state.params));
       const xqs = await qStep.advance(qdq, [l.xq]);
       const xfs = await fStep.advance(state.model, [l.x]);
       // The pre-activations under the layer's current weights (not kept: the quantized side's weights change next).
@@ -709,13 +712,17 @@ async function refit(state: QuantState, ctx: OptimiseContext, o: WeightRoundingO
       const oldBias = node.input[2];
       replaceInitializer(wv, l.weight.tensor, w.dims, newW);
       if (l.hasBias) wv.setInput(node, 2, addFloatInitializer(wv, `${l.node}_bias_refit`, [rowsOut], newB));
+      realised = undefined;
       if (judge) {
         let e: number;
         if (judgeFromWalk) {
-          const outs = await qStep.peek(realiseQdq(work, state.plan, state.params), judge.outputs, judgeBatches);
+          const judged = realiseQdq(work, state.plan, state.params);
+          const outs = await qStep.peek(judged, judge.outputs, judgeBatches);
           e = await outputErrorOf((i) => outs.get(judgeBatches[i]), judge);
+          realised = judged;
         } else e = await outputError({ ...state, model: work }, judge);
         if (!(e < judgeError)) {
+          realised = undefined;
           // Back to the weights before the refit (the new bias initializer is pruned at the end).
           replaceInitializer(wv, l.weight.tensor, w.dims, w.data);
           if (l.hasBias) wv.setInput(node, 2, oldBias);
