@@ -205,44 +205,60 @@ test('equalization through gated activations (hard swish ×3, SiLU): the gate re
   }
 });
 
-test('bias correction removes the mean output shift of a single quantized layer (1×1 conv: the correction is exact)', async () => {
-  // For a 1×1 convolution the mean output is W·E[x] exactly, so Ŵ·E[x̂] − W·E[x] is the whole shift; larger
-  // kernels differ by border effects only.
-  const single = create(ModelProtoSchema, {
-    irVersion: 8n,
-    opsetImport: [{ domain: '', version: 13n }],
-    graph: {
-      name: 'one',
-      node: [makeNode('Conv', ['x', 'w', 'b'], ['y'], 'conv')],
-      input: [vi('x', [4, 3, 8, 8])],
-      output: [vi('y', [4, 4, 8, 8])],
-      initializer: [
-        makeTensor('w', DT.FLOAT, [4, 3, 1, 1], Float32Array.from({ length: 12 }, (_, i) => Math.sin(i) * 0.3 + 0.05)),
-        makeTensor('b', DT.FLOAT, [4], [0.1, -0.2, 0.3, 0]),
-      ],
+test('bias correction removes the mean output shift of a single quantized layer: 1×1 conv, a padded 3×3 conv on a two-row map, Gemm', async () => {
+  // One layer reading the graph input, so the layer's input in the quantized network is the float input and the
+  // whole output shift is the layer's own: after the correction the mean of (quantized − float) output per channel
+  // must be 0 up to float32 rounding. The padded case is where a shift derived from input means (Ŵ·E[x̂] − W·E[x],
+  // every tap assumed to see every position) misses: on a 2-row map with pad 1, a third of the vertical taps read
+  // padding at every output row; that form left a shift of 3.2e-4 here.
+  const r = seededRandom(11);
+  const cases: { name: string; node: NodeProto; x: number[]; y: number[]; w: number[]; channelOf: (i: number) => number; channels: number }[] = [
+    { name: '1×1 conv', node: makeNode('Conv', ['x', 'w', 'b'], ['y'], 'layer'), x: [4, 3, 8, 8], y: [4, 4, 8, 8], w: [4, 3, 1, 1], channelOf: (i) => Math.floor(i / 64) % 4, channels: 4 },
+    {
+      name: 'padded 3×3 conv, stride (1, 2), dilation (1, 2), two rows',
+      node: makeNode('Conv', ['x', 'w', 'b'], ['y'], 'layer', { pads: [1, 2, 1, 2], strides: [1, 2], dilations: [1, 2] }),
+      x: [4, 3, 2, 16], y: [4, 4, 2, 8], w: [4, 3, 3, 3], channelOf: (i) => Math.floor(i / 16) % 4, channels: 4,
     },
-  });
-  const model = prepareModel(single, getRule('onnxquant-int8-pot')).model;
-  const data = batches(3, 2).map((b) => ({ x: { dims: b.x.dims, data: Float32Array.from(b.x.data as Float32Array, (v) => v * 0.7 + 0.2) } }));
-  const s0 = await state(model, 'onnxquant-int8-pot', data);
-  const ctx = ctxFor(model, 'onnxquant-int8-pot', data);
-  const meanShift = async (s: QuantState) => {
-    const q = await run(realiseQdq(s.model, s.plan, s.params), data, ['y']);
-    const f = await run(model, data, ['y']);
-    const shift = new Float64Array(4);
-    let count = 0;
-    for (let b = 0; b < q.length; b++) {
-      for (let i = 0; i < q[b].length; i++) shift[Math.floor(i / 64) % 4] += q[b][i] - f[b][i];
-      count += q[b].length / 4;
-    }
-    return Array.from(shift, (v) => v / count);
-  };
-  const before = await meanShift(s0);
-  assert.ok(before.some((v) => Math.abs(v) > 1e-4), `pow2 quantization shifts the mean: ${before}`);
-  const { state: s1 } = await biasCorrection.run(s0, ctx);
-  assert.notEqual(s1, s0, 'the correction lowered the output error and was kept');
-  for (const v of await meanShift(s1)) assert.ok(Math.abs(v) < 1e-5, `mean shift after correction: ${v}`);
-  assert.ok((await outputError(s1, ctx)) < (await outputError(s0, ctx)));
+    { name: 'Gemm, transB', node: makeNode('Gemm', ['x', 'w', 'b'], ['y'], 'layer', { transB: 1 }), x: [16, 6], y: [16, 4], w: [4, 6], channelOf: (i) => i % 4, channels: 4 },
+  ];
+  for (const c of cases) {
+    const size = (d: number[]) => d.reduce((a, b) => a * b, 1);
+    const single = create(ModelProtoSchema, {
+      irVersion: 8n,
+      opsetImport: [{ domain: '', version: 13n }],
+      graph: {
+        name: 'one',
+        node: [c.node],
+        input: [vi('x', c.x)],
+        output: [vi('y', c.y)],
+        initializer: [
+          makeTensor('w', DT.FLOAT, c.w, Float32Array.from({ length: size(c.w) }, (_, i) => Math.sin(i) * 0.3 + 0.05)),
+          makeTensor('b', DT.FLOAT, [4], [0.1, -0.2, 0.3, 0]),
+        ],
+      },
+    });
+    const model = prepareModel(single, getRule('onnxquant-int8-pot')).model;
+    const data: Feeds[] = Array.from({ length: 3 }, () => ({ x: { dims: c.x, data: Float32Array.from({ length: size(c.x) }, () => r() * 1.4 - 0.5) } }));
+    const s0 = await state(model, 'onnxquant-int8-pot', data);
+    const ctx = ctxFor(model, 'onnxquant-int8-pot', data);
+    const meanShift = async (s: QuantState) => {
+      const q = await run(realiseQdq(s.model, s.plan, s.params), data, ['y']);
+      const f = await run(model, data, ['y']);
+      const shift = new Float64Array(c.channels);
+      let count = 0;
+      for (let b = 0; b < q.length; b++) {
+        for (let i = 0; i < q[b].length; i++) shift[c.channelOf(i)] += q[b][i] - f[b][i];
+        count += q[b].length / c.channels;
+      }
+      return Array.from(shift, (v) => v / count);
+    };
+    const before = await meanShift(s0);
+    assert.ok(before.some((v) => Math.abs(v) > 1e-4), `${c.name}: pow2 quantization shifts the mean: ${before}`);
+    const { state: s1 } = await biasCorrection.run(s0, ctx);
+    for (const v of await meanShift(s1)) assert.ok(Math.abs(v) < 1e-5, `${c.name}: mean shift after correction: ${v}`);
+    const [e0, e1] = [await outputError(s0, ctx), await outputError(s1, ctx)];
+    assert.ok(e1 < e0, `${c.name}: the correction lowers the output error (${e0} → ${e1})`);
+  }
 });
 
 test('range search keeps power-of-two scales powers of two and never raises the error', async () => {
