@@ -205,21 +205,23 @@ test('equalization through gated activations (hard swish ×3, SiLU): the gate re
   }
 });
 
-test('bias correction removes the mean output shift of a single quantized layer: 1×1 conv, a padded 3×3 conv on a two-row map, Gemm', async () => {
+test('bias correction removes the mean output shift of a single quantized layer: 1×1 conv, a padded 3×3 conv on a two-row map, Gemm, MatMul + Add', async () => {
   // One layer reading the graph input, so the layer's input in the quantized network is the float input and the
   // whole output shift is the layer's own: after the correction the mean of (quantized − float) output per channel
   // must be 0 up to float32 rounding. The padded case is where a shift derived from input means (Ŵ·E[x̂] − W·E[x],
   // every tap assumed to see every position) misses: on a 2-row map with pad 1, a third of the vertical taps read
   // padding at every output row; that form left a shift of 3.2e-4 here.
   const r = seededRandom(11);
-  const cases: { name: string; node: NodeProto; x: number[]; y: number[]; w: number[]; channelOf: (i: number) => number; channels: number }[] = [
-    { name: '1×1 conv', node: makeNode('Conv', ['x', 'w', 'b'], ['y'], 'layer'), x: [4, 3, 8, 8], y: [4, 4, 8, 8], w: [4, 3, 1, 1], channelOf: (i) => Math.floor(i / 64) % 4, channels: 4 },
+  const cases: { name: string; nodes: NodeProto[]; x: number[]; y: number[]; w: number[]; channelOf: (i: number) => number; channels: number }[] = [
+    { name: '1×1 conv', nodes: [makeNode('Conv', ['x', 'w', 'b'], ['y'], 'layer')], x: [4, 3, 8, 8], y: [4, 4, 8, 8], w: [4, 3, 1, 1], channelOf: (i) => Math.floor(i / 64) % 4, channels: 4 },
     {
       name: 'padded 3×3 conv, stride (1, 2), dilation (1, 2), two rows',
-      node: makeNode('Conv', ['x', 'w', 'b'], ['y'], 'layer', { pads: [1, 2, 1, 2], strides: [1, 2], dilations: [1, 2] }),
+      nodes: [makeNode('Conv', ['x', 'w', 'b'], ['y'], 'layer', { pads: [1, 2, 1, 2], strides: [1, 2], dilations: [1, 2] })],
       x: [4, 3, 2, 16], y: [4, 4, 2, 8], w: [4, 3, 3, 3], channelOf: (i) => Math.floor(i / 16) % 4, channels: 4,
     },
-    { name: 'Gemm, transB', node: makeNode('Gemm', ['x', 'w', 'b'], ['y'], 'layer', { transB: 1 }), x: [16, 6], y: [16, 4], w: [4, 6], channelOf: (i) => i % 4, channels: 4 },
+    { name: 'Gemm, transB', nodes: [makeNode('Gemm', ['x', 'w', 'b'], ['y'], 'layer', { transB: 1 })], x: [16, 6], y: [16, 4], w: [4, 6], channelOf: (i) => i % 4, channels: 4 },
+    // A transformer's linear layer: MatMul on [batch, tokens, features], its bias in the Add after it.
+    { name: 'MatMul + Add', nodes: [makeNode('MatMul', ['x', 'w'], ['mm'], 'layer'), makeNode('Add', ['mm', 'b'], ['y'], 'bias')], x: [4, 5, 6], y: [4, 5, 4], w: [6, 4], channelOf: (i) => i % 4, channels: 4 },
   ];
   for (const c of cases) {
     const size = (d: number[]) => d.reduce((a, b) => a * b, 1);
@@ -228,7 +230,7 @@ test('bias correction removes the mean output shift of a single quantized layer:
       opsetImport: [{ domain: '', version: 13n }],
       graph: {
         name: 'one',
-        node: [c.node],
+        node: c.nodes,
         input: [vi('x', c.x)],
         output: [vi('y', c.y)],
         initializer: [
