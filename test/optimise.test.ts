@@ -4,11 +4,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { create } from '@bufbuild/protobuf';
+import { clone, create } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto, type NodeProto, type ValueInfoProto } from 'onnx-buf';
 import { makeNode, GraphView, opsetVersion, tensorValueInfo } from '../src/ir/graph.ts';
-import { constFloat } from '../src/ir/constants.ts';
-import { makeTensor } from '../src/onnx/tensor-codec.ts';
+import { constFloat, replaceInitializer } from '../src/ir/constants.ts';
+import { makeTensor, tensorDims, tensorToFloat32 } from '../src/onnx/tensor-codec.ts';
 import { getRule } from '../src/quant/rules.ts';
 import { planModel } from '../src/quant/plan.ts';
 import { calibrate, type Feeds } from '../src/calibrate/calibrate.ts';
@@ -263,7 +263,7 @@ test('bias correction removes the mean output shift of a single quantized layer:
   }
 });
 
-test('bias correction in graph order: every corrected layer\'s output mean equals the float network\'s (a 4-layer CNN with Relu, power-of-2)', async () => {
+test('bias correction in graph order: every corrected layer\'s output mean equals the float network\'s, also after weights moved off it (a 4-layer CNN with Relu, power-of-2)', async () => {
   // Sequential empirical correction: each layer absorbs its total shift (its own and its input's) given the
   // corrections before it, which later corrections do not move. Correcting each layer's own shift only (the pass's
   // earlier form) leaves the shift that reaches conv2, conv3 and fc from upstream: 2e-3 to 1e-2 here.
@@ -293,6 +293,15 @@ test('bias correction in graph order: every corrected layer\'s output mean equal
   const { state: s1 } = await biasCorrection.run(s0, ctx);
   const after = await worstShift(s1);
   after.forEach((v, i) => assert.ok(v < 1e-6, `${layers[i][0]}: largest channel mean shift after correction ${v} (before ${before[i]})`));
+  // After a pass that moved weights off the float function on purpose (weight rounding: the state's model holds the
+  // rounded weights), the target is still the float network (the recipe's reference), not the state's model: conv2's
+  // weights scaled by 1.1 here, and every layer's mean must again match the float network's.
+  const moved = clone(ModelProtoSchema, model);
+  const w2 = moved.graph!.initializer.find((t) => t.name === 'w2')!;
+  replaceInitializer(new GraphView(moved.graph!), 'w2', tensorDims(w2), tensorToFloat32(w2).map((v) => v * 1.1));
+  const { state: s2 } = await biasCorrection.run({ ...s0, model: moved }, ctx);
+  const afterMoved = await worstShift(s2);
+  afterMoved.forEach((v, i) => assert.ok(v < 1e-6, `weights moved: ${layers[i][0]}: largest channel mean shift after correction ${v}`));
 });
 
 test('range search keeps power-of-two scales powers of two and never raises the error', async () => {

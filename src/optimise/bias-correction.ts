@@ -4,14 +4,14 @@
  * calibration data in the quantized network with every earlier correction applied. Each corrected layer's output
  * mean then equals the float network's on that data; later corrections cannot undo it (they act downstream).
  *
- * The shift corrected is the layer's total one, its own quantization's and what reaches it from upstream, because
- * that is what the passes before it aim at: weight rounding refits a layer toward the float network's output (w·x
- * on the float input), so its output deliberately differs from w·x on the quantized network's own input, and a
- * correction of the layer's own shift alone (E[ŵx̂] − E[wx], x as the quantized network produces it — this pass
- * until the twenty-ninth session) took that compensation back out: after weight rounding in `best` it raised
- * en_number's output error under every rule (per-channel 1.15% → 2.02%, power-of-2 1.81% → 6.84%). Corrected all at
- * once, total shifts would compound (a layer's correction also moves every later layer's mean); taken in order they
- * do not. The walk costs about one quantized and one float pass over the fitting batches (network steppers).
+ * The float network is the recipe's reference (`ctx.reference`: the prepared model, or its rescaled equivalent after
+ * equalization or outlier migration, so its tensors match the state's), not the state's model: after weight
+ * rounding that holds the rounded weights, and a correction toward it (this pass until the twenty-ninth session, which
+ * also corrected each layer's own shift only, E[ŵx̂] − E[wx] on the quantized network's input) undid weight rounding's
+ * compensation — after it in `best` the pass raised en_number's output error under every rule (per-channel 1.15% →
+ * 2.02%). Corrected all at once, total shifts would compound (a layer's correction also moves every later layer's
+ * mean); taken in order they do not. The walk costs about one quantized and one float pass over the fitting batches
+ * (network steppers).
  * Conv (any padding, stride, group), Gemm, and MatMul followed by an Add of a per-column constant (its bias, as
  * transformers export it).
  */
@@ -104,7 +104,7 @@ export const biasCorrection: OptimisePass = {
         // (peeked: the layer runs again, corrected, when the walk moves past it).
         await qStep.advance(qdq, [t.xHat]);
         const yq = await qStep.peek(qdq, [t.y]);
-        const yf = await fStep.advance(state.model, [t.y]);
+        const yf = await fStep.advance(ctx.reference, [t.y]);
         let sum: Float64Array | undefined;
         let count = 0;
         for (let b = 0; b < batches.length; b++) {
