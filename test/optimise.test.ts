@@ -258,7 +258,7 @@ test('bias correction removes the mean output shift of a single quantized layer:
     assert.ok(before.some((v) => Math.abs(v) > 1e-4), `${c.name}: pow2 quantization shifts the mean: ${before}`);
     // Both estimates (the layer's own shift via a float twin, the total shift in graph order) and the pass, which
     // keeps one of them: one layer on the graph input has no upstream shift, so all must remove the whole shift.
-    const own = await correctOwnShifts(s0, ctx);
+    const { state: own } = await correctOwnShifts(s0, ctx);
     const { state: inOrder } = await correctInOrder(s0, ctx);
     const { state: s1 } = await biasCorrection.run(s0, ctx);
     for (const [name, s] of [['own', own], ['in order', inOrder], ['pass', s1]] as const)

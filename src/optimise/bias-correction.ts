@@ -14,9 +14,9 @@
  * Measuring error from the plain rule's, with own / total shifts: en_number per-channel 6.92% → 5.43% / 1.74% (exact
  * match 21.67% → 44.25% with the total shifts), FP8 10.26% → 9.15% / 4.97%; mobilenetv2-7 per-channel 2.48% →
  * 1.94% / 13.54%, FP8 16.11% → 8.53% / 16.89% — matching every layer's mean there undoes errors that cancelled
- * downstream. Until the twenty-ninth session
- * the pass had the own shift only, from input means (Ŵ·E[x̂] − W·E[x], every kernel tap assumed to see every
- * position: on thin maps such as en_number's 2- and 4-row maps under 5×5 kernels that overstated the shift).
+ * downstream. Until the twenty-ninth session the pass had the own shift only, from input means (Ŵ·E[x̂] − W·E[x],
+ * every kernel tap assumed to see every position: on thin maps such as en_number's 2- and 4-row maps under 5×5
+ * kernels that overstated the shift).
  * Conv (any padding, stride, group), Gemm, and MatMul followed by an Add of a per-column constant (its bias, as
  * transformers export it).
  */
@@ -102,8 +102,10 @@ const channelAxis = (t: Target, rank: number) => (t.op === 'MatMul' ? rank - 1 :
 
 /** The own-shift estimate: every layer's float twin added to one simulation graph, the per-channel mean of
  * (quantized − twin) output reduced in the graph (ReduceMean + Shape: C values per layer leave onnxruntime). */
-async function ownShifts(state: QuantState, ctx: OptimiseContext, targets: readonly Target[]): Promise<Map<string, Float64Array>> {
+async function ownShifts(state: QuantState, ctx: OptimiseContext): Promise<{ targets: Target[]; shifts: Map<string, Float64Array> }> {
   const qdq = realiseQdq(state.model, state.plan, state.params);
+  const targets = findTargets(state, qdq);
+  if (!targets.length) return { targets, shifts: new Map() };
   const qv = new GraphView(qdq.graph!);
   const opset = opsetVersion(qdq);
   const reads = targets.map((t) => {
@@ -150,12 +152,13 @@ async function ownShifts(state: QuantState, ctx: OptimiseContext, targets: reado
   } finally {
     await s.release();
   }
-  return new Map([...sums].map(([node, { sum, count }]) => [node, sum.map((v) => v / count)]));
+  return { targets, shifts: new Map([...sums].map(([node, { sum, count }]) => [node, sum.map((v) => v / count)])) };
 }
 
 /** The total-shift estimate, layer by layer in graph order, each correction applied before the next layer is measured. */
-async function shiftsInOrder(state: QuantState, ctx: OptimiseContext, targets: readonly Target[]): Promise<{ shifts: Map<string, Float64Array>; spilled: string }> {
+async function shiftsInOrder(state: QuantState, ctx: OptimiseContext): Promise<{ targets: Target[]; shifts: Map<string, Float64Array>; spilled: string }> {
   const qdq = realiseQdq(state.model, state.plan, state.params);
+  const targets = findTargets(state, qdq);
   const qv = new GraphView(qdq.graph!);
   const batches = fittingBatches(ctx);
   const qStep = createStepper(batches, 'simulate');
@@ -185,51 +188,50 @@ async function shiftsInOrder(state: QuantState, ctx: OptimiseContext, targets: r
       // In the QDQ model the walk runs (the layer has not run there yet).
       if (subtractFromBias(qv, t, shift)) shifts.set(t.node, shift);
     }
-    return { shifts, spilled: spillNote([qStep, fStep]) };
+    return { targets, shifts, spilled: spillNote([qStep, fStep]) };
   } finally {
     qStep.close();
     fStep.close();
   }
 }
 
-function corrected(state: QuantState, targets: readonly Target[], shifts: ReadonlyMap<string, Float64Array>): QuantState {
+function corrected(state: QuantState, targets: readonly Target[], shifts: ReadonlyMap<string, Float64Array>): { state: QuantState; layers: number } {
   const model = clone(ModelProtoSchema, state.model);
   const mv = new GraphView(model.graph!);
+  let layers = 0;
   for (const t of targets) {
     const shift = shifts.get(t.node);
-    if (shift) subtractFromBias(mv, t, shift);
+    if (shift && subtractFromBias(mv, t, shift)) layers++;
   }
   mv.pruneInitializers();
-  return { ...state, model };
+  return { state: { ...state, model }, layers };
 }
 
-/** The state with every layer's own shift corrected (the first estimate above). */
-export async function correctOwnShifts(state: QuantState, ctx: OptimiseContext): Promise<QuantState> {
-  const targets = findTargets(state, realiseQdq(state.model, state.plan, state.params));
-  return corrected(state, targets, await ownShifts(state, ctx, targets));
+/** The state with every layer's own shift corrected (the first estimate above), and how many layers it corrected. */
+export async function correctOwnShifts(state: QuantState, ctx: OptimiseContext): Promise<{ state: QuantState; layers: number }> {
+  const { targets, shifts } = await ownShifts(state, ctx);
+  return corrected(state, targets, shifts);
 }
 
 /** The state with every layer's total shift corrected in graph order (the second estimate above). */
-export async function correctInOrder(state: QuantState, ctx: OptimiseContext): Promise<{ state: QuantState; spilled: string }> {
-  const targets = findTargets(state, realiseQdq(state.model, state.plan, state.params));
-  const { shifts, spilled } = await shiftsInOrder(state, ctx, targets);
-  return { state: corrected(state, targets, shifts), spilled };
+export async function correctInOrder(state: QuantState, ctx: OptimiseContext): Promise<{ state: QuantState; layers: number; spilled: string }> {
+  const { targets, shifts, spilled } = await shiftsInOrder(state, ctx);
+  return { ...corrected(state, targets, shifts), spilled };
 }
 
 export const biasCorrection: OptimisePass = {
   name: 'bias-correction',
   stage: 'post',
   async run(state, ctx) {
-    const layers = findTargets(state, realiseQdq(state.model, state.plan, state.params)).length;
-    if (!layers) return { state, detail: 'no Conv, Gemm or MatMul-with-bias layers with quantized inputs' };
     const own = await correctOwnShifts(state, ctx);
+    if (!own.layers) return { state, detail: 'no Conv, Gemm or MatMul-with-bias layers with quantized inputs' };
     const inOrder = await correctInOrder(state, ctx);
-    const [eOwn, eTotal] = [await outputError(own, ctx), await outputError(inOrder.state, ctx)];
+    const [eOwn, eTotal] = [await outputError(own.state, ctx), await outputError(inOrder.state, ctx)];
     const pct = (e: number) => `${(e * 100).toFixed(3)}%`;
     const keepTotal = eTotal < eOwn;
     return {
-      state: keepTotal ? inOrder.state : own,
-      detail: `${layers} layers corrected, ${keepTotal ? 'total shifts in graph order' : 'own shifts'} (output error with own shifts ${pct(eOwn)}, with total shifts in order ${pct(eTotal)})${inOrder.spilled}`,
+      state: keepTotal ? inOrder.state : own.state,
+      detail: `${(keepTotal ? inOrder : own).layers} layers corrected, ${keepTotal ? 'total shifts in graph order' : 'own shifts'} (output error with own shifts ${pct(eOwn)}, with total shifts in order ${pct(eTotal)})${inOrder.spilled}`,
     };
   },
 };
