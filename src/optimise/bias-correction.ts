@@ -25,6 +25,7 @@ import { AttributeProtoSchema, ModelProtoSchema, TensorProto_DataType as DT, typ
 import { addFloatInitializer, constFloat, type ConstFloat } from '../ir/constants.ts';
 import { GraphView, makeNode, opsetVersion } from '../ir/graph.ts';
 import { makeTensor } from '../onnx/tensor-codec.ts';
+import { forEachChannelRun } from '../quant/numerics.ts';
 import { realiseQdq } from '../realise/qdq.ts';
 import { createSession } from '../runtime/session.ts';
 import { createStepper, spillNote } from '../runtime/stepper.ts';
@@ -178,11 +179,12 @@ async function shiftsInOrder(state: QuantState, ctx: OptimiseContext): Promise<{
         const a = q.data as Float32Array;
         const r = yf.get(b)[t.y].data as Float32Array;
         const axis = channelAxis(t, q.dims.length);
-        const C = q.dims[axis];
-        const inner = q.dims.slice(axis + 1).reduce((x, d) => x * d, 1);
-        sum ??= new Float64Array(C);
-        for (let i = 0; i < a.length; i++) sum[Math.floor(i / inner) % C] += a[i] - r[i];
-        count += a.length / C;
+        const acc = (sum ??= new Float64Array(q.dims[axis]));
+        // Each element added to its channel's sum in index order, as a per-element loop would.
+        forEachChannelRun(q.dims, axis, (start, end, c) => {
+          for (let i = start; i < end; i++) acc[c] += a[i] - r[i];
+        });
+        count += a.length / acc.length;
       }
       const shift = sum!.map((v) => v / count);
       // In the QDQ model the walk runs (the layer has not run there yet).
