@@ -42,8 +42,8 @@ const BEST: PassSpec[] = [
   { pass: 'bias-correction' },
   // Last, on batches no fitting pass has used: the activation scales by the network output error. After the passes
   // above it was kept on mobilenetv2-7 per-channel (measuring error 1.199% → 1.056%, top-1 82.67% → 83.87%) and
-  // rolled back in the thirteen other cells tried (en_number ×3, mobilenetv2-7 FP8, squeezenet1.1 ×3, CIFAR-10); it took
-  // 0.3–3.5× weight rounding's time in those cells.
+  // rolled back in the thirteen other cells tried (en_number ×3, mobilenetv2-7 FP8, squeezenet1.1 ×3, CIFAR-10);
+  // it took 0.3–3.5× weight rounding's time in those cells.
   { pass: 'scale-search' },
 ];
 
