@@ -26,7 +26,10 @@ import { loadModel } from '../src/onnx/model-io.ts';
 import { getRecipe } from '../src/optimise/recipes.ts';
 import { quantize } from '../src/quantize.ts';
 import { getRule, RULE_NAMES } from '../src/quant/rules.ts';
-import { randomFeeds } from '../src/runtime/inputs.ts';
+import { freezeInputs, ifDecidingInputs } from '../src/ir/freeze-inputs.ts';
+import { makeTensor } from '../src/onnx/tensor-codec.ts';
+import { evaluateOutputs } from '../src/runtime/evaluate.ts';
+import { graphInputs, randomFeeds } from '../src/runtime/inputs.ts';
 import { createSession } from '../src/runtime/session.ts';
 import { mean } from '../src/optimise/context.ts';
 import { feedOptions, onnxFiles, SHARED } from '../test/helpers/models.ts';
@@ -47,6 +50,20 @@ const files = positionals.length ? positionals : onnxFiles(join(SHARED, 'corpus'
 if (!files.length) {
   console.error(`corpus-recipe: no models (../shared/corpus absent and none given)`);
   process.exit(1);
+}
+
+/**
+ * A setting input that decides an If and has a fixed value here (Silero VAD's sample rate) is frozen into the model,
+ * as a user would with `quantize --freeze sr=16000`: the If's branch is inlined and its layers quantized. Left as
+ * an input, every layer stays float inside the If body, and plain and recipe agree for want of anything to compare.
+ */
+async function withSettingsFrozen(model: ModelProto, file: string): Promise<{ model: ModelProto; frozen: string[] }> {
+  const { values = {}, shapes = {} } = feedOptions(file);
+  const names = [...new Set(ifDecidingInputs(model).flat())].filter((n) => n in values);
+  if (!names.length) return { model, frozen: [] };
+  const types = new Map(graphInputs(model).map((i) => [i.name, i.dataType]));
+  const tensors = names.map((n) => makeTensor(n, types.get(n)!, shapes[n] ?? [], [values[n]]));
+  return { model: (await freezeInputs(model, tensors, evaluateOutputs)).model, frozen: names };
 }
 
 function feeds(model: ModelProto, file: string, seeds: number[]): Feeds[] {
@@ -116,7 +133,8 @@ const pct = (x: number | undefined) => (x === undefined ? '—' : `${(x * 100).t
 console.log(`| model | rule | OQE plain | OQE +${args.recipe} | verdict | Δ ± SE (held-out) | plain s | +${args.recipe} s | passes kept | outputs (plain → +${args.recipe}) |`);
 console.log('|---|---|---:|---:|---|---:|---:|---:|---|---|');
 for (const file of files) {
-  const model = loadModel(file);
+  const { model, frozen } = await withSettingsFrozen(loadModel(file), file);
+  if (frozen.length) console.error(`${basename(file)}: froze ${frozen.map((n) => `${n}=${feedOptions(file).values![n]}`).join(', ')} into the model (the If it decides inlined)`);
   const calib = feeds(model, file, calibSeeds);
   const held = feeds(model, file, heldSeeds);
   for (const ruleName of args.rules!.split(',')) {
