@@ -26,10 +26,9 @@ import { loadModel } from '../src/onnx/model-io.ts';
 import { getRecipe } from '../src/optimise/recipes.ts';
 import { quantize } from '../src/quantize.ts';
 import { getRule, RULE_NAMES } from '../src/quant/rules.ts';
-import { freezeInputs, ifDecidingInputs } from '../src/ir/freeze-inputs.ts';
-import { makeTensor } from '../src/onnx/tensor-codec.ts';
-import { evaluateOutputs } from '../src/runtime/evaluate.ts';
-import { graphInputs, randomFeeds } from '../src/runtime/inputs.ts';
+import { freezeModel } from '../src/cli/fixed-feeds.ts';
+import { ifDecidingInputs } from '../src/ir/freeze-inputs.ts';
+import { randomFeeds } from '../src/runtime/inputs.ts';
 import { createSession } from '../src/runtime/session.ts';
 import { mean } from '../src/optimise/context.ts';
 import { feedOptions, onnxFiles, SHARED } from '../test/helpers/models.ts';
@@ -57,13 +56,10 @@ if (!files.length) {
  * as a user would with `quantize --freeze sr=16000`: the If's branch is inlined and its layers quantized. Left as
  * an input, every layer stays float inside the If body, and plain and recipe agree for want of anything to compare.
  */
-async function withSettingsFrozen(model: ModelProto, file: string): Promise<{ model: ModelProto; frozen: string[] }> {
-  const { values = {}, shapes = {} } = feedOptions(file);
-  const names = [...new Set(ifDecidingInputs(model).flat())].filter((n) => n in values);
-  if (!names.length) return { model, frozen: [] };
-  const types = new Map(graphInputs(model).map((i) => [i.name, i.dataType]));
-  const tensors = names.map((n) => makeTensor(n, types.get(n)!, shapes[n] ?? [], [values[n]]));
-  return { model: (await freezeInputs(model, tensors, evaluateOutputs)).model, frozen: names };
+async function withSettingsFrozen(model: ModelProto, file: string): Promise<ModelProto> {
+  const { values = {} } = feedOptions(file);
+  const settings = [...new Set(ifDecidingInputs(model).flat())].filter((n) => n in values).map((n) => `${n}=${values[n]}`);
+  return freezeModel(model, settings, file);
 }
 
 function feeds(model: ModelProto, file: string, seeds: number[]): Feeds[] {
@@ -133,8 +129,7 @@ const pct = (x: number | undefined) => (x === undefined ? '—' : `${(x * 100).t
 console.log(`| model | rule | OQE plain | OQE +${args.recipe} | verdict | Δ ± SE (held-out) | plain s | +${args.recipe} s | passes kept | outputs (plain → +${args.recipe}) |`);
 console.log('|---|---|---:|---:|---|---:|---:|---:|---|---|');
 for (const file of files) {
-  const { model, frozen } = await withSettingsFrozen(loadModel(file), file);
-  if (frozen.length) console.error(`${basename(file)}: froze ${frozen.map((n) => `${n}=${feedOptions(file).values![n]}`).join(', ')} into the model (the If it decides inlined)`);
+  const model = await withSettingsFrozen(loadModel(file), file);
   const calib = feeds(model, file, calibSeeds);
   const held = feeds(model, file, heldSeeds);
   for (const ruleName of args.rules!.split(',')) {
