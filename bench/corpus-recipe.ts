@@ -162,9 +162,10 @@ for (const file of files) {
     rows.push(row);
     // Any rise counts as worse (the goal's wording); how many standard errors it is says whether the held-out set
     // can tell it from noise (mlsd_320_tiny per-channel: +0.185 ± 0.120 points on 64 feeds, +0.001 ± 0.060 on 256).
-    const sigmas = row.se ? ` (${((row.recipe! - row.plain!) / row.se).toFixed(1)} SE)` : '';
+    const delta = row.recipe! - row.plain!;
+    const sigmas = row.se ? ` (${(delta / row.se).toFixed(1)} SE)` : '';
     const verdict = row.error ? `error: ${row.error}` : row.recipe! <= row.plain! * (1 + 1e-6) + 1e-9 ? 'ok' : `**worse**${sigmas}`;
-    console.log(`| ${row.model} | ${row.rule} | ${pct(row.plain)} | ${pct(row.recipe)} | ${verdict} | ${row.se === undefined ? '' : `${pct(row.recipe! - row.plain!)} ± ${pct(row.se)}`} | ${((row.plainMs ?? 0) / 1000).toFixed(1)} | ${((row.recipeMs ?? 0) / 1000).toFixed(1)} | ${row.passes ?? ''} | ${byOutputCell(row)} |`);
+    console.log(`| ${row.model} | ${row.rule} | ${pct(row.plain)} | ${pct(row.recipe)} | ${verdict} | ${row.se === undefined ? '' : `${pct(delta)} ± ${pct(row.se)}`} | ${((row.plainMs ?? 0) / 1000).toFixed(1)} | ${((row.recipeMs ?? 0) / 1000).toFixed(1)} | ${row.passes ?? ''} | ${byOutputCell(row)} |`);
   }
 }
 mkdirSync('bench-results', { recursive: true });
