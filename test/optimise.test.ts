@@ -16,6 +16,7 @@ import { createSession } from '../src/runtime/session.ts';
 import { seededRandom } from '../src/runtime/inputs.ts';
 import { equalize } from '../src/optimise/equalization.ts';
 import { biasCorrection, correctInOrder, correctOwnShifts } from '../src/optimise/bias-correction.ts';
+import { saturatingGates } from '../src/optimise/activation-slope.ts';
 import { atSixteenBits, fallbackPass, withoutLayers } from '../src/optimise/fallback.ts';
 import { rangeSearch, searchBatches } from '../src/optimise/range-search.ts';
 import { cloneParams, firstSamples, keepDecision, meanOverOutputs, outputError, significantlyLower, type OptimiseContext, type QuantState } from '../src/optimise/context.ts';
@@ -1033,4 +1034,113 @@ test("weight rounding's network judge undoes a layer's refit that raises the net
   assert.deepEqual(w(judged.state), w(s0), 'undone: the weights round to nearest');
   assert.equal(eJudged, e0);
   assert.match(judged.detail ?? '', /0 of 1 layers re-rounded .*; 1 undone: the network output error on the held-out batches rose/);
+});
+
+/**
+ * x[16,6] → Gemm 6→8 ('g', transB) → Add of the graph input h[16,8] ('a') → Split on axis 1 into four pieces of 2
+ * (its `split` input, or at opset 18 `num_outputs`) → Sigmoid, Sigmoid, Tanh, Sigmoid → Concat → y: an LSTM's gates as
+ * a decomposed export writes them (silero_vad_op18_ifless).
+ */
+function lstmGates(opset: 13 | 18, r: () => number): ModelProto {
+  const split = opset === 18 ? makeNode('Split', ['a'], ['s0', 's1', 's2', 's3'], 'split', { axis: 1, num_outputs: 4 }) : makeNode('Split', ['a', 'sizes'], ['s0', 's1', 's2', 's3'], 'split', { axis: 1 });
+  return create(ModelProtoSchema, {
+    irVersion: 8n,
+    opsetImport: [{ domain: '', version: BigInt(opset) }],
+    graph: {
+      name: 'gates',
+      node: [
+        makeNode('Gemm', ['x', 'w', 'b'], ['g'], 'layer', { transB: 1 }),
+        makeNode('Add', ['h', 'g'], ['a'], 'add'),
+        split,
+        ...['Sigmoid', 'Sigmoid', 'Tanh', 'Sigmoid'].map((op, i) => makeNode(op, [`s${i}`], [`t${i}`], `act${i}`)),
+        makeNode('Concat', ['t0', 't1', 't2', 't3'], ['y'], 'concat', { axis: 1 }),
+      ],
+      input: [vi('x', [16, 6]), vi('h', [16, 8])],
+      output: [vi('y', [16, 8])],
+      initializer: [
+        makeTensor('w', DT.FLOAT, [8, 6], Float32Array.from({ length: 48 }, () => (r() - 0.5) * 2)),
+        makeTensor('b', DT.FLOAT, [8], Float32Array.from({ length: 8 }, () => r() - 0.5)),
+        ...(opset === 18 ? [] : [makeTensor('sizes', DT.INT64, [4], [2, 2, 2, 2])]),
+      ],
+    },
+  });
+}
+
+test('saturatingGates: a layer output read by Sigmoid/Tanh directly or through Adds and a channel-axis Split, nothing else', () => {
+  const r = seededRandom(3);
+  for (const opset of [13, 18] as const) {
+    const v = new GraphView(lstmGates(opset, r).graph!);
+    const runs = saturatingGates(v, 'g', 8, 1, 2);
+    assert.deepEqual(runs?.map(({ start, end, input, channels, name }) => [start, end, input, channels, name]), [
+      [0, 2, 's0', 2, 'Sigmoid'], [2, 4, 's1', 2, 'Sigmoid'], [4, 6, 's2', 2, 'Tanh'], [6, 8, 's3', 2, 'Sigmoid'],
+    ], `opset ${opset}`);
+    // σ'(0) = 1/4 for the sigmoid, 1 for tanh; σ'(2) = σ(2)(1 − σ(2)).
+    assert.equal(runs![0].slope(0), 0.25);
+    assert.equal(runs![2].slope(0), 1);
+    assert.ok(Math.abs(runs![3].slope(2) - 0.104993585) < 1e-8);
+    // The gate's own input: a Split piece read directly by its activation.
+    assert.deepEqual(saturatingGates(v, 's2', 2, 1, 2)?.map((g) => [g.input, g.name]), [['s2', 'Tanh']]);
+  }
+  const edit = (f: (v: GraphView) => void) => {
+    const v = new GraphView(lstmGates(13, r).graph!);
+    f(v);
+    return saturatingGates(new GraphView(v.graph), 'g', 8, 1, 2);
+  };
+  assert.equal(edit((v) => (v.graph.node.find((n) => n.name === 'act2')!.opType = 'Relu')), undefined, 'a Relu piece');
+  assert.equal(edit((v) => (v.graph.node.find((n) => n.name === 'split')!.attribute[0].i = 0n)), undefined, 'a Split on the batch axis');
+  assert.equal(edit((v) => v.graph.node.push(makeNode('Identity', ['s1'], ['extra'], 'extra'))), undefined, 'a piece with a second reader');
+  assert.equal(edit((v) => v.graph.node.push(makeNode('Identity', ['g'], ['extra'], 'extra'))), undefined, 'the layer output with a second reader');
+  assert.equal(edit((v) => v.graph.output.push(vi('a', [16, 8]))), undefined, 'the sum is a graph output');
+});
+
+test('bias correction through LSTM gates weighs the shift by the gates\' slopes: Σσ′(z)²·(ŷ − y) = 0 per channel, and a lower gate error than the plain mean', async () => {
+  // With e = ŷ − y the layer's output error and z the float gate pre-activation, to first order the error after the
+  // gate is σ′(z)·(e − b); b = Σσ′²e / Σσ′² minimises it. h spreads z over [−5, 5] so that many positions sit
+  // saturated, where the plain mean (what bias correction subtracts elsewhere) counts errors that the gate discards.
+  const r = seededRandom(21);
+  const model = prepareModel(lstmGates(13, r), getRule('onnxquant-int8-pot')).model;
+  const data: Feeds[] = Array.from({ length: 3 }, () => ({
+    x: { dims: [16, 6], data: Float32Array.from({ length: 96 }, () => r() * 2 - 0.7) },
+    h: { dims: [16, 8], data: Float32Array.from({ length: 128 }, () => (r() - 0.5) * 10) },
+  }));
+  const s0 = await state(model, 'onnxquant-int8-pot', data);
+  const ctx = ctxFor(model, 'onnxquant-int8-pot', data);
+  const f = await run(model, data, ['g', 'a', 'y']);
+  const slope = (z: number, c: number) => {
+    const s = 1 / (1 + Math.exp(-z));
+    return c >= 4 && c < 6 ? 1 - Math.tanh(z) ** 2 : s * (1 - s);
+  };
+  /** Per channel: the slope²-weighted and the plain mean of ŷ − y at the Gemm's output, and the gate output error Σ(t̂ − t)². */
+  const measure = async (s: QuantState) => {
+    const q = await run(realiseQdq(s.model, s.plan, s.params), data, ['g', 'a', 'y']);
+    const [num, den, plain] = [new Float64Array(8), new Float64Array(8), new Float64Array(8)];
+    let gateError = 0;
+    for (let b = 0; b < data.length; b++) {
+      const [gq, , yq] = q.slice(b * 3, b * 3 + 3);
+      const [gf, af, yf] = f.slice(b * 3, b * 3 + 3);
+      for (let i = 0; i < 128; i++) {
+        const w = slope(af[i], i % 8) ** 2;
+        num[i % 8] += w * (gq[i] - gf[i]);
+        den[i % 8] += w;
+        plain[i % 8] += (gq[i] - gf[i]) / 48;
+        gateError += (yq[i] - yf[i]) ** 2;
+      }
+    }
+    return { weighted: Array.from(num, (v, c) => v / den[c]), plain: Array.from(plain), gateError };
+  };
+  const before = await measure(s0);
+  for (const [name, corrected] of [['own', await correctOwnShifts(s0, ctx)], ['in order', await correctInOrder(s0, ctx)]] as const) {
+    const after = await measure(corrected.state);
+    for (const v of after.weighted) assert.ok(Math.abs(v) < 1e-5, `${name}: slope-weighted mean shift after correction ${v} (before ${before.weighted})`);
+    assert.ok(after.plain.some((v) => Math.abs(v) > 1e-3), `${name}: the plain mean is not what was removed: ${after.plain}`);
+    // The plain-mean correction, by hand: its gate error is higher.
+    const plainFix = clone(ModelProtoSchema, s0.model);
+    const pv = new GraphView(plainFix.graph!);
+    const b = constFloat(pv, 'b')!;
+    replaceInitializer(pv, 'b', b.dims, b.data.map((x, c) => x - before.plain[c]));
+    const plainAfter = await measure({ ...s0, model: plainFix });
+    assert.ok(Math.abs(Math.max(...plainAfter.plain.map(Math.abs))) < 1e-5, 'the hand correction removes the plain mean');
+    assert.ok(after.gateError < plainAfter.gateError && after.gateError < before.gateError,
+      `${name}: gate output error ${before.gateError} → plain mean ${plainAfter.gateError}, slope-weighted ${after.gateError}`);
+  }
 });

@@ -13,7 +13,8 @@
  * per-channel bounds: its slope is 1 strictly between channel c's bounds, as for Clip.
  */
 import type { NodeProto } from 'onnx-buf';
-import { attrFloat, type GraphView } from '../ir/graph.ts';
+import { attrFloat, attrInt, attrInts, type GraphView } from '../ir/graph.ts';
+import { decodeTensor } from '../onnx/tensor-codec.ts';
 import { clipBounds } from '../ir/constants.ts';
 import { channelConstant, hardSigmoidSlope, matchGated, otherInput, sigmoid } from '../ir/gated-activation.ts';
 
@@ -82,4 +83,77 @@ export function activationSlope(view: GraphView, z: string, spatialDims = 0): Ac
     return post * (g(s * x) + s * x * dg(s * x));
   };
   return { name: gated.name, slope: scaled };
+}
+
+/** A run of a layer's output channels, [start, end), read by a smooth saturating activation. */
+export interface GateRun {
+  start: number;
+  end: number;
+  /** The tensor the activation reads (the layer's output itself, or a Split piece of a sum it enters). */
+  input: string;
+  /** The piece's channels: its channel c′ is the layer's channel start + c′. */
+  channels: number;
+  /** The activation's name and σ'(z). */
+  name: string;
+  slope: (z: number) => number;
+}
+
+/** Sigmoid and Tanh: activations with no linear regime, whose slope vanishes on both sides. */
+function smoothSaturating(n: NodeProto): Pick<GateRun, 'name' | 'slope'> | undefined {
+  if (n.opType === 'Sigmoid') return { name: 'Sigmoid', slope: (z) => sigmoid(z) * (1 - sigmoid(z)) };
+  if (n.opType === 'Tanh') return { name: 'Tanh', slope: (z) => 1 - Math.tanh(z) ** 2 };
+  return undefined;
+}
+
+/** Split's piece sizes on its axis, when they are known from the graph: its `split` input (opset ≥ 13) or attribute,
+ * or `num_outputs` equal pieces (opset 18: the last one smaller when the axis does not divide), else equal pieces. */
+function splitSizes(view: GraphView, n: NodeProto, total: number): number[] | undefined {
+  const pieces = n.output.length;
+  const given = n.input[1] ? view.initializers.get(n.input[1]) : undefined;
+  if (n.input[1] && !given) return undefined;
+  const listed = given ? Array.from(decodeTensor(given).data as ArrayLike<number | bigint>, Number) : attrInts(n, 'split');
+  if (listed) return listed.length === pieces && listed.reduce((a, b) => a + b, 0) === total ? listed : undefined;
+  const size = Math.ceil(total / pieces);
+  const sizes = Array.from({ length: pieces }, (_, i) => Math.max(0, Math.min(size, total - i * size)));
+  return sizes.every((s) => s > 0) ? sizes : undefined;
+}
+
+/**
+ * Where the output `y` of a layer with `channels` output channels on axis `axis` of a rank-`rank` tensor (axis =
+ * rank − 1 for Gemm/MatMul) reaches only Sigmoid/Tanh: read by one directly, or through Adds of other tensors
+ * (another layer's output, a bias) and a Split on the channel axis whose every piece is read by one — the gates of an
+ * LSTM or GRU exported as nodes (silero_vad_op18_ifless: Gemm → Add → Split → Sigmoid, Sigmoid, Tanh, Sigmoid).
+ * Bias correction weighs its mean shift by these activations' slopes (optimise/bias-correction.ts). Undefined for
+ * any other reader: that includes a ReLU, whose linear side the plain mean suits.
+ */
+export function saturatingGates(view: GraphView, y: string, channels: number, axis: number, rank: number): GateRun[] | undefined {
+  let z = y;
+  for (let adds = 0; adds <= 4; adds++) {
+    const uses = view.uses(z);
+    if (uses.length !== 1 || view.graphOutputs.has(z)) return undefined;
+    const n = uses[0];
+    const act = smoothSaturating(n);
+    if (act) return [{ start: 0, end: channels, input: z, channels, ...act }];
+    if (n.opType === 'Add') {
+      z = n.output[0];
+      continue;
+    }
+    if (n.opType !== 'Split') return undefined;
+    const a = attrInt(n, 'axis', 0);
+    if ((a < 0 ? a + rank : a) !== axis) return undefined;
+    const sizes = splitSizes(view, n, channels);
+    if (!sizes) return undefined;
+    const runs: GateRun[] = [];
+    let start = 0;
+    for (let i = 0; i < sizes.length; i++) {
+      const piece = n.output[i];
+      const readers = view.uses(piece);
+      const pieceAct = readers.length === 1 && !view.graphOutputs.has(piece) ? smoothSaturating(readers[0]) : undefined;
+      if (!pieceAct) return undefined;
+      runs.push({ start, end: start + sizes[i], input: piece, channels: sizes[i], ...pieceAct });
+      start += sizes[i];
+    }
+    return runs;
+  }
+  return undefined;
 }

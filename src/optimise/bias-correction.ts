@@ -18,7 +18,8 @@
  * every kernel tap assumed to see every position: on thin maps such as en_number's 2- and 4-row maps under 5×5
  * kernels that overstated the shift).
  * Conv (any padding, stride, group), Gemm, and MatMul followed by an Add of a per-column constant (its bias, as
- * transformers export it).
+ * transformers export it). Where a Conv's or Gemm's output reaches only Sigmoid/Tanh (an LSTM's gates exported as
+ * nodes), both estimates weigh each position by the gate's slope (ShiftSum below).
  */
 import { clone } from '@bufbuild/protobuf';
 import { AttributeProtoSchema, ModelProtoSchema, TensorProto_DataType as DT, type ModelProto, type NodeProto } from 'onnx-buf';
@@ -29,7 +30,8 @@ import { forEachChannelRun } from '../quant/numerics.ts';
 import { realiseQdq } from '../realise/qdq.ts';
 import { createSession } from '../runtime/session.ts';
 import { createStepper, spillNote } from '../runtime/stepper.ts';
-import { fittingBatches, outputError, type OptimiseContext, type OptimisePass, type QuantState } from './context.ts';
+import { saturatingGates, type GateRun } from './activation-slope.ts';
+import { fittingBatches, floatOutputs, outputError, type OptimiseContext, type OptimisePass, type QuantState } from './context.ts';
 
 interface Target {
   node: string;
@@ -42,6 +44,8 @@ interface Target {
   w: ConstFloat;
   /** MatMul: the Add after it, by output name, and which of its inputs is the bias constant. */
   biasAdd?: { output: string; input: number };
+  /** Where the output reaches only Sigmoid/Tanh (activation-slope.ts saturatingGates): the shift is then weighted. */
+  gates?: GateRun[];
 }
 
 /** A MatMul's bias: the one node reading its output is an Add whose other input is a constant of N values (the
@@ -70,7 +74,11 @@ function findTargets(state: QuantState, qdq: ModelProto): Target[] {
     // is left alone.
     const biasAdd = n.opType === 'MatMul' ? matMulBias(fv, fn, w.dims.at(-1)!) : undefined;
     if (n.opType === 'MatMul' && !biasAdd) continue;
-    targets.push({ node: l.node, op: n.opType, x: fn.input[0], xHat: n.input[0], y: n.output[0], w, biasAdd });
+    // MatMul's output rank is not known here; its gates, were there any, are left unweighted.
+    const transB = fn.attribute.find((a) => a.name === 'transB')?.i;
+    const channels = n.opType === 'Gemm' && !transB ? w.dims[1] : w.dims[0];
+    const gates = n.opType === 'MatMul' ? undefined : saturatingGates(fv, fn.output[0], channels, 1, n.opType === 'Conv' ? w.dims.length : 2);
+    targets.push({ node: l.node, op: n.opType, x: fn.input[0], xHat: n.input[0], y: n.output[0], w, biasAdd, gates });
   }
   const position = new Map(qdq.graph!.node.map((n, i) => [n.name, i] as const));
   return targets.sort((a, b) => position.get(a.node)! - position.get(b.node)!);
@@ -96,6 +104,76 @@ function subtractFromBias(v: GraphView, t: Target, shift: Float64Array): boolean
   v.setInput(n, 2, addFloatInitializer(v, `${t.node}_bias_corrected`, [C], nb));
   if (t.op === 'Gemm') n.attribute = n.attribute.filter((a) => a.name !== 'beta');
   return true;
+}
+
+/**
+ * A layer's per-channel output shift, from errors e = quantized − float output added batch by batch: the mean of e,
+ * or — where the output reaches only Sigmoid/Tanh (`gates`) — its mean weighted by w = σ'(z)², z the float network's
+ * pre-activation: to first order the shift b that minimises Σ (σ'(z)·(e − b))², the error after the activation. An
+ * LSTM's gates sit saturated much of the time, where a shift of their pre-activation changes nothing; the plain mean
+ * counts those positions fully and moves the ones that matter (silero_vad_op18_ifless power-of-2: the input
+ * projection's shifts were ±50–90). A channel with no weight (always saturated) is left alone.
+ */
+class ShiftSum {
+  private sum: Float64Array;
+  private weight: Float64Array;
+  constructor(readonly channels: number) {
+    this.sum = new Float64Array(channels);
+    this.weight = new Float64Array(channels);
+  }
+
+  /** Adds e = a − r (r absent: e = a) over a tensor of `dims` with channels on `axis`, weighted by `w` when given. */
+  add(dims: readonly number[], axis: number, a: Float32Array, r?: Float32Array, w?: Float32Array): void {
+    const { sum, weight } = this;
+    // Each element added to its channel's sum in index order, as a per-element loop would.
+    forEachChannelRun(dims, axis, (start, end, c) => {
+      for (let i = start; i < end; i++) {
+        const wi = w ? w[i] : 1;
+        sum[c] += wi * (r ? a[i] - r[i] : a[i]);
+        weight[c] += wi;
+      }
+    });
+  }
+
+  /** Adds a batch's per-channel mean over `count` positions each (an unweighted in-graph reduction). */
+  addMeans(means: Float32Array, count: number): void {
+    for (let c = 0; c < means.length; c++) {
+      this.sum[c] += means[c] * count;
+      this.weight[c] += count;
+    }
+  }
+
+  shift(): Float64Array {
+    return this.sum.map((v, c) => (this.weight[c] > 0 ? v / this.weight[c] : 0));
+  }
+}
+
+/** The gate pre-activations every gated target's weights read, in the float network (`ctx.reference`). */
+function gateInputs(targets: readonly Target[]): string[] {
+  return targets.flatMap((t) => t.gates?.map((g) => g.input) ?? []);
+}
+
+/**
+ * σ'(z)² at each position of a gated target's output (`dims`, channels on `axis`) on one batch, from its gates'
+ * float pre-activations (`z`, by tensor name, that batch's values); undefined where a piece does not line up with the
+ * output (a broadcasting Add made it larger), which leaves the layer's mean unweighted.
+ */
+function gateWeights(gates: readonly GateRun[], dims: readonly number[], axis: number, z: (name: string) => Float32Array): Float32Array | undefined {
+  const C = dims[axis];
+  const inner = dims.slice(axis + 1).reduce((a, b) => a * b, 1);
+  const outer = dims.slice(0, axis).reduce((a, b) => a * b, 1);
+  const w = new Float32Array(outer * C * inner);
+  for (const g of gates) {
+    const v = z(g.input);
+    if (v.length !== outer * g.channels * inner) return undefined;
+    for (let o = 0; o < outer; o++)
+      for (let c = g.start; c < g.end; c++) {
+        const from = (o * g.channels + c - g.start) * inner;
+        const to = (o * C + c) * inner;
+        for (let j = 0; j < inner; j++) w[to + j] = g.slope(v[from + j]) ** 2;
+      }
+  }
+  return w;
 }
 
 /** Channels on axis 1 (Conv's [N, C, …], Gemm's [M, N]) or on the last axis (MatMul's […, N]). */
@@ -132,28 +210,37 @@ async function ownShifts(state: QuantState, ctx: OptimiseContext): Promise<{ tar
     } else nodes.push(makeNode('ReduceMean', [reduced], [mean], mean, { axes, keepdims: 0 }));
     nodes.push(makeNode('Shape', [reduced], [shape], shape));
     for (const x of nodes) qv.addNode(x);
-    return { node: t.node, mean, shape };
+    return { target: t, mean, shape, diff };
   });
-  const fetch = reads.flatMap((r) => [r.mean, r.shape]);
+  // A gated layer's difference leaves onnxruntime whole, to be weighted here; the others' per-channel means only.
+  const fetch = reads.flatMap((r) => (r.target.gates ? [r.diff] : [r.mean, r.shape]));
+  const batches = fittingBatches(ctx);
+  const z = await floatOutputs(ctx.reference, { batches }, gateInputs(targets));
   const s = await createSession(qdq, { mode: 'simulate', extraOutputs: fetch });
-  const sums = new Map<string, { sum: Float64Array; count: number }>();
+  const sums = new Map<string, ShiftSum>();
   try {
-    // Each batch's mean weighted by the positions it was taken over (batches may differ in size or shape).
-    for (const b of fittingBatches(ctx)) {
-      const r = await s.run(b, fetch);
-      for (const t of reads) {
-        const m = r[t.mean].data as Float32Array;
-        const count = Array.from(r[t.shape].data as BigInt64Array, Number).reduce((a, d) => a * d, 1) / m.length;
-        const e = sums.get(t.node) ?? { sum: new Float64Array(m.length), count: 0 };
-        for (let c = 0; c < m.length; c++) e.sum[c] += m[c] * count;
-        e.count += count;
-        sums.set(t.node, e);
+    for (let b = 0; b < batches.length; b++) {
+      const r = await s.run(batches[b], fetch);
+      for (const { target: t, mean, shape, diff } of reads) {
+        if (t.gates) {
+          const d = r[diff];
+          const acc = sums.get(t.node) ?? new ShiftSum(d.dims[1]);
+          sums.set(t.node, acc);
+          acc.add(d.dims, 1, d.data as Float32Array, undefined, gateWeights(t.gates, d.dims, 1, (n) => z.get(n)![b]));
+          continue;
+        }
+        const m = r[mean].data as Float32Array;
+        // Each batch's mean weighted by the positions it was taken over (batches may differ in size or shape).
+        const count = Array.from(r[shape].data as BigInt64Array, Number).reduce((a, d) => a * d, 1) / m.length;
+        const acc = sums.get(t.node) ?? new ShiftSum(m.length);
+        sums.set(t.node, acc);
+        acc.addMeans(m, count);
       }
     }
   } finally {
     await s.release();
   }
-  return { targets, shifts: new Map([...sums].map(([node, { sum, count }]) => [node, sum.map((v) => v / count)])) };
+  return { targets, shifts: new Map([...sums].map(([node, acc]) => [node, acc.shift()])) };
 }
 
 /** The total-shift estimate, layer by layer in graph order, each correction applied before the next layer is measured. */
@@ -162,6 +249,7 @@ async function shiftsInOrder(state: QuantState, ctx: OptimiseContext): Promise<{
   const targets = findTargets(state, qdq);
   const qv = new GraphView(qdq.graph!);
   const batches = fittingBatches(ctx);
+  const z = await floatOutputs(ctx.reference, { batches }, gateInputs(targets));
   const qStep = createStepper(batches, 'simulate');
   const fStep = createStepper(batches, 'float');
   const shifts = new Map<string, Float64Array>();
@@ -172,21 +260,14 @@ async function shiftsInOrder(state: QuantState, ctx: OptimiseContext): Promise<{
       await qStep.advance(qdq, [t.xHat]);
       const yq = await qStep.peek(qdq, [t.y]);
       const yf = await fStep.advance(ctx.reference, [t.y]);
-      let sum: Float64Array | undefined;
-      let count = 0;
+      let acc: ShiftSum | undefined;
       for (let b = 0; b < batches.length; b++) {
         const q = yq.get(b)[t.y];
-        const a = q.data as Float32Array;
-        const r = yf.get(b)[t.y].data as Float32Array;
         const axis = channelAxis(t, q.dims.length);
-        const acc = (sum ??= new Float64Array(q.dims[axis]));
-        // Each element added to its channel's sum in index order, as a per-element loop would.
-        forEachChannelRun(q.dims, axis, (start, end, c) => {
-          for (let i = start; i < end; i++) acc[c] += a[i] - r[i];
-        });
-        count += a.length / acc.length;
+        const w = t.gates && gateWeights(t.gates, q.dims, axis, (n) => z.get(n)![b]);
+        (acc ??= new ShiftSum(q.dims[axis])).add(q.dims, axis, q.data as Float32Array, yf.get(b)[t.y].data as Float32Array, w);
       }
-      const shift = sum!.map((v) => v / count);
+      const shift = acc!.shift();
       // In the QDQ model the walk runs (the layer has not run there yet).
       if (subtractFromBias(qv, t, shift)) shifts.set(t.node, shift);
     }
