@@ -14,7 +14,7 @@ import { planModel } from '../src/quant/plan.ts';
 import { calibrate, type Feeds } from '../src/calibrate/calibrate.ts';
 import { createSession } from '../src/runtime/session.ts';
 import { seededRandom } from '../src/runtime/inputs.ts';
-import { equalize } from '../src/optimise/equalization.ts';
+import { equalize, gridFactors } from '../src/optimise/equalization.ts';
 import { biasCorrection, correctInOrder, correctOwnShifts } from '../src/optimise/bias-correction.ts';
 import { saturatingGates } from '../src/optimise/activation-slope.ts';
 import { atSixteenBits, fallbackPass, withoutLayers } from '../src/optimise/fallback.ts';
@@ -152,6 +152,15 @@ test('equalization through ReLU6: the Clip becomes Relu → Min with per-channel
     const expected = 6 / Math.sqrt(r1 / r2);
     assert.ok(Math.abs(hi.data[c] - expected) <= 1e-6 * expected, `channel ${c}: bound ${hi.data[c]} vs 6/s = ${expected}`);
   }
+  // Equalized again (as grid equalization does after it): the pair is found through Relu → Min, whose bound follows
+  // conv1's channels — bound/bound′ = r1/r1′ — and the float function is still unchanged.
+  const { model: eq2, pairs: pairs2 } = equalize(eq, 1, () => Float64Array.from({ length: 8 }, (_, c) => 1 + c / 8));
+  assert.equal(pairs2, 2, 'both pairs again, the first through Relu → Min');
+  const c2 = await run(eq2, data, ['y']);
+  for (let k = 0; k < a.length; k++) for (let j = 0; j < a[k].length; j++) assert.ok(Math.abs(a[k][j] - c2[k][j]) <= 1e-4 * (1 + Math.abs(a[k][j])), `again: ${a[k][j]} vs ${c2[k][j]}`);
+  const v2 = new GraphView(eq2.graph!);
+  const hi2 = constFloat(v2, v2.producer.get('r1')!.input[1])!;
+  for (let c = 0; c < 8; c++) assert.ok(Math.abs(hi2.data[c] - hi.data[c] / (1 + c / 8)) <= 1e-6 * hi.data[c], `again, channel ${c}: bound ${hi2.data[c]}`);
 });
 
 test('equalization through gated activations (hard swish ×3, SiLU): the gate reads z·sᵢ, the float function is unchanged', async () => {
@@ -1143,4 +1152,63 @@ test('bias correction through LSTM gates weighs the shift by the gates\' slopes:
     assert.ok(after.gateError < plainAfter.gateError && after.gateError < before.gateError,
       `${name}: gate output error ${before.gateError} → plain mean ${plainAfter.gateError}, slope-weighted ${after.gateError}`);
   }
+});
+
+test('grid equalization keeps the float function and lowers a pair\'s FP8 weight error per channel, no tensor range growing', async () => {
+  // x[4,8,6,6] → Conv 1×1 8→8 → Relu → depthwise Conv 3×3 → y, under the FP8 rule (per-tensor E4M3 weights, scale from
+  // the rule's candidates). Per channel, the relative round-trip error of the first layer's output channel plus the
+  // second's, each tensor at the scale the rule's candidates give by least MSE over the tensor, must not rise, and
+  // must fall in sum; neither tensor's absolute maximum may grow (so its scale stays where it was).
+  const rule = getRule('onnxquant-fp8');
+  const r = seededRandom(5);
+  const w = (n: number) => Float32Array.from({ length: n }, () => (r() - 0.5) * (0.2 + 3 * r()));
+  const pair = create(ModelProtoSchema, {
+    irVersion: 8n,
+    opsetImport: [{ domain: '', version: 13n }],
+    graph: {
+      name: 'pair',
+      node: [
+        makeNode('Conv', ['x', 'w1', 'b1'], ['c1'], 'pw'),
+        makeNode('Relu', ['c1'], ['r1'], 'relu'),
+        makeNode('Conv', ['r1', 'w2'], ['y'], 'dw', { group: 8, pads: [1, 1, 1, 1] }),
+      ],
+      input: [vi('x', [4, 8, 6, 6])],
+      output: [vi('y', [4, 8, 6, 6])],
+      initializer: [makeTensor('w1', DT.FLOAT, [8, 8, 1, 1], w(64)), makeTensor('b1', DT.FLOAT, [8], w(8)), makeTensor('w2', DT.FLOAT, [8, 1, 3, 3], w(72))],
+    },
+  });
+  const model = prepareModel(pair, rule).model;
+  const { model: g, pairs } = equalize(model, 1, gridFactors(rule.weight));
+  assert.equal(pairs, 1);
+  const data = Array.from({ length: 2 }, () => ({ x: { dims: [4, 8, 6, 6], data: Float32Array.from({ length: 4 * 8 * 36 }, () => r() * 2 - 1) } }));
+  const [a, b] = [await run(model, data, ['y']), await run(g, data, ['y'])];
+  for (let i = 0; i < a.length; i++) for (let k = 0; k < a[i].length; k++) assert.ok(Math.abs(a[i][k] - b[i][k]) <= 1e-4 * (1 + Math.abs(a[i][k])));
+  const weightsOf = (m: ModelProto, node: string) => {
+    const v = new GraphView(m.graph!);
+    return constFloat(v, v.graph.node.find((n) => n.name === node)!.input[1])!.data;
+  };
+  const [w1, w2, g1, g2] = [weightsOf(model, 'pw'), weightsOf(model, 'dw'), weightsOf(g, 'pw'), weightsOf(g, 'dw')];
+  const absMax = (v: Float32Array) => v.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+  assert.ok(absMax(g1) <= absMax(w1) && absMax(g2) <= absMax(w2), 'a tensor range grew');
+  const scale = (v: Float32Array) => {
+    let best = { s: 0, e: Infinity };
+    for (const s of [2 ** -7, 2 ** -5, 2 ** -3, 1, 4, 16, 64]) {
+      const e = v.reduce((acc, x) => acc + (fakeQuant(x, rule.weight, s, 0) - x) ** 2, 0);
+      if (e < best.e) best = { s, e };
+    }
+    return best.s;
+  };
+  const [s1, s2] = [scale(w1), scale(w2)];
+  const rel = (v: Float32Array, s: number, c: number, per: number) => {
+    const part = v.subarray(c * per, (c + 1) * per);
+    return part.reduce((e, x) => e + (fakeQuant(x, rule.weight, s, 0) - x) ** 2, 0) / part.reduce((n, x) => n + x * x, 0);
+  };
+  let [before, after] = [0, 0];
+  for (let c = 0; c < 8; c++) {
+    const e0 = rel(w1, s1, c, 8) + rel(w2, s2, c, 9);
+    const e1 = rel(g1, s1, c, 8) + rel(g2, s2, c, 9);
+    assert.ok(e1 <= e0 * (1 + 1e-9), `channel ${c}: relative weight error ${e0} → ${e1}`);
+    [before, after] = [before + e0, after + e1];
+  }
+  assert.ok(after < 0.8 * before, `summed relative weight error ${before} → ${after}`);
 });
