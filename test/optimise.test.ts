@@ -1192,7 +1192,7 @@ test('grid equalization keeps the float function and lowers a pair\'s FP8 weight
   assert.ok(absMax(g1) <= absMax(w1) && absMax(g2) <= absMax(w2), 'a tensor range grew');
   const scale = (v: Float32Array) => {
     let best = { s: 0, e: Infinity };
-    for (const s of [2 ** -7, 2 ** -5, 2 ** -3, 1, 4, 16, 64]) {
+    for (const s of FP8_SCALE_CANDIDATES) {
       const e = v.reduce((acc, x) => acc + (fakeQuant(x, rule.weight, s, 0) - x) ** 2, 0);
       if (e < best.e) best = { s, e };
     }
