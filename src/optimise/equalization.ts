@@ -113,11 +113,14 @@ export interface PairWeights {
 /** Per channel the factor sᵢ > 0 the first layer's channel i is divided by and the second's multiplied by. */
 export type FactorChoice = (p: PairWeights) => Float64Array;
 
+/** The largest |value| of `data` at the indices `at` (a channel's range). */
+const absMaxAt = (data: Float32Array, at: readonly number[]) => at.reduce((m, i) => Math.max(m, Math.abs(data[i])), 0);
+
 /** Nagel et al.'s choice: sᵢ = √(r1ᵢ / r2ᵢ), both channels' ranges then √(r1ᵢ·r2ᵢ). */
 export const rangeFactors: FactorChoice = ({ w1, w2, rows1, cols2 }) =>
   Float64Array.from(rows1, (row, c) => {
-    const r1 = row.reduce((m, i) => Math.max(m, Math.abs(w1.data[i])), 0);
-    const r2 = cols2[c].reduce((m, i) => Math.max(m, Math.abs(w2.data[i])), 0);
+    const r1 = absMaxAt(w1.data, row);
+    const r2 = absMaxAt(w2.data, cols2[c]);
     return r1 > 0 && r2 > 0 ? Math.sqrt(r1 / r2) : 1;
   });
 
@@ -288,8 +291,7 @@ export function gridFactors(cfg: TensorQuantConfig): FactorChoice {
       const n1 = row.reduce((a, i) => a + w1.data[i] ** 2, 0);
       const n2 = col.reduce((a, i) => a + w2.data[i] ** 2, 0);
       if (!(n1 > 0 && n2 > 0)) return 1;
-      const a1 = row.reduce((m, i) => Math.max(m, Math.abs(w1.data[i])), 0);
-      const a2 = col.reduce((m, i) => Math.max(m, Math.abs(w2.data[i])), 0);
+      const [a1, a2] = [absMaxAt(w1.data, row), absMaxAt(w2.data, col)];
       let best = 1;
       let bestErr = Infinity;
       for (let k = 0; k < K; k++) {
