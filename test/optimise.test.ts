@@ -31,6 +31,8 @@ import { channelOf, fakeQuant } from '../src/quant/numerics.ts';
 import { gridNeighbour, roundingSearch } from '../src/optimise/rounding-search.ts';
 import { scaleCandidates, scaleSearch } from '../src/optimise/scale-search.ts';
 import { FP8_SCALE_CANDIDATES } from '../src/calibrate/observers.ts';
+import { findGateSites, gateScaling } from '../src/optimise/gate-scaling.ts';
+import { float8ToFloat32 } from '../src/onnx/float-formats.ts';
 import type { PlannedTensor } from '../src/quant/plan.ts';
 
 const vi = (name: string, dims: number[]): ValueInfoProto => tensorValueInfo(name, DT.FLOAT, dims);
@@ -104,7 +106,7 @@ test('equalization keeps the float function and equalises the channel ranges of 
   assert.equal(pairs, 2, 'conv1→relu→conv2 and conv2→relu→conv3');
   const data = batches(2, 1);
   const [a, b] = [await run(model, data, ['y']), await run(eq, data, ['y'])];
-  for (let i = 0; i < a.length; i++) for (let k = 0; k < a[i].length; k++) assert.ok(Math.abs(a[i][k] - b[i][k]) <= 1e-4 * (1 + Math.abs(a[i][k])));
+  for (let i = 0; i < a.length; i++) for (let k = 0; k < a[i].length; k++) assert.ok(Math.abs(a[i][k] - b[i][k]) <= 1e-4 * (1 + Math.abs(a[i][k])), `float output ${k}: ${a[i][k]} → ${b[i][k]}`);
   // One iteration on the first pair, by hand: channel c of w1 (output) and of w2 (input) end with equal ranges.
   const v0 = new GraphView(model.graph!);
   const v1 = new GraphView(eq.graph!);
@@ -1182,7 +1184,7 @@ test('grid equalization keeps the float function and lowers a pair\'s FP8 weight
   assert.equal(pairs, 1);
   const data = Array.from({ length: 2 }, () => ({ x: { dims: [4, 8, 6, 6], data: Float32Array.from({ length: 4 * 8 * 36 }, () => r() * 2 - 1) } }));
   const [a, b] = [await run(model, data, ['y']), await run(g, data, ['y'])];
-  for (let i = 0; i < a.length; i++) for (let k = 0; k < a[i].length; k++) assert.ok(Math.abs(a[i][k] - b[i][k]) <= 1e-4 * (1 + Math.abs(a[i][k])));
+  for (let i = 0; i < a.length; i++) for (let k = 0; k < a[i].length; k++) assert.ok(Math.abs(a[i][k] - b[i][k]) <= 1e-4 * (1 + Math.abs(a[i][k])), `float output ${k}: ${a[i][k]} → ${b[i][k]}`);
   const weightsOf = (m: ModelProto, node: string) => {
     const v = new GraphView(m.graph!);
     return constFloat(v, v.graph.node.find((n) => n.name === node)!.input[1])!.data;
@@ -1211,4 +1213,119 @@ test('grid equalization keeps the float function and lowers a pair\'s FP8 weight
     [before, after] = [before + e0, after + e1];
   }
   assert.ok(after < 0.8 * before, `summed relative weight error ${before} → ${after}`);
+});
+
+/** x[4,8,6,6] → Conv 1×1 + Relu → a; GAP(a) → Conv 8→4 → Relu → Conv 4→8 → HardSigmoid → g; a·g → Conv 1×1 8→6 → y.
+ * Channels 0–4 of a sit at 2.1–2.3 ± ~0.05 (bias, small weights), just above E4M3's binade boundary at 2 where its
+ * step is 0.25, as five of en_number's first SE product's channels do; the gate is near 1. `extra` adds nodes. */
+function squeezeExcite(extra: NodeProto[] = [], outputs: string[] = ['y']): ModelProto {
+  const r = seededRandom(11);
+  const w = (n: number, s = 0.6) => Float32Array.from({ length: n }, () => (r() - 0.5) * s);
+  const b0 = Float32Array.from({ length: 8 }, (_, c) => (c < 5 ? 2.1 + 0.05 * c : 0.3));
+  return create(ModelProtoSchema, {
+    irVersion: 8n,
+    opsetImport: [{ domain: '', version: 13n }],
+    graph: {
+      name: 'se',
+      node: [
+        makeNode('Conv', ['x', 'w0', 'b0'], ['c0'], 'expand'),
+        makeNode('Relu', ['c0'], ['a'], 'relu0'),
+        makeNode('GlobalAveragePool', ['a'], ['p'], 'pool'),
+        makeNode('Conv', ['p', 'ws1', 'bs1'], ['s1'], 'squeeze'),
+        makeNode('Relu', ['s1'], ['s1r'], 'relu1'),
+        makeNode('Conv', ['s1r', 'ws2', 'bs2'], ['s2'], 'excite'),
+        makeNode('HardSigmoid', ['s2'], ['g'], 'gate', { alpha: { float: 0.2 }, beta: { float: 0.5 } }),
+        makeNode('Mul', ['a', 'g'], ['m'], 'scale'),
+        makeNode('Conv', ['m', 'w3', 'b3'], ['y'], 'project'),
+        ...extra,
+      ],
+      input: [vi('x', [4, 8, 6, 6])],
+      output: outputs.map((o) => vi(o, [])),
+      initializer: [
+        makeTensor('w0', DT.FLOAT, [8, 8, 1, 1], w(64, 0.1)),
+        makeTensor('b0', DT.FLOAT, [8], b0),
+        makeTensor('ws1', DT.FLOAT, [4, 8, 1, 1], w(32)),
+        makeTensor('bs1', DT.FLOAT, [4], w(4)),
+        makeTensor('ws2', DT.FLOAT, [8, 4, 1, 1], w(32)),
+        makeTensor('bs2', DT.FLOAT, [8], Float32Array.from({ length: 8 }, () => 2 + r())),
+        makeTensor('w3', DT.FLOAT, [6, 8, 1, 1], w(48)),
+        makeTensor('b3', DT.FLOAT, [6], w(6)),
+      ],
+    },
+  });
+}
+
+test('findGateSites: a squeeze-excite product read by one Conv; not when the gate or product has another reader, nor for a gate without a pooling', () => {
+  const sites = (m: ModelProto) => findGateSites(new GraphView(m.graph!)).map((s) => `${s.conv.name}:${s.mul.input[s.gateInput]}:${s.channels}`);
+  assert.deepEqual(sites(squeezeExcite()), ['project:g:8']);
+  assert.deepEqual(sites(squeezeExcite([makeNode('Identity', ['g'], ['g2'], 'gate-reader')], ['y', 'g2'])), [], 'the gate has a second reader');
+  assert.deepEqual(sites(squeezeExcite([makeNode('Relu', ['m'], ['m2'], 'product-reader')], ['y', 'm2'])), [], 'the product has a second reader');
+  // The gate computed from the full map (no pooling): one value per position, not per channel.
+  const noPool = squeezeExcite();
+  noPool.graph!.node.find((n) => n.name === 'pool')!.opType = 'Relu';
+  assert.deepEqual(sites(noPool), []);
+});
+
+test('gate scaling keeps the float function, picks each factor by the first-order error a reference computes, and lowers the FP8 output error', async () => {
+  const rule = getRule('onnxquant-fp8');
+  const model = prepareModel(squeezeExcite(), rule).model;
+  const r = seededRandom(3);
+  const data = (n: number) => Array.from({ length: n }, () => ({ x: { dims: [4, 8, 6, 6], data: Float32Array.from({ length: 4 * 8 * 36 }, () => r() * 2 - 1) } }));
+  const [fit, held] = [data(4), data(4)];
+  const s0 = await state(model, 'onnxquant-fp8', fit);
+  const { state: s1, detail } = await gateScaling.run(s0, { ...ctxFor(model, 'onnxquant-fp8', fit), outputs: ['y'] });
+  assert.match(detail ?? '', /1 squeeze-excite product/);
+  assert.notEqual(s1.model, s0.model);
+  // The float function: the same outputs up to float rounding.
+  const [a, b] = [await run(model, held, ['y']), await run(s1.model, held, ['y'])];
+  for (let i = 0; i < a.length; i++) for (let k = 0; k < a[i].length; k++) assert.ok(Math.abs(a[i][k] - b[i][k]) <= 1e-5 * (1 + Math.abs(a[i][k])), `float output ${k}: ${a[i][k]} → ${b[i][k]}`);
+  // The factors the gate is multiplied by: 2^(k/32), k ∈ [−32, 32].
+  const view = new GraphView(s1.model.graph!);
+  const gateMul = view.graph.node.find((n) => n.opType === 'Mul' && n.input[0] === 'g')!;
+  const f = constFloat(view, gateMul.input[1])!.data;
+  for (const v of f) {
+    const k = 32 * Math.log2(v);
+    assert.ok(Math.abs(k - Math.round(k)) < 1e-4 && k >= -32 - 1e-4 && k <= 32 + 1e-4, `factor ${v}`);
+  }
+  // Reference: per channel, the candidate with the least ‖wᵢ‖²·mean[(Q(f·x)/f − x)²] + mean[x²]·‖Q_w(wᵢ/f)·f − wᵢ‖²,
+  // by E4M3 rounding to the nearest value of the format's table (independent of the library's rounding), the
+  // activation's and weight's scales as calibrated, all of the product's fitting values; moved only when 20% lower.
+  const e4m3 = Array.from({ length: 0x7f }, (_, c) => float8ToFloat32(c, 'e4m3fn'));
+  const q = (v: number, s: number) => Math.sign(v) * s * e4m3.reduce((best, m) => (Math.abs(m - Math.abs(v) / s) < Math.abs(best - Math.abs(v) / s) ? m : best), 0);
+  const plan = s0.plan.tensors;
+  const actScale = s0.params.get(plan.find((t) => t.tensor === 'm' && t.role === 'activation')!.key)!.scale[0];
+  const w3 = constFloat(new GraphView(model.graph!), 'w3')!.data;
+  const wScale = s0.params.get(plan.find((t) => t.role === 'weight' && t.tensor === 'w3')!.key)!.scale[0];
+  const m = await run(model, fit, ['m']);
+  const absMax = m.reduce((mx, v) => v.reduce((a2, x) => Math.max(a2, Math.abs(x)), mx), 0);
+  let moved = 0;
+  for (let c = 0; c < 8; c++) {
+    const xs = m.flatMap((v) => Array.from({ length: 4 * 36 }, (_, j) => v[(Math.floor(j / 36) * 8 + c) * 36 + (j % 36)]));
+    const col = Array.from({ length: 6 }, (_, o) => w3[o * 8 + c]);
+    const wNorm = col.reduce((s, v) => s + v * v, 0);
+    const xPower = xs.reduce((s, v) => s + v * v, 0) / xs.length;
+    const xMax = xs.reduce((s, v) => Math.max(s, Math.abs(v)), 0);
+    const err = (k: number) => {
+      const fk = 2 ** (k / 32);
+      const ea = xs.reduce((s, v) => s + (q(fk * v, actScale) / fk - v) ** 2, 0) / xs.length;
+      const ew = col.reduce((s, v) => s + (q(v / fk, wScale) * fk - v) ** 2, 0);
+      return wNorm * ea + xPower * ew;
+    };
+    let [bestK, bestE] = [0, err(0)];
+    for (let k = -32; k <= Math.min(32, Math.floor(32 * Math.log2(absMax / xMax))); k++) if (k !== 0 && err(k) < bestE) [bestK, bestE] = [k, err(k)];
+    const expected = bestE < 0.8 * err(0) ? 2 ** (bestK / 32) : 1;
+    assert.ok(Math.abs(f[c] - expected) < 1e-6 * expected, `channel ${c}: factor ${f[c]}, reference ${expected}`);
+    if (expected !== 1) moved++;
+  }
+  assert.ok(moved >= 3, `only ${moved} channels moved`);
+  // The quantized network's output error on held-out batches, recalibrated as the recipe does.
+  const errorOf = async (st: QuantState) => {
+    const ref = await run(model, held, ['y']);
+    const out = await run(realiseQdq(st.model, st.plan, st.params), held, ['y']);
+    let [num, den] = [0, 0];
+    out.forEach((o, i) => o.forEach((v, k) => ((num += (v - ref[i][k]) ** 2), (den += ref[i][k] ** 2))));
+    return num / den;
+  };
+  const [e0, e1] = [await errorOf(s0), await errorOf(await state(s1.model, 'onnxquant-fp8', fit))];
+  assert.ok(e1 < 0.7 * e0, `output error ${e0} → ${e1}`);
 });

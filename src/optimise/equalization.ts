@@ -196,7 +196,7 @@ export function equalize(input: ModelProto, iterations = 4, choose: FactorChoice
 }
 
 /** The shape [C, 1, …] of a per-channel constant that broadcasts over a layer output of the given rank. */
-function channelShape(channels: number, rank: number): number[] {
+export function channelShape(channels: number, rank: number): number[] {
   return [channels, ...Array<number>(rank - 2).fill(1)];
 }
 

@@ -9,6 +9,7 @@ import { UserError } from '../errors.ts';
 import { biasCorrection } from './bias-correction.ts';
 import type { OptimisePass } from './context.ts';
 import { equalization, gridEqualization } from './equalization.ts';
+import { gateScaling } from './gate-scaling.ts';
 import { fallbackPass, type FallbackPrecision } from './fallback.ts';
 import { floatRolePass } from './float-role.ts';
 import { outlierMigration } from './outlier-migration.ts';
@@ -21,6 +22,7 @@ import type { TensorRole } from '../quant/plan.ts';
 export type PassSpec =
   | { pass: 'equalization' }
   | { pass: 'grid-equalization' }
+  | { pass: 'gate-scaling' }
   | { pass: 'range-search' }
   | { pass: 'bias-correction' }
   /** `alsoFromStart`: also round from the plain rule, dropping the passes before it, and keep the lower end point. */
@@ -52,6 +54,7 @@ export const RECIPES: Record<string, PassSpec[]> = {
   none: [],
   equalization: [{ pass: 'equalization' }],
   'grid-equalization': [{ pass: 'grid-equalization' }],
+  'gate-scaling': [{ pass: 'gate-scaling' }],
   'range-search': [{ pass: 'range-search' }],
   'bias-correction': [{ pass: 'bias-correction' }],
   'weight-rounding': [{ pass: 'weight-rounding' }],
@@ -66,6 +69,8 @@ export const RECIPES: Record<string, PassSpec[]> = {
   // best with grid equalization after equalization: a candidate the zoo can sweep beside best. mobilenetv2-7 FP8
   // 81.33% top-1 against best's 80.67% (grid equalization kept, measuring error 5.56% → 5.04%); no other cell run.
   'best-grid': [BEST[0], { pass: 'grid-equalization' }, ...BEST.slice(1)],
+  // best with gate scaling after equalization: a candidate while its cells run.
+  'best-gate': [BEST[0], { pass: 'gate-scaling' }, ...BEST.slice(1)],
   // Diagnostics: what each role costs (only the activations, or only the weights, quantized).
   'weights-float': [{ pass: 'float-role', role: 'weight' }],
   'activations-float': [{ pass: 'float-role', role: 'activation' }],
@@ -77,6 +82,8 @@ export function passFor(spec: PassSpec): OptimisePass {
       return equalization;
     case 'grid-equalization':
       return gridEqualization;
+    case 'gate-scaling':
+      return gateScaling;
     case 'range-search':
       return rangeSearch;
     case 'bias-correction':
