@@ -71,7 +71,7 @@ export const RECIPES: Record<string, PassSpec[]> = {
   'best-grid': [BEST[0], { pass: 'grid-equalization' }, ...BEST.slice(1)],
   // best with gate scaling after equalization, for sweeps. Not in best: on en_number it helps alone (FP8 4.24% →
   // 10.78% exact match) but weight rounding absorbs the same error (FP8 33.32% against best's 33.03%; per-channel and
-  // power-of-2 end at best's state), and on mobilenet_v3_small_cifar10 per-channel it was rolled back (0.447% → 0.638%).
+  // power-of-2 end at best's state), and on mobilenet_v3_small_cifar10 it raises the error (rolled back, all rules).
   'best-gate': [BEST[0], { pass: 'gate-scaling' }, ...BEST.slice(1)],
   // Diagnostics: what each role costs (only the activations, or only the weights, quantized).
   'weights-float': [{ pass: 'float-role', role: 'weight' }],
