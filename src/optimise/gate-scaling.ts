@@ -10,8 +10,8 @@
  * channels sit at a mean ≈ 2 with a standard deviation of 0.1–0.4, just above a binade boundary where E4M3's step is
  * 0.25, and most of that Conv's output error (50% plain) was their per-channel rounding bias.
  *
- * fᵢ = 2^(k/32) minimises, with the tensor's activation scale and the weight's scale(s) held at what calibration
- * gives them now, the first-order error each side adds to the Conv's output through channel i:
+ * fᵢ = 2^(k/32) minimises, with the tensor's activation scale and the weight's scale(s) held at the plan's
+ * parameters, the first-order error each side adds to the Conv's output through channel i:
  *   ‖wᵢ‖² · mean[(Q(fᵢ·x)/fᵢ − x)²] + mean[x²] · ‖Q_w(wᵢ/fᵢ)·fᵢ − wᵢ‖²
  * (x: channel i of the product on the fitting batches of the float network, at most SAMPLES values). k runs from −32
  * (a factor ½: one binade down, the same FP8 grid as 1 one binade over) up to where the channel would reach the
@@ -24,7 +24,6 @@
 import { clone } from '@bufbuild/protobuf';
 import { ModelProtoSchema, type NodeProto } from 'onnx-buf';
 import { batchSize } from '../calibrate/calibrate.ts';
-import { makeObserver } from '../calibrate/observers.ts';
 import { addFloatInitializer, constFloat, type ConstFloat } from '../ir/constants.ts';
 import { attrInt, GraphView, makeNode } from '../ir/graph.ts';
 import type { TensorQuantConfig } from '../quant/config.ts';
@@ -180,24 +179,25 @@ export const gateScaling: OptimisePass = {
   stage: 'pre',
   async run(state, ctx) {
     const view = new GraphView(state.model.graph!);
-    const byTensor = new Map(state.plan.tensors.filter((t) => t.role === 'activation').map((t) => [t.tensor, t]));
-    const sites = findGateSites(view).filter((s) => byTensor.has(s.conv.input[0]) && state.params.has(byTensor.get(s.conv.input[0])!.key));
+    const planned = (role: 'activation' | 'weight', tensor: string) => {
+      const t = state.plan.tensors.find((x) => x.role === role && x.tensor === tensor);
+      const p = t && state.params.get(t.key);
+      return t && p ? { t, p } : undefined;
+    };
+    const sites = findGateSites(view).filter((s) => planned('activation', s.conv.input[0]) && planned('weight', s.conv.input[1]));
     if (!sites.length) return { state, detail: 'no quantized squeeze-excite product' };
     const batches = fittingBatches(ctx);
     const values = await floatOutputs(state.model, { batches }, sites.map((s) => s.conv.input[0]));
     const sizes = batches.map(batchSize);
-    const wcfg = ctx.rule.weight;
     const factors = sites.map((s) => {
-      const t = byTensor.get(s.conv.input[0])!;
-      const p = state.params.get(t.key)!;
+      const { t, p } = planned('activation', s.conv.input[0])!;
+      const weight = planned('weight', s.conv.input[1])!;
       const w = constFloat(view, s.conv.input[1])!;
       const depthwise = attrInt(s.conv, 'group', 1) !== 1;
-      const o = makeObserver(wcfg, 'weight', wcfg.perChannel ? 0 : undefined);
-      o.observe(w.data, w.dims);
       const v = values.get(s.conv.input[0])!;
       const absMax = v.reduce((m, b) => b.reduce((a, x) => Math.max(a, Math.abs(x)), m), 0);
       const act = { cfg: t.config, scale: p.scale[0], zeroPoint: p.zeroPoint[0], absMax };
-      return gateFactors(channelSamples(v, sizes, s.channels), w, inputColumns(w, s.channels, depthwise), act, { cfg: wcfg, scale: o.params().scale });
+      return gateFactors(channelSamples(v, sizes, s.channels), w, inputColumns(w, s.channels, depthwise), act, { cfg: weight.t.config, scale: weight.p.scale });
     });
     const moved = factors.reduce((a, f) => a + f.filter((v) => v !== 1).length, 0);
     const total = factors.reduce((a, f) => a + f.length, 0);
