@@ -29,7 +29,7 @@ import { seededRandom } from '../src/math.ts';
 import { graphInputs } from '../src/runtime/inputs.ts';
 import { appendPercentileStats, orderForEarlyRelease } from '../src/calibrate/in-graph-stats.ts';
 import { nonNegativeTensors } from '../src/ir/non-negative.ts';
-import { createSession } from '../src/runtime/session.ts';
+import { createSession, defaultIntraOpThreads } from '../src/runtime/session.ts';
 
 function tiny(): ModelProto {
   const r = seededRandom(11);
@@ -267,6 +267,15 @@ test('a statistics session per input shape (the default) gives the parameters of
 
 test('the WebGPU provider is refused for simulation, which must run the CPU kernels the deployment check compares against', async () => {
   await assert.rejects(createSession(loadModel(NPM_MODEL), { mode: 'simulate', provider: 'webgpu' }), /the webgpu provider runs float and calibration sessions only; 'simulate' sessions run on the CPU provider/);
+});
+
+test('ONNXQUANT_THREADS sets the default intra-op thread count; anything but an integer ≥ 0 is refused by name', () => {
+  assert.equal(defaultIntraOpThreads({}), 0, 'unset: onnxruntime default');
+  assert.equal(defaultIntraOpThreads({ ONNXQUANT_THREADS: '' }), 0, 'empty: onnxruntime default');
+  assert.equal(defaultIntraOpThreads({ ONNXQUANT_THREADS: '1' }), 1, 'one thread');
+  assert.equal(defaultIntraOpThreads({ ONNXQUANT_THREADS: ' 3 ' }), 3, 'surrounding blanks');
+  for (const bad of ['-1', '1.5', 'two', '2x'])
+    assert.throws(() => defaultIntraOpThreads({ ONNXQUANT_THREADS: bad }), new RegExp(`ONNXQUANT_THREADS must be an integer ≥ 0.*'${bad.replace('.', '\\.')}'`), `refuses '${bad}'`);
 });
 
 test('a per-shape statistics session keeps the dimensions the model fixes: a batch the model refuses is still refused', async () => {

@@ -38,6 +38,18 @@ export interface SessionOptions {
   provider?: ExecutionProvider;
 }
 
+/**
+ * onnxruntime's intra-op threads when a caller names none: `ONNXQUANT_THREADS` if set (0 = onnxruntime's default,
+ * one per physical core). Two jobs on one machine, each with a pool spinning on every core, run slower together
+ * than one after the other; a user sharing a machine sets it to their share.
+ */
+export function defaultIntraOpThreads(env: NodeJS.ProcessEnv = process.env): number {
+  const v = env.ONNXQUANT_THREADS;
+  if (v === undefined || v === '') return 0;
+  if (!/^\d+$/.test(v.trim())) throw new UserError(`ONNXQUANT_THREADS must be an integer ≥ 0 (0: onnxruntime's default), got '${v}'`);
+  return Number(v.trim());
+}
+
 export type ExecutionProvider = 'cpu' | 'webgpu';
 export const EXECUTION_PROVIDERS: readonly ExecutionProvider[] = ['cpu', 'webgpu'];
 
@@ -78,7 +90,7 @@ export async function createSession(model: ModelProto | Uint8Array, opts: Sessio
   }
   const so: ort.InferenceSession.SessionOptions = {
     graphOptimizationLevel: mode === 'simulate' ? 'disabled' : fp8 ? 'basic' : 'all',
-    intraOpNumThreads: opts.intraOpThreads ?? 0,
+    intraOpNumThreads: opts.intraOpThreads ?? defaultIntraOpThreads(),
     interOpNumThreads: 1,
     executionMode: 'sequential',
     logSeverityLevel: 3,
