@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { clone, create } from '@bufbuild/protobuf';
-import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto, type NodeProto, type ValueInfoProto } from 'onnx-buf';
+import { GraphProtoSchema, ModelProtoSchema, TensorProto_DataType as DT, type ModelProto, type NodeProto, type ValueInfoProto } from 'onnx-buf';
 import { makeNode, GraphView, opsetVersion, tensorValueInfo } from '../src/ir/graph.ts';
 import { constFloat, replaceInitializer } from '../src/ir/constants.ts';
 import { makeTensor, tensorDims, tensorToFloat32 } from '../src/onnx/tensor-codec.ts';
@@ -29,7 +29,7 @@ import { weightRounding } from '../src/optimise/weight-rounding.ts';
 import { migrateOutliers } from '../src/optimise/outlier-migration.ts';
 import { channelOf, fakeQuant } from '../src/quant/numerics.ts';
 import { gridNeighbour, roundingSearch } from '../src/optimise/rounding-search.ts';
-import { scaleCandidates, scaleSearch } from '../src/optimise/scale-search.ts';
+import { scaleCandidates, scaleSearch, visitsInGraphOrder } from '../src/optimise/scale-search.ts';
 import { FP8_SCALE_CANDIDATES } from '../src/calibrate/observers.ts';
 import { findGateSites, gateScaling } from '../src/optimise/gate-scaling.ts';
 import { float8ToFloat32 } from '../src/onnx/float-formats.ts';
@@ -836,6 +836,20 @@ test('scaleCandidates: integer scales ×0.8/0.9/1.1/1.25 in float32, power-of-tw
   assert.deepEqual(scaleCandidates(fp8, 0.3), [], 'a scale outside the rule set has no neighbours');
 });
 
+test('visitsInGraphOrder: walking to each QuantizeLinear in turn must not run a later one', () => {
+  // x → qa → dqa → conv-like Relu → qb → dqb; and a branch x → qc (parallel to qa).
+  const n = (op: string, i: string[], o: string[], name: string) => makeNode(op, i, o, name);
+  const qa = n('QuantizeLinear', ['x', 's', 'z'], ['xa'], 'qa');
+  const qb = n('QuantizeLinear', ['r', 's', 'z'], ['rb'], 'qb');
+  const qc = n('QuantizeLinear', ['x', 's', 'z'], ['xc'], 'qc');
+  const g = create(GraphProtoSchema, {
+    node: [qa, n('DequantizeLinear', ['xa', 's', 'z'], ['ya'], 'dqa'), n('Relu', ['ya'], ['r'], 'relu'), qb, n('DequantizeLinear', ['rb', 's', 'z'], ['yb'], 'dqb'), qc],
+  });
+  assert.equal(visitsInGraphOrder(g, [qa, qb, qc]), true, 'in node order');
+  assert.equal(visitsInGraphOrder(g, [qc, qa, qb]), true, 'a parallel branch first: qc reads x only');
+  assert.equal(visitsInGraphOrder(g, [qb, qa]), false, "qa computes qb's input, so walking to qb runs it first");
+});
+
 test('scale search moves activation scales within the rule and lowers the network output error on the search batches; a mis-set scale is moved back', async () => {
   for (const [rule, accept] of [['onnxquant-int8-pot', 'lower'], ['onnxquant-fp8', 'lower'], ['onnxquant-int8-perchannel', 'lower'], ['onnxquant-int8-pot', 'significant']] as const) {
     const model = prepareModel(cnn(), getRule(rule)).model;
@@ -852,7 +866,7 @@ test('scale search moves activation scales within the rule and lowers the networ
     const fresh = data.slice(4);
     const ctx = { ...ctxFor(model, rule, data.slice(0, 4)), freshBatches: fresh };
     const { state: s1, detail } = await scaleSearch({ trials: 60, sweeps: 2, samples: 32, accept }).run(s0, ctx);
-    const m = /^(\d+) of (\d+) activation scales moved .* ([\d.]+)% → ([\d.]+)%, (\d+) runs$/.exec(detail ?? '');
+    const m = /^(\d+) of (\d+) activation scales moved .* ([\d.]+)% → ([\d.]+)%, (\d+) runs, each from its activation on$/.exec(detail ?? '');
     assert.ok(m, `${rule}: ${detail}`);
     assert.ok(Number(m[5]) <= 60, `${rule}: the trial budget holds (${detail})`);
     let moved = 0;
@@ -878,9 +892,13 @@ test('scale search moves activation scales within the rule and lowers the networ
     assert.equal((before * 100).toFixed(3), m[3], `${rule}: starting error`);
     assert.equal((after * 100).toFixed(3), m[4], `${rule}: final error`);
     assert.ok(after < before, `${rule}: ${before} → ${after}`);
+    // Every trial run through the whole network instead of from its activation on: the same moves, the same errors.
+    const whole = await scaleSearch({ trials: 60, sweeps: 2, samples: 32, accept, reuse: false }).run(s0, ctx);
+    assert.equal(whole.detail, (detail ?? '').replace(', each from its activation on', ''), `${rule}: the same search without reuse`);
+    for (const t of s1.plan.tensors) assert.deepEqual(whole.state.params.get(t.key)!.scale, s1.params.get(t.key)!.scale, `${rule} ${t.key}: the same scale without reuse`);
     // A budget of 5 trials: the starting error and 4 candidates.
     const small = await scaleSearch({ trials: 5, sweeps: 2, samples: 32 }).run(s0, ctx);
-    assert.match(small.detail ?? '', / 5 runs$/, `${rule}: ${small.detail}`);
+    assert.match(small.detail ?? '', / 5 runs, each from its activation on$/, `${rule}: ${small.detail}`);
   }
 });
 

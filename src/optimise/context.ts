@@ -237,6 +237,12 @@ export async function searchErrors(session: ModelSession, batches: readonly Feed
   return meanOverOutputs(await runErrorsByOutput(session, batches, ref, outputs, extra));
 }
 
+/** `searchErrors` of values already computed on `batches` (`valuesOf(b)`: batch b's monitored outputs, e.g. from a
+ * stepper's peek), so a search that runs only part of the network per trial scores it the same way. */
+export async function searchErrorsOf(valuesOf: (b: number) => Record<string, ort.Tensor>, batches: readonly Feeds[], ref: ReadonlyMap<string, Float32Array[]>, outputs: readonly string[]): Promise<Float64Array> {
+  return meanOverOutputs(await errorsByOutput(valuesOf, batches, ref, outputs));
+}
+
 export function cloneParams(params: ReadonlyMap<string, QuantParams>): Map<string, QuantParams> {
   return new Map([...params].map(([k, p]) => [k, { ...p, scale: p.scale.slice(), zeroPoint: p.zeroPoint.slice(), min: p.min.slice(), max: p.max.slice() }]));
 }
