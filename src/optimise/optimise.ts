@@ -160,8 +160,9 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
       ctx.reference = prepared;
     }
     const peak = peakRss();
-    reports.push({ pass: pass.name, before: avg(errors), after: avg(nextErrors), kept, se, ms: performance.now() - t0, peakRss: peak, detail });
-    ctx.log(`${pass.name}: output error ${pct(avg(errors))} → ${pct(avg(nextErrors))} ± ${pct(se)} (${kept ? (decision.onLogs ? 'kept on the log test' : 'kept') : decision.worse ? `rolled back: '${decision.worse}' worse` : 'rolled back'}; peak RSS ${gib(peak)})`);
+    const ms = performance.now() - t0;
+    reports.push({ pass: pass.name, before: avg(errors), after: avg(nextErrors), kept, se, ms, peakRss: peak, detail });
+    ctx.log(`${pass.name}: output error ${pct(avg(errors))} → ${pct(avg(nextErrors))} ± ${pct(se)} (${kept ? (decision.onLogs ? 'kept on the log test' : 'kept') : decision.worse ? `rolled back: '${decision.worse}' worse` : 'rolled back'}; ${(ms / 1000).toFixed(1)} s, peak RSS ${gib(peak)})`);
     if (kept) {
       state = next;
       errors = nextErrors;
