@@ -234,12 +234,12 @@ export function firstSamples(batches: readonly Feeds[], samples: number): Feeds[
  * network output error (rounding-search, scale-search) run this once per trial.
  */
 export async function searchErrors(session: ModelSession, batches: readonly Feeds[], ref: ReadonlyMap<string, Float32Array[]>, outputs: readonly string[], extra: Record<string, ort.Tensor | Feeds[string]>): Promise<Float64Array> {
-  return meanOverOutputs(await runErrorsByOutput(session, batches, ref, outputs, extra));
+  return searchErrorsOf((b) => session.run({ ...batches[b], ...extra }, outputs), batches, ref, outputs);
 }
 
-/** `searchErrors` of values already computed on `batches` (`valuesOf(b)`: batch b's monitored outputs, e.g. from a
+/** `searchErrors` of values computed some other way (`valuesOf(b)`: batch b's monitored outputs, e.g. from a
  * stepper's peek), so a search that runs only part of the network per trial scores it the same way. */
-export async function searchErrorsOf(valuesOf: (b: number) => Record<string, ort.Tensor>, batches: readonly Feeds[], ref: ReadonlyMap<string, Float32Array[]>, outputs: readonly string[]): Promise<Float64Array> {
+export async function searchErrorsOf(valuesOf: (b: number) => Promise<Record<string, ort.Tensor>> | Record<string, ort.Tensor>, batches: readonly Feeds[], ref: ReadonlyMap<string, Float32Array[]>, outputs: readonly string[]): Promise<Float64Array> {
   return meanOverOutputs(await errorsByOutput(valuesOf, batches, ref, outputs));
 }
 

@@ -122,9 +122,11 @@ export function scaleSearch(opts: Partial<ScaleSearchOptions> = {}): OptimisePas
       const others = g.initializer.filter((x) => !unused.has(x.name));
       const params = cloneParams(state.params);
       const scales = new Map(acts.map(({ t, name }) => [name, params.get(t.key)!.scale[0]]));
+      // The scale initializers as they stand, rebuilt only for the one a move changes.
+      const scaleTensors = new Map([...scales].map(([k, v]) => [k, makeTensor(k, DT.FLOAT, [], [v])]));
       const modelWith = (override?: string, value?: number): ModelProto => ({
         ...qdq,
-        graph: { ...g, initializer: [...others, ...[...scales].map(([k, v]) => makeTensor(k, DT.FLOAT, [], [k === override ? value! : v]))] },
+        graph: { ...g, initializer: [...others, ...[...scaleTensors].map(([k, t]) => (k === override ? makeTensor(k, DT.FLOAT, [], [value!]) : t))] },
       });
       // A trial changes one scale, so only the nodes from its QuantizeLinear on need to run: a stepper walks the
       // network in visiting order, keeping the values the rest reads (runtime/stepper.ts), and each trial runs the
@@ -166,6 +168,7 @@ export function scaleSearch(opts: Partial<ScaleSearchOptions> = {}): OptimisePas
             }
             if (best.error !== e) {
               scales.set(name, best.scale);
+              scaleTensors.set(name, makeTensor(name, DT.FLOAT, [], [best.scale]));
               e = best.error;
               movedThisSweep++;
               changed.add(name);
