@@ -121,9 +121,8 @@ export function scaleSearch(opts: Partial<ScaleSearchOptions> = {}): OptimisePas
       if (!acts.length) return { state, detail: 'no activation scale to search' };
       const others = g.initializer.filter((x) => !unused.has(x.name));
       const params = cloneParams(state.params);
-      const scales = new Map(acts.map(({ t, name }) => [name, params.get(t.key)!.scale[0]]));
-      // The scale initializers as they stand, rebuilt only for the one a move changes.
-      const scaleTensors = new Map([...scales].map(([k, v]) => [k, makeTensor(k, DT.FLOAT, [], [v])]));
+      // The scale initializers as they stand (the current scales are `params`'), rebuilt only for the one a move changes.
+      const scaleTensors = new Map(acts.map(({ t, name }) => [name, makeTensor(name, DT.FLOAT, [], [params.get(t.key)!.scale[0]])]));
       const modelWith = (override?: string, value?: number): ModelProto => ({
         ...qdq,
         graph: { ...g, initializer: [...others, ...[...scaleTensors].map(([k, t]) => (k === override ? makeTensor(k, DT.FLOAT, [], [value!]) : t))] },
@@ -160,14 +159,14 @@ export function scaleSearch(opts: Partial<ScaleSearchOptions> = {}): OptimisePas
             if (runs >= o.trials) break;
             if (reuse) await stepper.advance(modelWith(), [t.tensor]);
             // The candidate with the lowest mean among those that pass the acceptance test against the current errors.
-            let best = { scale: scales.get(name)!, error: e };
+            let best = { scale: params.get(t.key)!.scale[0], error: e };
             for (const c of scaleCandidates(t, best.scale)) {
               if (runs >= o.trials) break;
               const e2 = await errors(name, c);
               if (better(e2, e) && mean(e2) < mean(best.error)) best = { scale: c, error: e2 };
             }
             if (best.error !== e) {
-              scales.set(name, best.scale);
+              params.get(t.key)!.scale[0] = best.scale;
               scaleTensors.set(name, makeTensor(name, DT.FLOAT, [], [best.scale]));
               e = best.error;
               movedThisSweep++;
@@ -177,7 +176,6 @@ export function scaleSearch(opts: Partial<ScaleSearchOptions> = {}): OptimisePas
           moved += movedThisSweep;
           if (!movedThisSweep) break;
         }
-        for (const { t, name } of acts) params.get(t.key)!.scale[0] = scales.get(name)!;
         const samples = fit.reduce((s, b) => s + batchSize(b), 0);
         return {
           state: { ...state, params },
