@@ -14,7 +14,7 @@ import { planModel } from '../src/quant/plan.ts';
 import { calibrate, type Feeds } from '../src/calibrate/calibrate.ts';
 import { createSession } from '../src/runtime/session.ts';
 import { seededRandom } from '../src/runtime/inputs.ts';
-import { equalize, gridFactors } from '../src/optimise/equalization.ts';
+import { equalization, equalize, gridEqualization, gridFactors } from '../src/optimise/equalization.ts';
 import { biasCorrection, correctInOrder, correctOwnShifts } from '../src/optimise/bias-correction.ts';
 import { saturatingGates } from '../src/optimise/activation-slope.ts';
 import { atSixteenBits, fallbackPass, withoutLayers } from '../src/optimise/fallback.ts';
@@ -1231,6 +1231,25 @@ test('grid equalization keeps the float function and lowers a pair\'s FP8 weight
     [before, after] = [before + e0, after + e1];
   }
   assert.ok(after < 0.8 * before, `summed relative weight error ${before} → ${after}`);
+});
+
+test('equalization and grid equalization hand back the state they were given when they find no Conv pair, so the recipe need not recalibrate it', async () => {
+  // The test CNN's pairs go through Relu; with Sigmoid between the Convs (not positively homogeneous) there is none.
+  const rule = 'onnxquant-int8-pot';
+  const withActivation = (op: string) => {
+    const m = cnn();
+    for (const n of m.graph!.node) if (n.opType === 'Relu') n.opType = op;
+    return prepareModel(m, getRule(rule)).model;
+  };
+  const data = batches(2, 3);
+  for (const [op, pairs] of [['Sigmoid', false], ['Relu', true]] as const) {
+    const model = withActivation(op);
+    const s = await state(model, rule, data);
+    for (const pass of [equalization, gridEqualization]) {
+      const r = await pass.run(s, ctxFor(model, rule, data));
+      assert.equal(r.state === s, !pairs, `${pass.name} through ${op}: ${r.detail}`);
+    }
+  }
 });
 
 /** x[4,8,6,6] → Conv 1×1 + Relu → a; GAP(a) → Conv 8→4 → Relu → Conv 4→8 → HardSigmoid → g; a·g → Conv 1×1 8→6 → y.

@@ -260,6 +260,7 @@ export const equalization: OptimisePass = {
   stage: 'pre',
   async run(state) {
     const { model, pairs } = equalize(state.model);
+    if (!pairs) return { state, detail: 'no Conv pairs to equalize' };
     return { state: { ...state, model }, detail: `${pairs} Conv pairs equalized` };
   },
 };
@@ -316,6 +317,7 @@ export const gridEqualization: OptimisePass = {
     // A per-channel scale follows each channel's factor: nothing to align.
     if (ctx.rule.weight.perChannel) return { state, detail: 'per-channel weights: nothing to align' };
     const { model, pairs } = equalize(state.model, 2, gridFactors(ctx.rule.weight));
+    if (!pairs) return { state, detail: 'no Conv pairs to align' };
     return { state: { ...state, model }, detail: `${pairs} Conv pairs aligned to the weight grid` };
   },
 };

@@ -125,7 +125,9 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
     const t0 = performance.now();
     const r = await pass.run(state, ctx);
     let detail = r.detail;
-    let next = pass.stage === 'pre' ? await calibrated(r.state.model, o) : r.state;
+    // A pass that changed nothing (grid equalization under per-channel weights, no pair found) returns its input:
+    // recalibrating it would only reproduce the same state at the cost of a calibration and a measurement.
+    let next = r.state === state ? state : pass.stage === 'pre' ? await calibrated(r.state.model, o) : r.state;
     let nextErrors = next === state ? errors : await sampleErrorsByOutput(next, ctx);
     let restart = false;
     // Judged against the current state.
