@@ -18,6 +18,7 @@ import { iteratorDataset } from '../src/zoo/data/iterator.ts';
 import type { ZooEntry } from '../src/zoo/registry.ts';
 import { crossRecipes } from '../src/zoo/rule-recipe.ts';
 import { cellFile, parseShard, planCells, runZoo, type ZooOptions, type ZooRun } from '../src/zoo/runner.ts';
+import type { ZooRow } from '../src/zoo/results.ts';
 
 const vi = (name: string, dims: (number | string)[]): ValueInfoProto => tensorValueInfo(name, DT.FLOAT, dims);
 
@@ -222,4 +223,61 @@ test('a rule from a file is a cell like any rule: named by its "name", recorded 
   const [c4, c8] = run.rows;
   assert.ok(c4.errors!.oqe > c8.errors!.oqe, `${c4.errors!.oqe} vs ${c8.errors!.oqe}`);
   await assert.rejects(runZoo({ ...base(out), entries: [entries[0]], rules: ['int4-weights'] }), /unknown rule/);
+  // The same name defined otherwise since (a rule file edited): its cell is computed again; the OnnxQuant one is not.
+  const lines: string[] = [];
+  const int3 = buildRule({ name: 'int4-weights', bits: 3, activationObserver: 'minmax' });
+  const edited = await runZoo({ ...base(out), entries: [entries[0]], rules: ['int4-weights', 'onnxquant-int8-perchannel'], customRules: new Map([['int4-weights', int3]]), log: (l) => lines.push(l) });
+  assert.deepEqual([edited.ran, edited.skipped], [1, 1]);
+  assert.ok(lines.some((l) => l === `tiny · int4-weights: the cell in ${out} is not reused: its rule was defined differently then`), lines.join('\n'));
+});
+
+test('a finished cell is reused only while it answers the cell asked for: the model file, the recipe\'s passes, the run options', async () => {
+  const out = join(root, 'out-stale');
+  const file = join(root, 'Model', 'tiny3.onnx');
+  saveModel(tinyModel(), file);
+  const lines: string[] = [];
+  const said = (re: RegExp) => assert.ok(lines.some((l) => re.test(l)), `a line matching ${re} in:\n${lines.join('\n')}`);
+  const o: ZooOptions = { ...base(out), entries: [entry('tiny3')], rules: ['onnxquant-int8-pot', 'onnxquant-int8-pot+bias-correction'], log: (l) => lines.push(l) };
+  const counts = async (opts: ZooOptions) => {
+    lines.length = 0;
+    const r = await runZoo(opts);
+    return [r.ran, r.skipped];
+  };
+  const recipeCell = cellFile(out, 'tiny3', 'onnxquant-int8-pot+bias-correction');
+  const edit = (f: (c: ZooRow) => void) => {
+    const c = JSON.parse(readFileSync(recipeCell, 'utf8')) as ZooRow;
+    f(c);
+    writeFileSync(recipeCell, JSON.stringify(c));
+  };
+  assert.deepEqual(await counts(o), [2, 0]);
+  const recorded = (JSON.parse(readFileSync(recipeCell, 'utf8')) as ZooRow).provenance!;
+  assert.deepEqual([recorded.recipe, recorded.settings], [[{ pass: 'bias-correction' }], { calibBatches: 2, batch: 8, testLimit: null, analyseSamples: null }]);
+  assert.deepEqual(await counts(o), [0, 2]);
+  // Another run option: both cells computed again, and the log says why.
+  assert.deepEqual(await counts({ ...o, analyseSamples: 20 }), [2, 0]);
+  said(/^tiny3 · onnxquant-int8-pot: the cell in .* is not reused: it was run with --analyse-samples \(none\) \(now 20\)$/);
+  assert.deepEqual(await counts(o), [2, 0]);
+  // A recipe whose definition has changed since the cell was computed (as `best` did): that cell only.
+  edit((c) => (c.provenance!.recipe = [{ pass: 'range-search' }]));
+  assert.deepEqual(await counts(o), [1, 1]);
+  said(/onnxquant-int8-pot\+bias-correction: .* not reused: its recipe had other passes then$/);
+  // A cell from before the chain was recorded is judged by the names of the passes it reports.
+  edit((c) => delete c.provenance!.recipe);
+  assert.deepEqual(await counts(o), [0, 2]);
+  edit((c) => {
+    delete c.provenance!.recipe;
+    c.passes![0].pass = 'equalization';
+  });
+  assert.deepEqual(await counts(o), [1, 1]);
+  // --reuse-only computes nothing: a cell that does not answer is left out, and the log says why.
+  edit((c) => (c.provenance!.recipe = []));
+  const only = await runZoo({ ...o, reuseOnly: true });
+  assert.deepEqual([only.ran, only.skipped, only.notComputed], [0, 1, 1]);
+  said(/not reused: its recipe had other passes then \(left out: --reuse-only\)$/);
+  // Another model file under the same name: every cell computed again.
+  const changed = tinyModel();
+  changed.graph!.initializer[1] = makeTensor('b', DT.FLOAT, [3], Float32Array.from([0.06, -0.02, 0.01]));
+  saveModel(changed, file);
+  assert.deepEqual(await counts(o), [2, 0]);
+  said(/^tiny3 · onnxquant-int8-pot: .* not reused: the model file has changed since$/);
 });

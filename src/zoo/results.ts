@@ -11,6 +11,7 @@
  */
 import type { ErrorSummary } from '../analyse/schema.ts';
 import type { KeepTest, PassReport } from '../optimise/context.ts';
+import type { PassSpec } from '../optimise/recipes.ts';
 import type { QuantRule } from '../quant/rules.ts';
 import Table from 'cli-table3';
 import { pairedDifference } from '../math.ts';
@@ -43,6 +44,18 @@ export interface Provenance {
   keepTest?: KeepTest;
   /** The whole rule, for a rule that is not one of the OnnxQuant rules (a rule file). */
   ruleDefinition?: QuantRule;
+  /** With a recipe: its passes as run. A recipe's definition can change between versions (`best` has), and a cell
+   * computed under the old one is not a result of the new. */
+  recipe?: PassSpec[];
+  /** The run options that shape the cell (null: the whole split). A rerun with others recomputes it. */
+  settings?: CellSettings;
+}
+
+export interface CellSettings {
+  calibBatches: number;
+  batch: number;
+  testLimit: number | null;
+  analyseSamples: number | null;
 }
 
 export interface ZooRow {

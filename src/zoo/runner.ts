@@ -3,7 +3,9 @@
  * (calibration: `calibBatches` batches of `batch` samples), evaluate the QDQ model in simulate mode, and analyse
  * it against the formatted float model (AQE/MQE/OQE, report.json + report.html in `<out>/<model>/<rule>/`).
  *
- * Resumable: each finished cell is `<out>/<model>/<rule>/cell.json`; a rerun skips it unless `force`. The float
+ * Resumable: each finished cell is `<out>/<model>/<rule>/cell.json`; a rerun skips it unless `force`, or unless it
+ * no longer answers the cell asked for (another model file, recipe definition, rule file or run option: cell-reuse.ts,
+ * said in the log). The float
  * metric is kept in `<out>/<model>/float.json` (reused while the model hash and test count match; agreement tasks
  * always rerun float, since they need its predictions). `shard: {index, count}` (1-based) takes every count-th cell.
  * Missing files and skipped entries become rows with a reason, never errors; a failing cell is reported as an error
@@ -21,6 +23,7 @@ import { parseModel, saveModel, writeFileAtomic } from '../onnx/model-io.ts';
 import { getRule, type QuantRule } from '../quant/rules.ts';
 import { getRecipe } from '../optimise/recipes.ts';
 import { splitRuleRecipe } from './rule-recipe.ts';
+import { staleReason } from './cell-reuse.ts';
 
 import { quantize } from '../quantize.ts';
 import { renderAnalysisHtml } from '../report/html.ts';
@@ -30,7 +33,7 @@ import { entryInputs } from './entry-feeds.ts';
 import { type CachedSplit, cacheSplit, DEFAULT_CACHE_BYTES, missingPaths, modelPath, openSource, type ProvidedData, slice, spread } from './datasets.ts';
 import type { RuleName, ZooEntry } from './registry.ts';
 import type { ErrorSummary } from '../analyse/schema.ts';
-import { CELL_SCHEMA, formatPaired, pairedScores, type Provenance, type ZooRow } from './results.ts';
+import { CELL_SCHEMA, formatPaired, pairedScores, type CellSettings, type Provenance, type ZooRow } from './results.ts';
 import { evaluate, type EvaluateResult, keepTestFor, makeEvaluator } from './tasks/index.ts';
 
 export interface ZooOptions {
@@ -182,6 +185,18 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
   const batchOpt = o.batch ?? 32;
   const calibBatches = o.calibBatches ?? 32;
   const cells = planCells(o.entries, o.rules, o.shard);
+  const settings: CellSettings = { calibBatches, batch: batchOpt, testLimit: o.testLimit ?? null, analyseSamples: o.analyseSamples ?? null };
+  // A finished cell is reused only while it answers this run's cell (cell-reuse.ts); the model is hashed once, and
+  // only when some cell of it is on disk.
+  const shas = new Map<ZooEntry, string>();
+  const shaOf = (e: ZooEntry) => shas.get(e) ?? shas.set(e, createHash('sha256').update(readFileSync(modelPath(o.root, e))).digest('hex')).get(e)!;
+  const finished = (c: Cell): { cell: ZooRow } | { stale: string } | undefined => {
+    const cell = readCell(cellFile(o.out, c.entry.id, c.rule));
+    if (!cell) return undefined;
+    const { rule, recipe } = splitRuleRecipe(c.rule);
+    const stale = staleReason(cell, { modelSha256: shaOf(c.entry), recipe: getRecipe(recipe), ruleDefinition: o.customRules?.get(rule), settings });
+    return stale ? { stale } : { cell };
+  };
   for (const r of o.rules) {
     // unknown rule or recipe names fail before any work
     const { rule, recipe } = splitRuleRecipe(r);
@@ -192,7 +207,11 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
   let ran = 0;
   let skipped = 0;
   const runnable = new Map(o.entries.map((e) => [e, !e.skip && missingPaths(o.root, e).length === 0]));
-  const todoTotal = o.reuseOnly ? 0 : cells.filter((c) => runnable.get(c.entry) && (o.force || !readCell(cellFile(o.out, c.entry.id, c.rule)))).length;
+  const reusable = (c: Cell) => {
+    const f = finished(c);
+    return !!f && 'cell' in f;
+  };
+  const todoTotal = o.reuseOnly ? 0 : cells.filter((c) => runnable.get(c.entry) && (o.force || !reusable(c))).length;
   let notComputed = 0;
   let todoDone = 0;
   const cellTimes: number[] = [];
@@ -217,11 +236,14 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
     }
     const todo: Cell[] = [];
     for (const c of mcells) {
-      const done = o.force ? undefined : readCell(cellFile(o.out, entry.id, c.rule));
-      if (done) {
-        rows.push({ ...done, ...publishedFor(entry, c.rule) });
+      const done = o.force ? undefined : finished(c);
+      if (done && 'cell' in done) {
+        rows.push({ ...done.cell, ...publishedFor(entry, c.rule) });
         skipped++;
-      } else todo.push(c);
+        continue;
+      }
+      if (done) log(`${entry.id} · ${c.rule}: the cell in ${o.out} is not reused: ${done.stale}${o.reuseOnly ? ' (left out: --reuse-only)' : ''}`);
+      todo.push(c);
     }
     if (o.reuseOnly) notComputed += todo.length;
     if (!todo.length || o.reuseOnly) continue;
@@ -229,7 +251,7 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
     const tag = (rule: string, stage: string) => `[${todoDone + 1}/${todoTotal}] ${entry.id} · ${rule} · ${stage}`;
     let modelRows: ZooRow[];
     try {
-      modelRows = await runModel(entry, todo, o, { batchOpt, calibBatches, log, tag, eta, onCellDone: (ms) => (cellTimes.push(ms), todoDone++) });
+      modelRows = await runModel(entry, todo, o, { batchOpt, calibBatches, settings, log, tag, eta, onCellDone: (ms) => (cellTimes.push(ms), todoDone++) });
       ran += modelRows.filter((r) => r.status === 'ok').length;
     } catch (e) {
       const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
@@ -248,6 +270,7 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
 interface RunCtx {
   batchOpt: number;
   calibBatches: number;
+  settings: CellSettings;
   log: (line: string, transient?: boolean) => void;
   tag: (rule: string, stage: string) => string;
   eta: () => string;
@@ -408,9 +431,10 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
         analysis: { samples: analysed, batchSize: abs },
       },
       ...(seed !== undefined ? { seed } : {}),
-      ...(recipe !== 'none' ? { keepTest } : {}),
+      ...(recipe !== 'none' ? { keepTest, recipe: getRecipe(recipe) } : {}),
       // A rule from a file is recorded whole: its name alone would not reproduce the cell.
       ...(o.customRules?.has(ruleName) ? { ruleDefinition: rule } : {}),
+      settings: ctx.settings,
     };
     const row: ZooRow = {
       schema: CELL_SCHEMA,

@@ -1,0 +1,51 @@
+/**
+ * Whether a finished zoo cell on disk still answers the cell a run asks for. A rerun reuses finished cells (the zoo
+ * is resumable), but a cell is a result of its model file, its rule, its recipe's passes and the run's options; when
+ * any of them has changed since it was written, reusing it would put an old result in a new table under the same
+ * name. Cells written before a field was recorded are judged on what they do record (`passes` names the recipe's
+ * passes in order).
+ */
+import { passFor, type PassSpec } from '../optimise/recipes.ts';
+import type { QuantRule } from '../quant/rules.ts';
+import type { CellSettings, ZooRow } from './results.ts';
+
+export interface CellExpectation {
+  modelSha256: string;
+  /** The recipe's passes now (empty: the plain rule). */
+  recipe: readonly PassSpec[];
+  /** A rule from a file: its definition now (the OnnxQuant rules are fixed by name). */
+  ruleDefinition?: QuantRule;
+  settings: CellSettings;
+}
+
+/** JSON with object keys sorted, so two definitions compare equal whatever order their fields were written in. */
+function canonical(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) =>
+    x && typeof x === 'object' && !Array.isArray(x) ? Object.fromEntries(Object.entries(x).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))) : x,
+  );
+}
+
+const SETTING_FLAGS: Record<keyof CellSettings, string> = {
+  calibBatches: '--calib-batches',
+  batch: '--batch',
+  testLimit: '--test-limit',
+  analyseSamples: '--analyse-samples',
+};
+
+/** Why the cell on disk is not the one asked for, or undefined when it can be reused. */
+export function staleReason(cell: ZooRow, want: CellExpectation): string | undefined {
+  const p = cell.provenance;
+  if (!p) return 'it records no provenance';
+  if (p.modelSha256 !== want.modelSha256) return 'the model file has changed since';
+  const recipeNow = p.recipe
+    ? canonical(p.recipe) === canonical(want.recipe)
+    : (cell.passes ?? []).map((r) => r.pass).join() === want.recipe.map((s) => passFor(s).name).join();
+  if (!recipeNow) return 'its recipe had other passes then';
+  if (canonical(p.ruleDefinition ?? null) !== canonical(want.ruleDefinition ?? null)) return 'its rule was defined differently then';
+  if (p.settings) {
+    for (const k of Object.keys(SETTING_FLAGS) as (keyof CellSettings)[]) {
+      if (p.settings[k] !== want.settings[k]) return `it was run with ${SETTING_FLAGS[k]} ${p.settings[k] ?? '(none)'} (now ${want.settings[k] ?? '(none)'})`;
+    }
+  }
+  return undefined;
+}
