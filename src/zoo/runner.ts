@@ -189,7 +189,8 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
   // A finished cell is reused only while it answers this run's cell (cell-reuse.ts); the model is hashed once, and
   // only when some cell of it is on disk.
   const shas = new Map<ZooEntry, string>();
-  const shaOf = (e: ZooEntry) => shas.get(e) ?? shas.set(e, createHash('sha256').update(readFileSync(modelPath(o.root, e))).digest('hex')).get(e)!;
+  const shaOf = (e: ZooEntry, bytes?: Uint8Array) =>
+    shas.get(e) ?? shas.set(e, createHash('sha256').update(bytes ?? readFileSync(modelPath(o.root, e))).digest('hex')).get(e)!;
   const finished = (c: Cell): { cell: ZooRow } | { stale: string } | undefined => {
     const cell = readCell(cellFile(o.out, c.entry.id, c.rule));
     if (!cell) return undefined;
@@ -251,7 +252,7 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
     const tag = (rule: string, stage: string) => `[${todoDone + 1}/${todoTotal}] ${entry.id} · ${rule} · ${stage}`;
     let modelRows: ZooRow[];
     try {
-      modelRows = await runModel(entry, todo, o, { batchOpt, calibBatches, settings, log, tag, eta, onCellDone: (ms) => (cellTimes.push(ms), todoDone++) });
+      modelRows = await runModel(entry, todo, o, { batchOpt, calibBatches, settings, shaOf, log, tag, eta, onCellDone: (ms) => (cellTimes.push(ms), todoDone++) });
       ran += modelRows.filter((r) => r.status === 'ok').length;
     } catch (e) {
       const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
@@ -271,6 +272,8 @@ interface RunCtx {
   batchOpt: number;
   calibBatches: number;
   settings: CellSettings;
+  /** The model file's SHA-256 (once per model: the reuse check may have computed it). */
+  shaOf: (e: ZooEntry, bytes: Uint8Array) => string;
   log: (line: string, transient?: boolean) => void;
   tag: (rule: string, stage: string) => string;
   eta: () => string;
@@ -281,7 +284,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
   const { log, tag } = ctx;
   const file = modelPath(o.root, entry);
   const bytes = new Uint8Array(readFileSync(file));
-  const sha256 = createHash('sha256').update(bytes).digest('hex');
+  const sha256 = ctx.shaOf(entry, bytes);
   const evaluator = makeEvaluator(entry, o.root);
   const keepTest = keepTestFor(entry);
   const bs = Math.max(1, Math.min(ctx.batchOpt, entry.maxBatch ?? Infinity));
