@@ -191,12 +191,16 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
   const shas = new Map<ZooEntry, string>();
   const shaOf = (e: ZooEntry, bytes?: Uint8Array) =>
     shas.get(e) ?? shas.set(e, createHash('sha256').update(bytes ?? readFileSync(modelPath(o.root, e))).digest('hex')).get(e)!;
-  const finished = (c: Cell): { cell: ZooRow } | { stale: string } | undefined => {
+  type Finished = { cell: ZooRow } | { stale: string } | undefined;
+  const judged = new Map<Cell, Finished>(); // the progress count and the run ask about the same cells
+  const finished = (c: Cell): Finished => {
+    if (judged.has(c)) return judged.get(c);
     const cell = readCell(cellFile(o.out, c.entry.id, c.rule));
-    if (!cell) return undefined;
     const { rule, recipe } = splitRuleRecipe(c.rule);
-    const stale = staleReason(cell, { modelSha256: shaOf(c.entry), recipe: getRecipe(recipe), ruleDefinition: o.customRules?.get(rule), settings });
-    return stale ? { stale } : { cell };
+    const stale = cell && staleReason(cell, { modelSha256: shaOf(c.entry), recipe: getRecipe(recipe), ruleDefinition: o.customRules?.get(rule), settings });
+    const f: Finished = !cell ? undefined : stale ? { stale } : { cell };
+    judged.set(c, f);
+    return f;
   };
   for (const r of o.rules) {
     // unknown rule or recipe names fail before any work
