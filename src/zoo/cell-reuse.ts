@@ -3,7 +3,8 @@
  * is resumable), but a cell is a result of its model file, its rule, its recipe's passes and the run's options; when
  * any of them has changed since it was written, reusing it would put an old result in a new table under the same
  * name. Cells written before a field was recorded are judged on what they do record (`passes` names the recipe's
- * passes in order).
+ * passes in order). The data are not checked (hashing every image on each rerun would cost more than many cells): a
+ * registry entry pointed at other images keeps its cells until `--force`.
  */
 import { passFor, type PassSpec } from '../optimise/recipes.ts';
 import type { QuantRule } from '../quant/rules.ts';
