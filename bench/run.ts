@@ -149,7 +149,7 @@ for (const m of models) {
       async function* it(): AsyncIterable<Feeds> {
         yield* calib;
       }
-      return quantize(model, it(), { rule, steps: calibBatches });
+      return quantize(model, it, { rule, steps: calibBatches });
     });
     r.quantizeMs.push(q.ms);
     r.quantizeBreakdown.push(q.value.timings);

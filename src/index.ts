@@ -7,7 +7,7 @@ export { GraphView } from './ir/graph.ts';
 export type { TensorQuantConfig, QuantParams } from './quant/config.ts';
 export { ONNXQUANT_RULES, RULE_NAMES, buildRule, getRule, type QuantRule, type RuleSpec } from './quant/rules.ts';
 export { planModel, type QuantPlan, type Filter } from './quant/plan.ts';
-export { calibrate, calibrateWeights, type CalibrateOptions, type Feeds } from './calibrate/calibrate.ts';
+export { calibrate, calibrateWeights, type CalibrateOptions, type CalibrationData, type Feeds } from './calibrate/calibrate.ts';
 export { makeObserver } from './calibrate/observers.ts';
 export { realiseQdq } from './realise/qdq.ts';
 export { quantize, prepareModel, type QuantizeOptions, type QuantizeResult } from './quantize.ts';

@@ -3,7 +3,7 @@
  * returns plain data; this function only wires them and times them.
  */
 import type { ModelProto } from 'onnx-buf';
-import { calibrate, type CalibrateOptions, type Feeds } from './calibrate/calibrate.ts';
+import { calibrate, type CalibrateOptions, type CalibrationData, type Feeds } from './calibrate/calibrate.ts';
 import { formatModel } from './ir/format.ts';
 import { opsetVersion } from './ir/graph.ts';
 import { upgradeOpset } from './ir/opset-upgrade.ts';
@@ -62,14 +62,14 @@ export interface QuantizeResult {
   passes?: PassReport[];
 }
 
-export async function quantize(model: ModelProto, data: AsyncIterable<Feeds>, opts: QuantizeOptions): Promise<QuantizeResult> {
+export async function quantize(model: ModelProto, data: CalibrationData, opts: QuantizeOptions): Promise<QuantizeResult> {
   const t0 = performance.now();
   const prepared = prepareModel(model, opts.rule, opts.filter);
   const plan = planModel(prepared.model, opts.rule, opts.filter);
   const t1 = performance.now();
   if (opts.recipe?.length) {
     const calibration: Feeds[] = [];
-    for await (const b of data) {
+    for await (const b of typeof data === 'function' ? data() : data) {
       if (opts.steps !== undefined && calibration.length >= opts.steps) break;
       calibration.push(b);
       opts.onBatch?.(calibration.length);

@@ -22,13 +22,15 @@ import { makeTensor } from '../src/onnx/tensor-codec.ts';
 import { loadModel } from '../src/onnx/model-io.ts';
 import { buildRule, getRule } from '../src/quant/rules.ts';
 import type { QuantParams } from '../src/quant/config.ts';
+import type { QuantRule } from '../src/quant/rules.ts';
 import { planModel } from '../src/quant/plan.ts';
 import { calibrate, type Feeds } from '../src/calibrate/calibrate.ts';
 import { prepareModel } from '../src/quantize.ts';
+import { valueRanges } from '../src/ir/value-range.ts';
 import { seededRandom } from '../src/math.ts';
 import { graphInputs } from '../src/runtime/inputs.ts';
 import { appendPercentileStats, orderForEarlyRelease } from '../src/calibrate/in-graph-stats.ts';
-import { nonNegativeTensors } from '../src/ir/non-negative.ts';
+import { nonNegativeTensors } from '../src/ir/value-range.ts';
 import { createSession, defaultIntraOpThreads } from '../src/runtime/session.ts';
 
 function tiny(): ModelProto {
@@ -62,8 +64,8 @@ async function compare(model: ModelProto, feeds: Feeds[]) {
     const rule = ruleName === 'minmax' ? buildRule({ name: 'int8-perchannel-minmax', activationObserver: 'minmax' }) : getRule(ruleName);
     const prepared = prepareModel(model, rule).model;
     const plan = planModel(prepared, rule);
-    const run = async (statsInGraph: boolean, skipLowerOfNonNegative?: boolean) =>
-      (await calibrate(prepared, plan, (async function* () { yield* feeds; })(), { statsInGraph, skipLowerOfNonNegative })).params;
+    const run = async (statsInGraph: boolean, skipBoundedLower?: boolean) =>
+      (await calibrate(prepared, plan, (async function* () { yield* feeds; })(), { statsInGraph, skipBoundedLower })).params;
     const before = serializeModel(prepared);
     const [a, b, skipped] = [await run(true, false), await run(false), await run(true)];
     // The statistics graphs share the model's nodes and initializers (withGraphLists): the model itself, also when
@@ -151,7 +153,7 @@ test('in-graph percentiles equal a full sort where the k extremes crowd into few
         output: cases.map((_, j) => ({ name: `y${j}` })),
       },
     });
-    const { model: stats, outputs } = appendPercentileStats(model, cases.map((c, j) => ({ tensor: `y${j}`, percentile: c.p, lowerIsZero: j % 3 === 2 })));
+    const { model: stats, outputs } = appendPercentileStats(model, cases.map((c, j) => ({ tensor: `y${j}`, percentile: c.p, upperOnly: j % 3 === 2 })));
     // In the order calibration gives the nodes (each tensor's chain scheduled as soon as the tensor exists).
     orderForEarlyRelease(stats, model.graph!.node.length);
     const s = await createSession(stats, { mode: 'float' });
@@ -293,4 +295,115 @@ test('a per-shape statistics session keeps the dimensions the model fixes: a bat
     })());
   assert.ok((await run([batch(1), batch(1)])).params.size > 100); // the width is filled in per shape
   await assert.rejects(run([batch(2)]), /invalid dimensions for input: x .*Got: 2 Expected: 1/); // writing 2 over the fixed 1 let it through
+});
+
+/** x → 1×1 Conv → Paddle's hard swish z·clip(z + 3, 0, 6)/6 (≥ −0.375 whatever z) → 1×1 Conv. */
+function hardSwishNet(): ModelProto {
+  const c = (name: string, dims: number[], v: number[]) => makeTensor(name, DT.FLOAT, dims, v);
+  return create(ModelProtoSchema, {
+    irVersion: 8n,
+    opsetImport: [{ domain: '', version: 13n }],
+    graph: {
+      name: 'g',
+      node: [
+        makeNode('Conv', ['x', 'w1'], ['z'], 'c1'),
+        makeNode('Add', ['z', 'three'], ['z3'], 'add'),
+        makeNode('Clip', ['z3', 'zero', 'six'], ['g'], 'clip'),
+        makeNode('Mul', ['z', 'g'], ['zg'], 'mul'),
+        makeNode('Div', ['zg', 'six'], ['h'], 'div'),
+        makeNode('Conv', ['h', 'w2'], ['y'], 'c2'),
+      ],
+      input: [{ name: 'x', type: { value: { case: 'tensorType', value: { elemType: DT.FLOAT } } } }],
+      output: [{ name: 'y' }],
+      initializer: [c('w1', [2, 1, 1, 1], [1, 0.5]), c('w2', [3, 2, 1, 1], [0.3, -0.2, 0.1, 0.7, -0.5, 0.4]), c('three', [], [3]), c('zero', [], [0]), c('six', [], [6])],
+    },
+  });
+}
+
+test('a lower statistic the graph bounds below (hard swish ≥ −0.375) is skipped under symmetric rules when the data can be read again, with the parameters unchanged — and taken on a second reading where the upper statistic stays below the bound', async () => {
+  const model = hardSwishNet();
+  // Inputs spread over [from, to): over [−4, 4) the hard swish's upper 0.9999 quantile is far above 0.375; over
+  // [−2, 0.2) it is ≈ 0.1 while values reach −0.375, so the lower statistic decides the scale.
+  const batches = (from: number, to: number): Feeds[] => {
+    const r = seededRandom(7);
+    return Array.from({ length: 3 }, () => ({ x: { dims: [2, 1, 16, 16], data: Float32Array.from({ length: 512 }, () => from + (to - from) * r()) } }));
+  };
+  const custom: Record<string, QuantRule> = {
+    minmax: buildRule({ name: 'int8-perchannel-minmax', activationObserver: 'minmax' }),
+    // Asymmetric: the zero point takes the lower statistic whatever the upper one, so it is never skipped.
+    asymmetric: buildRule({ name: 'uint8-asymmetric', symmetric: false }),
+  };
+  for (const ruleName of ['onnxquant-int8-perchannel', 'onnxquant-int8-pot', 'minmax', 'asymmetric']) {
+    const rule = custom[ruleName] ?? getRule(ruleName);
+    const prepared = prepareModel(model, rule).model;
+    const plan = planModel(prepared, rule);
+    const h = plan.tensors.find((t) => t.tensor === 'h' && t.role === 'activation')!;
+    assert.ok(h, 'the hard swish output is planned');
+    for (const [from, to, rereads] of [[-4, 4, 1], [-2, 0.2, 2]] as const) {
+      const feeds = batches(from, to);
+      let reads = 0;
+      const again = () => {
+        reads++;
+        return (async function* () {
+          yield* feeds;
+        })();
+      };
+      const once = (async function* () {
+        yield* feeds;
+      })();
+      const full = (await calibrate(prepared, plan, again, { skipBoundedLower: false })).params.get(h.key)!;
+      reads = 0;
+      const skipped = (await calibrate(prepared, plan, again)).params.get(h.key)!;
+      const oneShot = (await calibrate(prepared, plan, once)).params.get(h.key)!;
+      const tag = `${ruleName} inputs [${from}, ${to})`;
+      assert.deepEqual([...skipped.scale, ...skipped.zeroPoint, ...skipped.max], [...full.scale, ...full.zeroPoint, ...full.max], tag);
+      if (ruleName === 'asymmetric') {
+        assert.equal(reads, 1, `${tag}: the data were read ${reads} times`);
+        assert.deepEqual([...skipped.min], [...full.min], tag);
+        continue;
+      }
+      assert.equal(reads, rereads, `${tag}: the data were read ${reads} times`);
+      // Read once, the data give no second chance: the lower statistic is taken as before.
+      assert.deepEqual([...oneShot.min, ...oneShot.scale], [...full.min, ...full.scale], `${tag}: one-shot data`);
+      assert.ok(full.min[0] < 0 && full.min[0] >= -0.375 * 1.001, `${tag}: observed min ${full.min[0]}`);
+      if (rereads === 1) {
+        // The bound is recorded where the statistic was not taken; the scale comes from the upper statistic.
+        assert.ok(Math.abs(skipped.min[0] + 0.375) < 1e-7, `${tag}: recorded min ${skipped.min[0]}`);
+        assert.ok(full.max[0] > 0.375 * 1.001, `${tag}: max ${full.max[0]}`);
+      } else {
+        assert.deepEqual([...skipped.min], [...full.min], `${tag}: second reading`);
+        assert.ok(-full.min[0] > full.max[0], `${tag}: the lower statistic ${full.min[0]} decides against ${full.max[0]}`);
+      }
+    }
+  }
+});
+
+test('bounded lower statistics skipped on PP-OCRv4 rec (hard swish throughout) leave every parameter but the recorded min as taken in full', async () => {
+  const model = loadModel(NPM_MODEL);
+  const input = graphInputs(model)[0].name;
+  const r = seededRandom(5);
+  const feeds = [ocrBatch(input, 2, 160, r), ocrBatch(input, 2, 160, r)];
+  const data = () =>
+    (async function* () {
+      yield* feeds;
+    })();
+  for (const name of ['onnxquant-int8-perchannel', 'onnxquant-int8-pot']) {
+    const rule = getRule(name);
+    const prepared = prepareModel(model, rule).model;
+    const plan = planModel(prepared, rule);
+    const full = (await calibrate(prepared, plan, data, { skipBoundedLower: false })).params;
+    const skipped = (await calibrate(prepared, plan, data)).params;
+    const ranges = valueRanges(prepared.graph!);
+    let bounded = 0;
+    for (const t of plan.tensors) {
+      const [p, q] = [full.get(t.key)!, skipped.get(t.key)!];
+      assert.deepEqual([...q.scale, ...q.zeroPoint, ...q.max], [...p.scale, ...p.zeroPoint, ...p.max], `${name} ${t.key}`);
+      const lo = ranges.get(t.tensor)?.lo ?? -Infinity;
+      if (t.role === 'activation' && lo < 0 && lo > -Infinity) {
+        bounded++;
+        assert.ok(p.min[0] >= lo * (1 + 1e-3), `${name} ${t.key}: observed min ${p.min[0]} below the bound ${lo}`);
+      }
+    }
+    assert.ok(bounded > 20, `${name}: only ${bounded} activations bounded below`);
+  }
 });

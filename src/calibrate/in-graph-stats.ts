@@ -14,8 +14,8 @@ import { makeNode, opsetVersion, tensorValueInfo, withGraphLists } from '../ir/g
 import { makeTensor } from '../onnx/tensor-codec.ts';
 
 export interface OrderStatOutputs {
-  /** Output holding the k smallest values (ascending); the last one is the statistic. Absent for a tensor known to
-   * be ≥ 0 (`lowerIsZero`): its lower statistic enters the scale only as min(lo, 0) = 0, so it is not computed. */
+  /** Output holding the k smallest values (ascending); the last one is the statistic. Absent for an `upperOnly`
+   * tensor, whose lower statistic the graph makes irrelevant (calibrate.ts). */
   lo?: string;
   /** Output holding the k largest values (descending); the last one is the statistic. */
   hi: string;
@@ -38,8 +38,8 @@ function mergedRowCap(p: number): number {
 
 export interface StatTensor {
   tensor: string;
-  /** The tensor is ≥ 0 for every input (ir/non-negative.ts): only the upper statistic is computed. */
-  lowerIsZero?: boolean;
+  /** Only the upper statistic is computed: the tensor's range (ir/value-range.ts) makes the lower one irrelevant. */
+  upperOnly?: boolean;
 }
 
 export function appendPercentileStats(input: ModelProto, tensors: readonly (StatTensor & { percentile: number })[]): { model: ModelProto; outputs: Map<string, OrderStatOutputs> } {
@@ -57,7 +57,7 @@ export function appendPercentileStats(input: ModelProto, tensors: readonly (Stat
   const outputs = new Map<string, OrderStatOutputs>();
   // Every node here runs once per batch and costs session creation time (~0.25 ms per node on en_number), so the
   // index arithmetic works on [kMin, kMax] pairs: 33 nodes per tensor, 8 of them choosing the row layout.
-  tensors.forEach(({ tensor: x, percentile: p, lowerIsZero }, i) => {
+  tensors.forEach(({ tensor: x, percentile: p, upperOnly }, i) => {
     // p ≤ 1 makes floor(n·(1−p)) ≥ 0, so PPQ's max(0, ·) is the identity and kMin = floor(n·(1−p)) + 1;
     // kMax = n − min(floor(n·p), n − 1) = max(n − floor(n·p), 1).
     if (!(p > 0 && p <= 1)) throw new Error(`percentile must be in (0, 1], got ${p} for '${x}'`);
@@ -99,7 +99,7 @@ export function appendPercentileStats(input: ModelProto, tensors: readonly (Stat
     // and every element > m lies in a row whose maximum is > m — one of the k rows TopK picks. Hence the k-th
     // largest element of those k rows is v (ties at m included), and only k whole rows go to the final TopK.
     const sides = [['lo', 'kmin', 0, 'ReduceMin'], ['hi', 'kmax', 1, 'ReduceMax']] as const;
-    for (const [side, k, largest, reduce] of lowerIsZero ? sides.slice(1) : sides) {
+    for (const [side, k, largest, reduce] of upperOnly ? sides.slice(1) : sides) {
       // ReduceMin/ReduceMax take `axes` as an attribute up to opset 17 and as an input from 18.
       if (opset >= 18) add(reduce, [s('rows'), '__st_i1'], `${side}b`, { keepdims: 0 });
       else add(reduce, [s('rows')], `${side}b`, { axes: [1], keepdims: 0 });
@@ -108,7 +108,7 @@ export function appendPercentileStats(input: ModelProto, tensors: readonly (Stat
       add('Reshape', [s(`${side}g`), '__st_m1'], `${side}c`);
       add('TopK', [s(`${side}c`), s(k)], [side, `${side}i`], { largest, sorted: 1 });
     }
-    const out: OrderStatOutputs = lowerIsZero ? { hi: s('hi') } : { lo: s('lo'), hi: s('hi') };
+    const out: OrderStatOutputs = upperOnly ? { hi: s('hi') } : { lo: s('lo'), hi: s('hi') };
     for (const o of [out.lo, out.hi]) if (o) g.output.push(create(ValueInfoProtoSchema, { name: o }));
     outputs.set(x, out);
   });
@@ -124,8 +124,8 @@ export function appendMinMaxStats(input: ModelProto, tensors: readonly StatTenso
   const model = withGraphLists(input);
   const g = model.graph!;
   const outputs = new Map<string, OrderStatOutputs>();
-  tensors.forEach(({ tensor: x, lowerIsZero }, i) => {
-    const lo = lowerIsZero ? undefined : `__mm${i}_min`;
+  tensors.forEach(({ tensor: x, upperOnly }, i) => {
+    const lo = upperOnly ? undefined : `__mm${i}_min`;
     const hi = `__mm${i}_max`;
     if (lo) g.node.push(makeNode('ReduceMin', [x], [lo], `__mm${i}_reducemin`, { keepdims: 0 }));
     g.node.push(makeNode('ReduceMax', [x], [hi], `__mm${i}_reducemax`, { keepdims: 0 }));

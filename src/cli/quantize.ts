@@ -154,7 +154,8 @@ export function registerQuantize(program: Command): void {
       const total = Math.min(steps, Math.ceil(ds.size / batch));
       progress.stage(`calibrate ${rule.name}`, total);
       const common = { rule, steps, statsOn, filter, provider, onBatch: (d: number) => progress.tick(d) } as const;
-      const feeds = feedBatches(ds, modelInput(model, input), batch, steps, String(o.calib), fixed);
+      // A function, so calibration may read the data a second time (calibrate.ts CalibrationData).
+      const feeds = () => feedBatches(ds, modelInput(model, input), batch, steps, String(o.calib), fixed);
       const result = isTarget(rule)
         ? await quantizeForTarget(model, feeds, { ...common, target: rule })
         : await quantize(model, feeds, { ...common, recipe, keepTest, log: o.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });

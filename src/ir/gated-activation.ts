@@ -25,6 +25,24 @@ export interface GatedActivation {
   g: (x: number) => number;
   dg: (x: number) => number;
   post: number;
+  /** The least value of z·g(z) over all real z (before `post` and without a gate scale), or undefined where it is
+   * unbounded or not worked out. Calibration uses it as a lower bound of the product (ir/value-range.ts). */
+  productMin?: number;
+}
+
+/** min over z of z·σ(z) (SiLU), at the root z ≈ −1.27846 of 1 + z·(1 − σ(z)) = 0, rounded down (a scan in the tests checks it). */
+export const SILU_MIN = -0.2784645427610738;
+
+/**
+ * The least value of z·clip(αz + β, lo, hi) over all real z, for α > 0; undefined where it is unbounded (lo > 0 or
+ * hi < 0 make one end of the product fall without bound). The product is lo·z left of L = (lo − β)/α (decreasing
+ * there, as lo ≤ 0), the convex αz² + βz on [L, R], and hi·z right of R = (hi − β)/α (increasing): so its minimum is
+ * the parabola's at its vertex −β/(2α) clamped into [L, R].
+ */
+export function clippedAffineProductMin(alpha: number, beta: number, lo: number, hi: number): number | undefined {
+  if (!(alpha > 0) || lo > 0 || hi < 0) return undefined;
+  const z = Math.min((hi - beta) / alpha, Math.max((lo - beta) / alpha, -beta / (2 * alpha)));
+  return alpha * z * z + beta * z;
 }
 
 export const sigmoid = (z: number) => 1 / (1 + Math.exp(-z));
@@ -80,11 +98,13 @@ export function matchGated(view: GraphView, z: string, spatialDims: number): Gat
   let dg: (x: number) => number;
   let gate: string;
   let name: string;
+  let productMin: number | undefined;
   if (entry.opType === 'Sigmoid') {
-    [g, dg, gate, name] = [sigmoid, (x) => sigmoid(x) * (1 - sigmoid(x)), entry.output[0], 'z·sigmoid(z)'];
+    [g, dg, gate, name, productMin] = [sigmoid, (x) => sigmoid(x) * (1 - sigmoid(x)), entry.output[0], 'z·sigmoid(z)', SILU_MIN];
   } else if (entry.opType === 'HardSigmoid') {
     const [a, b] = [attrFloat(entry, 'alpha', 0.2), attrFloat(entry, 'beta', 0.5)];
     [g, dg, gate, name] = [hardSigmoid(a, b), hardSigmoidSlope(a, b), entry.output[0], 'z·hardsigmoid(z)'];
+    productMin = clippedAffineProductMin(a, b, 0, 1);
   } else if (entry.opType === 'Add') {
     const a = scalar(view, otherInput(entry, gateIn));
     const clip = onlyReader(view, entry.output[0]);
@@ -104,11 +124,13 @@ export function matchGated(view: GraphView, z: string, spatialDims: number): Gat
     g = (x) => scale * Math.min(hi, Math.max(lo, x + a));
     dg = (x) => (x + a > lo && x + a < hi ? scale : 0);
     name = 'z·clip(z + a)';
+    const m = clippedAffineProductMin(1, a, lo, hi);
+    productMin = m !== undefined && scale >= 0 ? scale * m : undefined;
   } else return undefined;
   if (otherInput(mul, z) !== gate || onlyReader(view, gate) !== mul) return undefined;
   // The constant factor may also follow the product (Paddle: Mul(z, clip) → Div(6)).
   const after = onlyReader(view, mul.output[0]);
   const d = after && (after.opType === 'Div' || after.opType === 'Mul') && after.input[0] === mul.output[0] ? scalar(view, after.input[1]) : undefined;
   const post = d === undefined ? 1 : after!.opType === 'Div' ? 1 / d : d;
-  return { name, gateReader: entry, gateScale, mul, last: d === undefined ? mul : after!, g, dg, post };
+  return { name, gateReader: entry, gateScale, mul, last: d === undefined ? mul : after!, g, dg, post, productMin: gateScale ? undefined : productMin };
 }

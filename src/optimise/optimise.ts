@@ -31,7 +31,7 @@ async function calibrateWith(model: ModelProto, plan: QuantPlan, o: OptimiseOpti
   async function* data() {
     yield* o.calibration;
   }
-  return (await calibrate(model, plan, data(), { statsOn: o.statsOn, provider: o.provider })).params;
+  return (await calibrate(model, plan, data, { statsOn: o.statsOn, provider: o.provider })).params;
 }
 
 async function calibrated(model: ModelProto, o: OptimiseOptions): Promise<QuantState> {

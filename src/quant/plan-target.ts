@@ -14,7 +14,7 @@
  * Shape → Gather → Add — out of the plan).
  */
 import { TensorProto_DataType as DT, type ModelProto, type NodeProto } from 'onnx-buf';
-import { calibrate, type CalibrateOptions, type Feeds } from '../calibrate/calibrate.ts';
+import { calibrate, type CalibrateOptions, type CalibrationData } from '../calibrate/calibrate.ts';
 import { attr, attrInt, GraphView, makeNode, nodeLabel, nodeSubgraphs } from '../ir/graph.ts';
 import { makeTensor, tensorDims, tensorToFloat32 } from '../onnx/tensor-codec.ts';
 import { realiseQdq } from '../realise/qdq.ts';
@@ -347,7 +347,7 @@ export interface TargetQuantizeResult {
 }
 
 /** quantize() for a deployment target: prepare → planTarget → calibrate → alignParams → realiseTarget. */
-export async function quantizeForTarget(model: ModelProto, data: AsyncIterable<Feeds>, opts: TargetQuantizeOptions): Promise<TargetQuantizeResult> {
+export async function quantizeForTarget(model: ModelProto, data: CalibrationData, opts: TargetQuantizeOptions): Promise<TargetQuantizeResult> {
   const prepared = prepareModel(model, opts.target);
   const plan = planTarget(prepared.model, opts.target, opts.filter);
   const { params, batches } = await calibrate(prepared.model, plan, data, opts);

@@ -359,7 +359,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
     const calibFeeds = async function* (): AsyncIterable<Feeds> {
       for await (const b of calib.batches(bs, calibSamples)) yield { [input]: b.input, ...fixedFor(b.input.dims) };
     };
-    const q = await quantize(model, calibFeeds(), {
+    const q = await quantize(model, calibFeeds, {
       rule,
       steps: calibSteps,
       recipe: getRecipe(recipe),
