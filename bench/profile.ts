@@ -87,7 +87,7 @@ await pass(model, 'float'); // warm-up
     fl.push(now() - t);
     reset();
     t = now();
-    await quantize(model, (async function* () { yield* calib; })(), { rule, steps: calib.length });
+    await quantize(model, async function* () { yield* calib; }, { rule, steps: calib.length });
     qt.push(now() - t);
     qo.push(ortTime.run + ortTime.create);
   }
