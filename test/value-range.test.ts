@@ -66,9 +66,12 @@ test('value ranges of a hand-built graph', () => {
         makeNode('Mul', ['hswish', 'sx'], ['se'], 'se'),
         makeNode('Div', ['r', 'm1'], ['neg_r'], 'neg_r'),
         makeNode('Mul', ['x', 'c6'], ['any'], 'any'),
+        // Rows of a 500 000-value table (an embedding): its range, read without spreading the values into arguments.
+        makeNode('Gather', ['table', 'ids'], ['rows'], 'rows'),
       ],
       initializer: [
         f('zero', [0]), f('six', [6]), f('three', [3]), f('m1', [-1]), f('pos', [0.5, 2]), f('neg', [1, -0.1]), f('scales', [1, 1, 2, 2]), f('w', [0.3]),
+        makeTensor('table', DT.FLOAT, [1000, 500], Float32Array.from({ length: 500_000 }, (_, i) => (i === 123_456 ? -7 : i === 4321 ? 9 : Math.sin(i)))),
       ],
     },
   }).graph!;
@@ -77,7 +80,7 @@ test('value ranges of a hand-built graph', () => {
     add_neg: [Math.fround(-0.1), INF], sub: [-6, 7], max0: [0, INF], min_pos: [0, 2], up: [0, INF], pad_neg: [-1, INF], pad_zero: [0, INF],
     sig: [0, 1], silu: [SILU_MIN, INF], sx: [0, 1], sig_flat: [0, 1], s0: [0, INF], s1: [0, INF],
     zc: [0, 6], zm: [-2.25, INF], hswish: [-0.375, INF], yg: [0, 1], hswish2: [-0.375, INF], hswish3: [-0.375, INF],
-    se: [-0.375, INF], neg_r: [-INF, 0],
+    se: [-0.375, INF], neg_r: [-INF, 0], rows: [-7, 9],
   };
   const got = Object.fromEntries([...valueRanges(g)].map(([k, v]) => [k, [v.lo, v.hi]]));
   // The attribute holds α = 1/6 as float32, so z·hardsigmoid(z)'s least value is −0.375 to 7 digits.

@@ -53,17 +53,30 @@ function product(a: ValueRange, b: ValueRange): ValueRange {
   return { lo: Math.min(...c), hi: Math.max(...c) };
 }
 
+/** The range of a constant's values; (−∞, ∞) for a non-float constant or one holding NaN. A loop, not
+ * Math.min(...data): a constant may be an embedding table of millions of values. */
+function constRange(data: Float32Array | undefined): ValueRange {
+  if (!data?.length) return ANY;
+  let [lo, hi] = [Infinity, -Infinity];
+  for (const v of data) [lo, hi] = [Math.min(lo, v), Math.max(hi, v)];
+  return Number.isNaN(lo) ? ANY : { lo, hi };
+}
+
 /** Every tensor of the graph with a finite bound on at least one side, and its range. */
 export function valueRanges(graph: GraphProto): Map<string, ValueRange> {
   const view = new GraphView(graph);
   const known = new Map<string, ValueRange>();
+  const constants = new Map<string, ValueRange>();
   const visiting = new Set<string>();
   const rangeOf = (name: string): ValueRange => {
     if (!name) return ANY;
     const got = known.get(name);
     if (got) return got;
-    const c = constFloat(view, name);
-    if (c) return c.data.length ? { lo: Math.min(...c.data), hi: Math.max(...c.data) } : ANY;
+    if (view.isConstant(name)) {
+      let r = constants.get(name);
+      if (!r) constants.set(name, (r = constRange(constFloat(view, name)?.data)));
+      return r;
+    }
     const n = view.producer.get(name);
     if (!n || visiting.has(name)) return ANY;
     visiting.add(name);
