@@ -12,7 +12,7 @@ import { create } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataType as DT } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
 import { BOUND_MARGIN } from '../src/calibrate/calibrate.ts';
-import { clippedAffineProductMin, SILU_MIN } from '../src/ir/gated-activation.ts';
+import { clippedAffineProductMin, ERF_GATE_MIN, SILU_MIN } from '../src/ir/gated-activation.ts';
 import { makeNode } from '../src/ir/graph.ts';
 import { nonNegativeTensors, valueRanges } from '../src/ir/value-range.ts';
 import { loadModel } from '../src/onnx/model-io.ts';
@@ -66,11 +66,19 @@ test('value ranges of a hand-built graph', () => {
         makeNode('Mul', ['hswish', 'sx'], ['se'], 'se'),
         makeNode('Div', ['r', 'm1'], ['neg_r'], 'neg_r'),
         makeNode('Mul', ['x', 'c6'], ['any'], 'any'),
+        // GELU as PyTorch exports it before opset 20: z·(1 + erf(z/√2))·½.
+        makeNode('Conv', ['x', 'w'], ['u'], 'conv_u'),
+        makeNode('Div', ['u', 'sqrt2'], ['ud'], 'ud'),
+        makeNode('Erf', ['ud'], ['ue'], 'ue'),
+        makeNode('Add', ['ue', 'one'], ['ug'], 'ug'),
+        makeNode('Mul', ['u', 'ug'], ['um'], 'um'),
+        makeNode('Mul', ['um', 'half'], ['gelu'], 'gelu'),
         // Rows of a 500 000-value table (an embedding): its range, read without spreading the values into arguments.
         makeNode('Gather', ['table', 'ids'], ['rows'], 'rows'),
       ],
       initializer: [
         f('zero', [0]), f('six', [6]), f('three', [3]), f('m1', [-1]), f('pos', [0.5, 2]), f('neg', [1, -0.1]), f('scales', [1, 1, 2, 2]), f('w', [0.3]),
+        f('sqrt2', [Math.SQRT2]), f('one', [1]), f('half', [0.5]),
         makeTensor('table', DT.FLOAT, [1000, 500], Float32Array.from({ length: 500_000 }, (_, i) => (i === 123_456 ? -7 : i === 4321 ? 9 : Math.sin(i)))),
       ],
     },
@@ -81,6 +89,8 @@ test('value ranges of a hand-built graph', () => {
     sig: [0, 1], silu: [SILU_MIN, INF], sx: [0, 1], sig_flat: [0, 1], s0: [0, INF], s1: [0, INF],
     zc: [0, 6], zm: [-2.25, INF], hswish: [-0.375, INF], yg: [0, 1], hswish2: [-0.375, INF], hswish3: [-0.375, INF],
     se: [-0.375, INF], neg_r: [-INF, 0], rows: [-7, 9],
+    // √2 stored as float32; GELU's least value is ERF_GATE_MIN/√2 ≈ −0.16997 (checked against a scan below).
+    um: [Math.fround(Math.SQRT2) * ERF_GATE_MIN, INF], gelu: [Math.fround(Math.SQRT2) * ERF_GATE_MIN * 0.5, INF],
   };
   const got = Object.fromEntries([...valueRanges(g)].map(([k, v]) => [k, [v.lo, v.hi]]));
   // The attribute holds α = 1/6 as float32, so z·hardsigmoid(z)'s least value is −0.375 to 7 digits.
@@ -110,6 +120,20 @@ test('closed-form minima of gated activations against dense float64 scans', () =
   assert.equal(clippedAffineProductMin(-1, 3, 0, 6), undefined);
   const silu = scanMin((z) => z / (1 + Math.exp(-z)), -3, 0, 1e-7);
   assert.ok(SILU_MIN <= silu && silu - SILU_MIN < 1e-12, `SiLU minimum ${SILU_MIN} vs scan ${silu}`);
+  // erf by its Maclaurin series (exact to float64 rounding for |u| ≤ 2).
+  const erf = (u: number) => {
+    let [sum, term] = [0, u];
+    for (let n = 0; n < 200; n++, term *= (-u * u) / n) sum += term / (2 * n + 1);
+    return (2 / Math.sqrt(Math.PI)) * sum;
+  };
+  const erfGate = scanMin((u) => u * (1 + erf(u)), -2, 0, 1e-6);
+  assert.ok(ERF_GATE_MIN <= erfGate && erfGate - ERF_GATE_MIN < 1e-6, `u·(1 + erf u) minimum ${ERF_GATE_MIN} vs scan ${erfGate}`);
+  // The GELU op's bound covers its erf form and the tanh approximation.
+  const gelu = scanMin((z) => 0.5 * z * (1 + erf(z / Math.SQRT2)), -2, 0, 1e-6);
+  const geluTanh = scanMin((z) => 0.5 * z * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (z + 0.044715 * z ** 3))), -2, 0, 1e-6);
+  assert.ok(-0.17005 <= Math.min(gelu, geluTanh) && Math.min(gelu, geluTanh) + 0.17005 < 1e-4, `GELU minima ${gelu}, ${geluTanh}`);
+  const mish = scanMin((z) => z * Math.tanh(Math.log1p(Math.exp(z))), -3, 0, 1e-6);
+  assert.ok(-0.30885 <= mish && mish + 0.30885 < 1e-4, `Mish minimum ${mish}`);
 });
 
 const models = [...onnxFiles(join(SHARED, 'corpus')), ...onnxFiles(join(SHARED, 'quantzoo/Model')), NPM_MODEL];

@@ -49,6 +49,29 @@ export const sigmoid = (z: number) => 1 / (1 + Math.exp(-z));
 export const hardSigmoid = (alpha: number, beta: number) => (z: number) => Math.min(1, Math.max(0, alpha * z + beta));
 export const hardSigmoidSlope = (alpha: number, beta: number) => (z: number) => (alpha * z + beta > 0 && alpha * z + beta < 1 ? alpha : 0);
 
+/** min over u of u·(1 + erf(u)), at u ≈ −0.5316 (GELU's least value is this over √2), rounded down. */
+export const ERF_GATE_MIN = -0.2403756;
+
+/**
+ * The least value of z·(1 + erf(z/c)) when `mul` is that product in a GELU written as nodes (PyTorch's export before
+ * opset 20: Div(z, c) → Erf → Add(·, 1) → Mul(z, ·) → Mul(·, ½)), or undefined. Only a bound (ir/value-range.ts):
+ * matchGated does not return this form, so the recipes read no gate or slope from it.
+ */
+export function erfGateProductMin(view: GraphView, mul: NodeProto): number | undefined {
+  if (mul.opType !== 'Mul' || mul.input.length !== 2) return undefined;
+  for (const [z, gate] of [mul.input, [...mul.input].reverse()]) {
+    const add = view.producer.get(gate);
+    const erfOut = add?.opType === 'Add' ? add.input.find((i) => view.producer.get(i)?.opType === 'Erf') : undefined;
+    if (!add || !erfOut || scalar(view, otherInput(add, erfOut)) !== 1) continue;
+    const scaled = view.producer.get(view.producer.get(erfOut)!.input[0]);
+    if (!scaled || scaled.input[0] !== z) continue;
+    const k = scalar(view, scaled.input[1]);
+    const c = k === undefined ? undefined : scaled.opType === 'Div' ? k : scaled.opType === 'Mul' ? 1 / k : undefined;
+    if (c !== undefined && c > 0) return c * ERF_GATE_MIN;
+  }
+  return undefined;
+}
+
 /** The other input of a two-input node, when one input is `z`. */
 export function otherInput(n: NodeProto, z: string): string | undefined {
   if (n.input.length !== 2) return undefined;

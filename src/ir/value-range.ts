@@ -1,7 +1,7 @@
 /**
  * An interval that holds every value of a tensor for every input, worked out from the graph: Relu gives [0, ∞),
- * Sigmoid [0, 1], hard swish [−0.375, ∞), and whatever moves, pools, clips, adds or multiplies such tensors gets the
- * interval arithmetic of its inputs. Calibration uses the lower end: a tensor ≥ 0 needs no lower statistic, and
+ * Sigmoid [0, 1], hard swish [−0.375, ∞), GELU [−0.17, ∞), and whatever moves, pools, clips, adds or multiplies
+ * such tensors gets the interval arithmetic of its inputs. Calibration uses the lower end: a tensor ≥ 0 needs no lower statistic, and
  * one bounded below by −b needs none under a symmetric rule once its upper statistic reaches b
  * (calibrate/calibrate.ts). Conservative: an op not listed, a graph input, or a non-constant operand where a
  * constant is needed gives (−∞, ∞). NaN is not considered (calibration data are finite).
@@ -13,7 +13,7 @@
 import type { GraphProto, NodeProto } from 'onnx-buf';
 import { attrFloat, attrString, GraphView } from './graph.ts';
 import { clipBounds, constFloat } from './constants.ts';
-import { matchGated } from './gated-activation.ts';
+import { erfGateProductMin, matchGated } from './gated-activation.ts';
 
 export interface ValueRange {
   lo: number;
@@ -136,12 +136,13 @@ export function valueRanges(graph: GraphProto): Map<string, ValueRange> {
       }
       case 'Mul': {
         const generic = product(rangeOf(n.input[0]), rangeOf(n.input[1]));
-        // z·g(z) with z read twice (SiLU, hard swish as nodes): bounded below although z is not.
+        // z·g(z) with z read twice (SiLU, hard swish, GELU as nodes): bounded below although z is not.
         for (const z of new Set(n.input)) {
           const gated = matchGated(view, z, 0);
           if (gated?.mul === n && gated.productMin !== undefined) return { lo: Math.max(generic.lo, gated.productMin), hi: generic.hi };
         }
-        return generic;
+        const erf = erfGateProductMin(view, n);
+        return erf === undefined ? generic : { lo: Math.max(generic.lo, erf), hi: generic.hi };
       }
       case 'Div': {
         const [a, b] = [rangeOf(n.input[0]), rangeOf(n.input[1])];
