@@ -272,20 +272,20 @@ export class Fp8MseObserver implements Observer {
 
 /**
  * A fixed-size histogram of |x| over [0, range). When a value beyond the range arrives, the range doubles and
- * neighbouring bins merge, so memory is constant and one pass suffices (no separate min/max pass).
+ * neighbouring bins merge, so memory is constant and one pass suffices (no separate min/max pass). A batch is
+ * counted into integer tallies first and added to the totals after (observe on the 2-core VM, extremes included: ~9 →
+ * ~5 ns per value); the counts are the same as the plain loop's (tested). NaN is not counted.
  */
 export class AbsHistogram {
   readonly counts: Float64Array;
   range = 0;
+  private readonly tally: Uint32Array;
   constructor(readonly bins = 2048) {
     this.counts = new Float64Array(bins);
+    this.tally = new Uint32Array(bins);
   }
-  add(data: Float32Array): void {
-    let absmax = 0;
-    for (let i = 0; i < data.length; i++) {
-      const a = Math.abs(data[i]);
-      if (a > absmax) absmax = a;
-    }
+  /** Counts a batch; `absmax` = max |x| over it, when the caller has it already. */
+  add(data: Float32Array, absmax = absMaxOf(extremes(data))): void {
     if (absmax === 0 && this.range === 0) {
       this.counts[0] += data.length;
       return;
@@ -293,7 +293,15 @@ export class AbsHistogram {
     if (this.range === 0) this.range = absmax * (1 + 1e-6);
     while (absmax >= this.range) this.grow();
     const k = this.bins / this.range;
-    for (let i = 0; i < data.length; i++) this.counts[Math.min(this.bins - 1, Math.floor(Math.abs(data[i]) * k))]++;
+    const last = this.bins - 1;
+    const tally = this.tally.fill(0);
+    for (let i = 0; i < data.length; i++) {
+      // a ∈ [0, last): its floor is a | 0 (an int32 index); NaN fails both tests and is not counted.
+      const a = Math.abs(data[i]) * k;
+      if (a < last) tally[a | 0]++;
+      else if (a >= last) tally[last]++;
+    }
+    for (let j = 0; j < this.bins; j++) this.counts[j] += tally[j];
   }
   private grow(): void {
     const c = this.counts;
@@ -301,6 +309,49 @@ export class AbsHistogram {
     c.fill(0, this.bins / 2);
     this.range *= 2;
   }
+}
+
+/**
+ * The least and greatest value (NaN ignored; [Infinity, −Infinity] when there is none). Four running pairs: one pair
+ * is a chain of dependent compares, ~4.4 ns per value on the 2-core VM; four interleaved ones take ~2.2. Where ±0
+ * is the extreme its sign may differ from a left-to-right scan's, which no scale sees (scaleFromRange takes
+ * min(lo, 0) and |·|); MinMaxObserver keeps its own scan, compared bit for bit with onnxruntime's reductions.
+ */
+function extremes(d: Float32Array): [number, number] {
+  let a0 = Infinity;
+  let a1 = Infinity;
+  let a2 = Infinity;
+  let a3 = Infinity;
+  let b0 = -Infinity;
+  let b1 = -Infinity;
+  let b2 = -Infinity;
+  let b3 = -Infinity;
+  const n = d.length;
+  let i = 0;
+  for (; i + 3 < n; i += 4) {
+    const p = d[i];
+    const q = d[i + 1];
+    const r = d[i + 2];
+    const s = d[i + 3];
+    if (p < a0) a0 = p;
+    if (p > b0) b0 = p;
+    if (q < a1) a1 = q;
+    if (q > b1) b1 = q;
+    if (r < a2) a2 = r;
+    if (r > b2) b2 = r;
+    if (s < a3) a3 = s;
+    if (s > b3) b3 = s;
+  }
+  for (; i < n; i++) {
+    if (d[i] < a0) a0 = d[i];
+    if (d[i] > b0) b0 = d[i];
+  }
+  return [Math.min(a0, a1, a2, a3), Math.max(b0, b1, b2, b3)];
+}
+
+/** max |x| from the extremes (0 when there is no value). */
+function absMaxOf([lo, hi]: [number, number]): number {
+  return lo > hi ? 0 : Math.max(Math.abs(lo), Math.abs(hi));
 }
 
 /** Symmetric-range observers over a histogram: TensorRT-style KL divergence, or least quantization MSE. */
@@ -313,11 +364,11 @@ export class HistogramObserver implements Observer {
     private readonly method: 'kl' | 'mse',
   ) {}
   observe(data: Float32Array): void {
-    for (let i = 0; i < data.length; i++) {
-      if (data[i] < this.min) this.min = data[i];
-      if (data[i] > this.max) this.max = data[i];
-    }
-    this.hist.add(data);
+    // One pass for the range and the batch's |x| maximum, one for the counts.
+    const e = extremes(data);
+    if (e[0] < this.min) this.min = e[0];
+    if (e[1] > this.max) this.max = e[1];
+    this.hist.add(data, absMaxOf(e));
   }
   params(): QuantParams {
     const { counts, range, bins } = this.hist;
