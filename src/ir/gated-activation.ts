@@ -30,7 +30,8 @@ export interface GatedActivation {
   productMin?: number;
 }
 
-/** min over z of z·σ(z) (SiLU), at the root z ≈ −1.27846 of 1 + z·(1 − σ(z)) = 0, rounded down (a scan in the tests checks it). */
+/** min over z of z·σ(z) (SiLU), at the root z ≈ −1.27846 of 1 + z·(1 − σ(z)) = 0, rounded down (checked by a scan
+ * in the tests). */
 export const SILU_MIN = -0.2784645427610738;
 
 /**

@@ -1,9 +1,9 @@
 /**
  * An interval that holds every value of a tensor for every input, worked out from the graph: Relu gives [0, ∞),
  * Sigmoid [0, 1], hard swish [−0.375, ∞), GELU [−0.17, ∞), and whatever moves, pools, clips, adds or multiplies
- * such tensors gets the interval arithmetic of its inputs. Calibration uses the lower end: a tensor ≥ 0 needs no lower statistic, and
- * one bounded below by −b needs none under a symmetric rule once its upper statistic reaches b
- * (calibrate/calibrate.ts). Conservative: an op not listed, a graph input, or a non-constant operand where a
+ * such tensors gets the interval arithmetic of its inputs. Calibration uses the lower end: a tensor ≥ 0 needs no
+ * lower statistic, and one bounded below by −b needs none under a symmetric rule once its upper statistic reaches
+ * b (calibrate/calibrate.ts). Conservative: an op not listed, a graph input, or a non-constant operand where a
  * constant is needed gives (−∞, ∞). NaN is not considered (calibration data are finite).
  *
  * The bounds are those of the real-number computation. A bound of 0 holds exactly in float32 as well (rounding
