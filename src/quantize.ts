@@ -3,7 +3,7 @@
  * returns plain data; this function only wires them and times them.
  */
 import type { ModelProto } from 'onnx-buf';
-import { calibrate, type CalibrateOptions, type CalibrationData, type Feeds } from './calibrate/calibrate.ts';
+import { calibrate, readBatches, type CalibrateOptions, type CalibrationData, type Feeds } from './calibrate/calibrate.ts';
 import { formatModel } from './ir/format.ts';
 import { opsetVersion } from './ir/graph.ts';
 import { upgradeOpset } from './ir/opset-upgrade.ts';
@@ -69,7 +69,7 @@ export async function quantize(model: ModelProto, data: CalibrationData, opts: Q
   const t1 = performance.now();
   if (opts.recipe?.length) {
     const calibration: Feeds[] = [];
-    for await (const b of typeof data === 'function' ? data() : data) {
+    for await (const b of readBatches(data)) {
       if (opts.steps !== undefined && calibration.length >= opts.steps) break;
       calibration.push(b);
       opts.onBatch?.(calibration.length);
