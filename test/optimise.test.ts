@@ -27,6 +27,7 @@ import { prepareModel } from '../src/quantize.ts';
 import { cholesky, inverseFromCholesky } from '../src/optimise/linalg.ts';
 import { weightRounding } from '../src/optimise/weight-rounding.ts';
 import { migrateOutliers } from '../src/optimise/outlier-migration.ts';
+import { findShiftSites, shiftChannels } from '../src/optimise/channel-shift.ts';
 import { channelOf, fakeQuant } from '../src/quant/numerics.ts';
 import { gridNeighbour, roundingSearch } from '../src/optimise/rounding-search.ts';
 import { scaleCandidates, scaleSearch, visitsInGraphOrder } from '../src/optimise/scale-search.ts';
@@ -1365,4 +1366,149 @@ test('gate scaling keeps the float function, picks each factor by the first-orde
   };
   const [e0, e1] = [await errorOf(s0), await errorOf(await state(s1.model, 'onnxquant-fp8', fit))];
   assert.ok(e1 < 0.7 * e0, `output error ${e0} → ${e1}`);
+});
+
+/** x[2,3,6,6] → conv1 (3×3, padded; biases +4…+6 push channels 0–2 off zero) → c1; c1 → conv2 (1×1) → Relu → conv3
+ * (1×1) → c3; s = c1 + c3 → conv4 (1×1, no bias) → y1; with `padded`, s is also read by conv5 (3×3, padded) → y2. */
+function residualNet(padded: boolean): ModelProto {
+  const r = seededRandom(41);
+  const w = (n: number, k = 0.6) => Float32Array.from({ length: n }, () => (r() - 0.5) * k);
+  const b1 = Float32Array.from({ length: 6 }, (_, j) => (j < 3 ? 4 + j : 0) + (r() - 0.5) * 0.2);
+  return create(ModelProtoSchema, {
+    irVersion: 8n,
+    opsetImport: [{ domain: '', version: 13n }],
+    graph: {
+      name: 'residual',
+      node: [
+        makeNode('Conv', ['x', 'w1', 'b1'], ['c1'], 'conv1', { pads: [1, 1, 1, 1] }),
+        makeNode('Conv', ['c1', 'w2', 'b2'], ['c2'], 'conv2'),
+        makeNode('Relu', ['c2'], ['r2'], 'relu2'),
+        makeNode('Conv', ['r2', 'w3', 'b3'], ['c3'], 'conv3'),
+        makeNode('Add', ['c1', 'c3'], ['s'], 'add'),
+        makeNode('Conv', ['s', 'w4'], ['y1'], 'conv4'),
+        ...(padded ? [makeNode('Conv', ['s', 'w5', 'b5'], ['y2'], 'conv5', { pads: [1, 1, 1, 1] })] : []),
+      ],
+      input: [vi('x', [2, 3, 6, 6])],
+      output: [vi('y1', [2, 5, 6, 6]), ...(padded ? [vi('y2', [2, 4, 6, 6])] : [])],
+      initializer: [
+        makeTensor('w1', DT.FLOAT, [6, 3, 3, 3], w(6 * 27)),
+        makeTensor('b1', DT.FLOAT, [6], b1),
+        makeTensor('w2', DT.FLOAT, [6, 6, 1, 1], w(36)),
+        makeTensor('b2', DT.FLOAT, [6], w(6)),
+        makeTensor('w3', DT.FLOAT, [6, 6, 1, 1], w(36)),
+        makeTensor('b3', DT.FLOAT, [6], w(6)),
+        makeTensor('w4', DT.FLOAT, [5, 6, 1, 1], w(30)),
+        ...(padded ? [makeTensor('w5', DT.FLOAT, [4, 6, 3, 3], w(4 * 54)), makeTensor('b5', DT.FLOAT, [4], w(4))] : []),
+      ],
+    },
+  });
+}
+
+/** x[3,8] → LayerNormalization (β: +3 on channels 0–3) → ln; ln → MatMul [8,6] → Add (per-column bias) → y1;
+ * ln → Gemm (transB, no C, alpha 0.5, beta 2: a created C enters as 2·C) → y2. */
+function layerNormNet(): ModelProto {
+  const r = seededRandom(43);
+  const w = (n: number) => Float32Array.from({ length: n }, () => r() - 0.5);
+  return create(ModelProtoSchema, {
+    irVersion: 8n,
+    opsetImport: [{ domain: '', version: 17n }],
+    graph: {
+      name: 'ln-shift',
+      node: [
+        makeNode('LayerNormalization', ['x', 'g', 'b'], ['ln'], 'ln', { axis: -1 }),
+        makeNode('MatMul', ['ln', 'w1'], ['m1'], 'mm1'),
+        makeNode('Add', ['m1', 'bias1'], ['y1'], 'add1'),
+        makeNode('Gemm', ['ln', 'w2'], ['y2'], 'gemm', { transB: 1, alpha: { float: 0.5 }, beta: { float: 2 } }),
+      ],
+      input: [vi('x', [3, 8])],
+      output: [vi('y1', [3, 6]), vi('y2', [3, 5])],
+      initializer: [
+        makeTensor('g', DT.FLOAT, [8], Float32Array.from({ length: 8 }, () => 0.5 + r())),
+        makeTensor('b', DT.FLOAT, [8], Float32Array.from({ length: 8 }, (_, j) => (j < 4 ? 3 : 0) + r() - 0.5)),
+        makeTensor('w1', DT.FLOAT, [8, 6], w(48)),
+        makeTensor('bias1', DT.FLOAT, [6], w(6)),
+        makeTensor('w2', DT.FLOAT, [5, 8], w(40)),
+      ],
+    },
+  });
+}
+
+function feedsOf(dims: number[], n: number, seed: number): Feeds[] {
+  const r = seededRandom(seed);
+  const size = dims.reduce((a, b) => a * b, 1);
+  return Array.from({ length: n }, () => ({ x: { dims, data: Float32Array.from({ length: size }, () => r() * 2 - 1) } }));
+}
+
+/** Per channel (axis 1, or the last axis), the midpoint of the range and the mean of `t` over the batches. */
+function channelCentres(values: { data: Float32Array; dims: readonly number[] }[], lastAxis: boolean): { mid: number[]; mean: number[]; spread: number[] } {
+  const C = lastAxis ? values[0].dims[values[0].dims.length - 1] : values[0].dims[1];
+  const lo = Array(C).fill(Infinity), hi = Array(C).fill(-Infinity), sum = Array(C).fill(0), n = Array(C).fill(0);
+  for (const v of values) {
+    const inner = lastAxis ? 1 : v.dims.slice(2).reduce((a, b) => a * b, 1);
+    v.data.forEach((x, i) => {
+      const c = Math.floor(i / inner) % C;
+      lo[c] = Math.min(lo[c], x);
+      hi[c] = Math.max(hi[c], x);
+      sum[c] += x;
+      n[c]++;
+    });
+  }
+  return { mid: lo.map((l, c) => (l + hi[c]) / 2), mean: sum.map((s, c) => s / n[c]), spread: lo.map((l, c) => hi[c] - l) };
+}
+
+async function tensorValues(model: ModelProto, data: Feeds[], names: readonly string[], mode: 'float' | 'simulate' = 'float'): Promise<Map<string, { data: Float32Array; dims: readonly number[] }[]>> {
+  const s = await createSession(model, { mode, extraOutputs: names.filter((n) => !model.graph!.output.some((o) => o.name === n)) });
+  const out = new Map(names.map((n) => [n, [] as { data: Float32Array; dims: readonly number[] }[]]));
+  for (const b of data) {
+    const r = await s.run(b);
+    for (const n of names) out.get(n)!.push({ data: r[n].data as Float32Array, dims: r[n].dims });
+  }
+  await s.release();
+  return out;
+}
+
+test('findShiftSites: linear producers (Conv, a residual sum through its single-use branch, LayerNorm) read by unpadded Conv, MatMul + Add and Gemm; not through Relu, not with a padded reader', () => {
+  const sitesOf = (m: ModelProto) => {
+    const model = prepareModel(m, getRule('onnxquant-int8-pot')).model;
+    const layers = new Set(planModel(model, getRule('onnxquant-int8-pot')).layers.map((l) => l.node));
+    return findShiftSites(new GraphView(model.graph!), layers).map((s) => `${s.x}: ${s.source.node.name}[${s.source.index}] − c; readers ${s.readers.map((r) => `${r.slot.node.name}[${r.slot.index}]`).join(' ')}; back ${s.compensations.map((c) => c.node.name).join(' ') || '—'}`);
+  };
+  assert.deepEqual(sitesOf(residualNet(false)), ['c1: conv1[2] − c; readers conv2[2]; back conv3', 's: conv3[2] − c; readers conv4[2]; back —']);
+  // conv5 reads s through a zero border: s would read 0 there, not −c. c1 is still a site.
+  assert.deepEqual(sitesOf(residualNet(true)), ['c1: conv1[2] − c; readers conv2[2]; back conv3']);
+  assert.deepEqual(sitesOf(layerNormNet()), ['ln: ln[2] − c; readers add1[1] gemm[2]; back —']);
+});
+
+test('channel shift keeps the float function, centres each shifted channel (midpoint for integer rules, mean for FP8) and lowers a power-of-2 output error', async () => {
+  for (const [make, dims, names, lastAxis] of [
+    [() => residualNet(false), [2, 3, 6, 6], ['c1', 's'], false],
+    [layerNormNet, [3, 8], ['ln'], true],
+  ] as const) {
+    const rule = 'onnxquant-int8-pot';
+    const model = prepareModel(make(), getRule(rule)).model;
+    const fit = feedsOf([...dims], 4, 3);
+    const held = feedsOf([...dims], 3, 9);
+    const layers = new Set(planModel(model, getRule(rule)).layers.map((l) => l.node));
+    const outputs = model.graph!.output.map((o) => o.name);
+    const before = await tensorValues(model, fit, names);
+    for (const choice of ['midpoint', 'mean'] as const) {
+      const { model: shifted, sites } = await shiftChannels(model, layers, fit, choice);
+      assert.equal(sites, names.length, `${choice}: ${names.join(', ')} shifted`);
+      const [a, b] = [await tensorValues(model, held, outputs), await tensorValues(shifted, held, outputs)];
+      for (const o of outputs)
+        a.get(o)!.forEach((v, i) => v.data.forEach((x, k) => assert.ok(Math.abs(x - b.get(o)![i].data[k]) <= 1e-5 * (1 + Math.abs(x)), `${choice} ${o}: ${x} vs ${b.get(o)![i].data[k]}`)));
+      const after = await tensorValues(shifted, fit, names);
+      for (const n of names) {
+        const c0 = channelCentres(before.get(n)!, lastAxis);
+        const c1 = channelCentres(after.get(n)!, lastAxis);
+        assert.ok(c0[choice === 'midpoint' ? 'mid' : 'mean'].some((v) => Math.abs(v) > 1), `${n}: some channel off zero before`);
+        c1[choice === 'midpoint' ? 'mid' : 'mean'].forEach((v, c) => assert.ok(Math.abs(v) <= 1e-5 * (1 + c1.spread[c]), `${choice} ${n} channel ${c}: centre ${v}`));
+        c1.spread.forEach((s, c) => assert.ok(Math.abs(s - c0.spread[c]) <= 1e-5 * (1 + s), `${n} channel ${c}: spread ${c0.spread[c]} → ${s}`));
+      }
+    }
+    const ctx = { ...ctxFor(model, rule, fit), outputs };
+    const { model: shifted } = await shiftChannels(model, layers, fit, 'midpoint');
+    const [e0, e1] = [await outputError(await state(model, rule, fit), ctx), await outputError(await state(shifted, rule, fit), { ...ctx, reference: model })];
+    assert.ok(e1 < e0, `${names.join(', ')}: power-of-2 output error ${e0} → ${e1}`);
+  }
 });

@@ -13,6 +13,7 @@ import { gateScaling } from './gate-scaling.ts';
 import { fallbackPass, type FallbackPrecision } from './fallback.ts';
 import { floatRolePass } from './float-role.ts';
 import { outlierMigration } from './outlier-migration.ts';
+import { channelShift, type ShiftChoice } from './channel-shift.ts';
 import { rangeSearch } from './range-search.ts';
 import { roundingSearch } from './rounding-search.ts';
 import { scaleSearch } from './scale-search.ts';
@@ -28,6 +29,8 @@ export type PassSpec =
   /** `alsoFromStart`: also round from the plain rule, dropping the passes before it, and keep the lower end point. */
   | { pass: 'weight-rounding'; options?: Partial<WeightRoundingOptions>; alsoFromStart?: boolean }
   | { pass: 'outlier-migration'; alpha?: number }
+  /** `choice`: the offset taken out per channel (default: the midpoint of the range under integer rules, the mean under FP8). */
+  | { pass: 'channel-shift'; choice?: ShiftChoice }
   | { pass: 'rounding-search' }
   | { pass: 'scale-search' }
   | { pass: 'fallback'; budget: number; precision?: FallbackPrecision }
@@ -66,6 +69,7 @@ export const RECIPES: Record<string, PassSpec[]> = {
   'weight-rounding': [{ pass: 'weight-rounding' }],
   'weight-rounding-act': [{ pass: 'weight-rounding', options: { activation: 'aware' } }],
   'outlier-migration': [{ pass: 'outlier-migration' }],
+  'channel-shift': [{ pass: 'channel-shift' }],
   'rounding-search': [{ pass: 'rounding-search' }],
   'scale-search': [{ pass: 'scale-search' }],
   fallback: [{ pass: 'fallback', budget: 0.01 }],
@@ -78,6 +82,8 @@ export const RECIPES: Record<string, PassSpec[]> = {
   // best's 33.03%; per-channel and power-of-2 end at best's state), and on mobilenet_v3_small_cifar10 it raises the
   // error (rolled back, all rules).
   'best-gate': [...BEST.slice(0, 2), { pass: 'gate-scaling' }, ...BEST.slice(2)],
+  // best with channel shifting after outlier migration (the offsets taken out of the rescaled channels), for sweeps.
+  'best-shift': [...BEST.slice(0, 3), { pass: 'channel-shift' }, ...BEST.slice(3)],
   // Diagnostics: what each role costs (only the activations, or only the weights, quantized).
   'weights-float': [{ pass: 'float-role', role: 'weight' }],
   'activations-float': [{ pass: 'float-role', role: 'activation' }],
@@ -99,6 +105,8 @@ export function passFor(spec: PassSpec): OptimisePass {
       return weightRounding(spec.options);
     case 'outlier-migration':
       return outlierMigration(spec.alpha);
+    case 'channel-shift':
+      return channelShift(spec.choice);
     case 'rounding-search':
       return roundingSearch();
     case 'scale-search':
