@@ -4,6 +4,7 @@
  */
 import type { ModelProto } from 'onnx-buf';
 import { calibrate, readBatches, type CalibrateOptions, type CalibrationData, type Feeds } from './calibrate/calibrate.ts';
+import { UserError } from './errors.ts';
 import { formatModel } from './ir/format.ts';
 import { opsetVersion } from './ir/graph.ts';
 import { upgradeOpset } from './ir/opset-upgrade.ts';
@@ -45,6 +46,10 @@ export interface QuantizeOptions extends CalibrateOptions {
   recipe?: readonly PassSpec[];
   /** How the recipe judges each pass's change (optimise/context.ts keepDecision); default 'mean'. */
   keepTest?: KeepTest;
+  /** The tensors whose error the recipe's passes are judged by (default: the graph outputs): any tensor a node of the
+   * formatted model computes — e.g. a detector's heat map before its peak mask, whose error on a sample is otherwise
+   * decided by which near-equal peaks flip (mlsd_320_tiny's 'scores'). */
+  outputs?: readonly string[];
   log?: (line: string) => void;
 }
 
@@ -68,13 +73,16 @@ export async function quantize(model: ModelProto, data: CalibrationData, opts: Q
   const plan = planModel(prepared.model, opts.rule, opts.filter);
   const t1 = performance.now();
   if (opts.recipe?.length) {
+    const computed = new Set(prepared.model.graph!.node.flatMap((n) => n.output));
+    const absent = opts.outputs?.find((t) => !computed.has(t));
+    if (absent !== undefined) throw new UserError(`--outputs '${absent}': no node of the formatted model computes it`);
     const calibration: Feeds[] = [];
     for await (const b of readBatches(data)) {
       if (opts.steps !== undefined && calibration.length >= opts.steps) break;
       calibration.push(b);
       opts.onBatch?.(calibration.length);
     }
-    const { state, reports, reference } = await runRecipe(prepared.model, opts.recipe, { rule: opts.rule, filter: opts.filter, calibration, statsOn: opts.statsOn, provider: opts.provider, keepTest: opts.keepTest, log: opts.log });
+    const { state, reports, reference } = await runRecipe(prepared.model, opts.recipe, { rule: opts.rule, filter: opts.filter, calibration, statsOn: opts.statsOn, provider: opts.provider, keepTest: opts.keepTest, outputs: opts.outputs, log: opts.log });
     const t2 = performance.now();
     const qdq = realiseQdq(state.model, state.plan, state.params);
     const t3 = performance.now();

@@ -227,7 +227,7 @@ test('export of a float model is refused in one line, with nothing written (it w
   assert.equal(existsSync(qop), false);
 });
 
-test('quantize: --test without --analyse, a --test path that does not exist, a --fallback-budget that is not a number, a --keep-test without a recipe or unknown: refused before any work', async () => {
+test('quantize: --test without --analyse, a --test path that does not exist, a --fallback-budget that is not a number, a --keep-test without a recipe or unknown, --outputs naming no tensor or with nothing to measure them: refused before any work', async () => {
   const out = join(tmp, 'test-opts.onnx');
   const bare = await cli('quantize', NPM_MODEL, ...data, '--test', images, '-o', out); // --test was silently ignored
   assert.equal(bare.code, 2);
@@ -240,6 +240,9 @@ test('quantize: --test without --analyse, a --test path that does not exist, a -
   assert.equal(keep.stderr.trim(), "onnxquant: --keep-test must be mean or mean-or-log, got 'median'");
   const keepAlone = await cli('quantize', NPM_MODEL, ...data, '--keep-test', 'mean-or-log', '-o', out); // no recipe: nothing to judge
   assert.equal(keepAlone.stderr.trim(), 'onnxquant: --keep-test judges the passes of a recipe: add --recipe, or leave --keep-test out');
+  oneLineError(await cli('quantize', NPM_MODEL, ...data, '--recipe', 'best', '--outputs', 'no_such_tensor', '-o', out), NPM_MODEL, /--outputs 'no_such_tensor': no node of this model computes it/);
+  const outputsAlone = await cli('quantize', NPM_MODEL, ...data, '--outputs', 'p2o.Add.277', '-o', out); // nothing measures them
+  assert.equal(outputsAlone.stderr.trim(), 'onnxquant: --outputs names what a recipe or --analyse measures: add --recipe or --analyse, or leave --outputs out');
   assert.equal(existsSync(out), false);
 });
 

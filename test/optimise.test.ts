@@ -23,7 +23,8 @@ import { cloneParams, firstSamples, keepDecision, meanOverOutputs, outputError, 
 import { restartDecision, runRecipe, splitCalibration, weightRoundingStart } from '../src/optimise/optimise.ts';
 import { getRecipe, RECIPES } from '../src/optimise/recipes.ts';
 import { realiseQdq } from '../src/realise/qdq.ts';
-import { prepareModel } from '../src/quantize.ts';
+import { prepareModel, quantize } from '../src/quantize.ts';
+import { perSamplePowerRatio } from '../src/analyse/error-measures.ts';
 import { cholesky, inverseFromCholesky } from '../src/optimise/linalg.ts';
 import { weightRounding } from '../src/optimise/weight-rounding.ts';
 import { migrateOutliers } from '../src/optimise/outlier-migration.ts';
@@ -1511,4 +1512,22 @@ test('channel shift keeps the float function, centres each shifted channel (midp
     const [e0, e1] = [await outputError(await state(model, rule, fit), ctx), await outputError(await state(shifted, rule, fit), { ...ctx, reference: model })];
     assert.ok(e1 < e0, `${names.join(', ')}: power-of-2 output error ${e0} → ${e1}`);
   }
+});
+
+test("a recipe is judged by the tensors given as 'outputs' (an inner tensor here): its plain-rule error is that tensor's power ratio on the measuring batches", async () => {
+  const model = cnn();
+  const data = batches(8, 17);
+  const rule = getRule('onnxquant-int8-pot');
+  const source = () => (async function* () { yield* data; })();
+  const plain = await quantize(model, source, { rule });
+  const judged = await quantize(model, source, { rule, recipe: [{ pass: 'range-search' }], outputs: ['c2'] });
+  // Independently: c2 of the float and the plain QDQ model on the measuring batches (the first 4 of 4 samples).
+  const [f, q] = [await tensorValues(plain.floatModel, data.slice(0, 4), ['c2']), await tensorValues(plain.model, data.slice(0, 4), ['c2'], 'simulate')];
+  const perSample = f.get('c2')!.flatMap((v, i) => [...perSamplePowerRatio(q.get('c2')![i].data, v.data, 4)]);
+  const expected = perSample.reduce((a, b) => a + b, 0) / perSample.length;
+  const before = judged.passes![0].before;
+  assert.ok(Math.abs(before - expected) <= 1e-9 + 1e-6 * expected, `judged by c2: ${before} vs ${expected}`);
+  const byY = await quantize(model, source, { rule, recipe: [{ pass: 'range-search' }] });
+  assert.ok(Math.abs(byY.passes![0].before - expected) > 1e-3 * expected, `by default the graph output y: ${byY.passes![0].before}`);
+  await assert.rejects(quantize(model, source, { rule, recipe: [{ pass: 'range-search' }], outputs: ['nowhere'] }), /--outputs 'nowhere': no node of the formatted model computes it/);
 });

@@ -102,6 +102,7 @@ export function registerQuantize(program: Command): void {
     .option('--recipe <name>', `accuracy-recovery recipe: ${Object.keys(RECIPES).join(', ')}, or several joined by '+' to chain them (best = equalization, outlier migration, range search, weight rounding (GPTQ), bias correction; each kept only if it lowers the error)`, 'none')
     .option('--fallback-budget <ratio>', 'output power-ratio budget on calibration data of the mixed-precision fallback (default 0.01); adds the fallback (float) to a recipe without one, e.g. --recipe best')
     .option('--keep-test <test>', "how a recipe judges each pass's change on calibration data: 'mean' (paired test on the per-sample power ratios) or 'mean-or-log' (also the same test on their logs, for heavy-tailed per-sample errors such as super-resolution's; default mean)")
+    .option('--outputs <a,b>', "tensors a recipe's passes are judged by and --analyse reports OQE over (default: the graph outputs), e.g. a heat map before its peak mask")
     .option('--analyse', 'also write report.html and report.json beside the output')
     .option('--test <path>', 'data for --analyse (default: the calibration data)')
     .option('--quiet', 'no progress output')
@@ -147,6 +148,12 @@ export function registerQuantize(program: Command): void {
       const keepTest = String(o.keepTest ?? 'mean');
       if (keepTest !== 'mean' && keepTest !== 'mean-or-log') throw new UserError(`--keep-test must be mean or mean-or-log, got '${keepTest}'`);
       if (o.keepTest !== undefined && !recipe.length) throw new UserError('--keep-test judges the passes of a recipe: add --recipe, or leave --keep-test out');
+      const outputs = o.outputs ? String(o.outputs).split(',') : undefined;
+      const produced = (m: typeof model) => new Set(m.graph!.node.flatMap((n) => n.output));
+      const modelNames = produced(model);
+      const missing = outputs?.find((t) => !modelNames.has(t));
+      if (missing !== undefined) throw new UserError(`--outputs '${missing}': no node of this model computes it`, file);
+      if (outputs && !recipe.length && !o.analyse) throw new UserError('--outputs names what a recipe or --analyse measures: add --recipe or --analyse, or leave --outputs out');
       // The analysis data are opened before any work, so a wrong --test path fails before the model is written.
       if (o.test && !o.analyse) throw new UserError('--test is the data for --analyse: add --analyse, or leave --test out');
       const testDs = o.test ? openDataset(String(o.test), spec) : ds;
@@ -158,8 +165,12 @@ export function registerQuantize(program: Command): void {
       const feeds = () => feedBatches(ds, modelInput(model, input), batch, steps, String(o.calib), fixed);
       const result = isTarget(rule)
         ? await quantizeForTarget(model, feeds, { ...common, target: rule })
-        : await quantize(model, feeds, { ...common, recipe, keepTest, log: o.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
+        : await quantize(model, feeds, { ...common, recipe, keepTest, outputs, log: o.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
       progress.stop();
+      // Checked on the formatted model the recipe and the analysis see (formatting removes Identity and folds nodes).
+      const formattedNames = produced(result.floatModel);
+      const absent = outputs?.find((t) => !formattedNames.has(t));
+      if (absent !== undefined) throw new UserError(`--outputs '${absent}': no node of the formatted model computes it`, file);
       // Layers in If bodies stay float; when an input decides those Ifs (a sample rate), --freeze is the way in.
       // Ifs decided by the data themselves (a shape, a value of the input) are not settings to freeze.
       const deciders = result.plan.skipped.some((s) => s.reason.startsWith('inside a If body'))
@@ -192,6 +203,7 @@ export function registerQuantize(program: Command): void {
           quantPath: out,
           dataPath: String(o.test ?? o.calib),
           known: { plan: result.plan, params: result.params },
+          outputs,
           fixed,
           quiet: Boolean(o.quiet),
           steps,

@@ -24,6 +24,8 @@ export interface OptimiseOptions {
   provider?: ExecutionProvider;
   /** How each pass's change is judged (context.ts keepDecision); default 'mean'. */
   keepTest?: KeepTest;
+  /** Tensors the passes are judged by (default: the graph outputs). */
+  outputs?: readonly string[];
   log?: (line: string) => void;
 }
 
@@ -103,7 +105,7 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
     batches: measure,
     fitBatches: fit,
     freshBatches: fresh,
-    outputs: prepared.graph!.output.map((v) => v.name),
+    outputs: o.outputs?.length ? [...o.outputs] : prepared.graph!.output.map((v) => v.name),
     keepTest: o.keepTest,
     recalibrate: (model, plan) => calibrateWith(model, plan, o),
     log: o.log ?? (() => {}),

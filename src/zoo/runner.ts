@@ -359,11 +359,15 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
     const calibFeeds = async function* (): AsyncIterable<Feeds> {
       for await (const b of calib.batches(bs, calibSamples)) yield { [input]: b.input, ...fixedFor(b.input.dims) };
     };
+    // A recipe is judged by the tensors the analysis monitors (those the model computes; the analysis names the rest).
+    const computed = new Set(model.graph!.node.flatMap((n) => n.output));
+    const judged = entry.outputs?.filter((n) => computed.has(n));
     const q = await quantize(model, calibFeeds, {
       rule,
       steps: calibSteps,
       recipe: getRecipe(recipe),
       keepTest,
+      ...(judged?.length ? { outputs: judged } : {}),
       onBatch: (n) => log(`${tag(c.rule, 'calibrate')} ${n}/${calibSteps} · ETA ${ctx.eta()}`, true),
       // A recipe's passes take minutes each on large models: say each one's result as it ends.
       log: (line) => log(`${entry.id} · ${c.rule}: ${line}`),
