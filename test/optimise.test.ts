@@ -28,7 +28,7 @@ import { perSamplePowerRatio } from '../src/analyse/error-measures.ts';
 import { cholesky, inverseFromCholesky } from '../src/optimise/linalg.ts';
 import { weightRounding } from '../src/optimise/weight-rounding.ts';
 import { migrateOutliers } from '../src/optimise/outlier-migration.ts';
-import { findShiftSites, shiftChannels } from '../src/optimise/channel-shift.ts';
+import { findShiftSites, shiftChannels, shiftOf } from '../src/optimise/channel-shift.ts';
 import { channelOf, fakeQuant } from '../src/quant/numerics.ts';
 import { gridNeighbour, roundingSearch } from '../src/optimise/rounding-search.ts';
 import { scaleCandidates, scaleSearch, visitsInGraphOrder } from '../src/optimise/scale-search.ts';
@@ -1478,6 +1478,15 @@ test('findShiftSites: linear producers (Conv, a residual sum through its single-
   // conv5 reads s through a zero border: s would read 0 there, not −c. c1 is still a site.
   assert.deepEqual(sitesOf(residualNet(true)), ['c1: conv1[2] − c; readers conv2[2]; back conv3']);
   assert.deepEqual(sitesOf(layerNormNet()), ['ln: ln[2] − c; readers add1[1] gemm[2]; back —']);
+});
+
+test('shiftOf: midpoint, mean, and the mean bounded by the widest channel\'s half-range (hand-worked); an unseen channel stays', () => {
+  // Channels [min, max, mean]: [0, 10, 2] (half-range 5: the widest), [4, 6, 4.5], [−1, 1, 0.8], never seen.
+  const st = { min: Float64Array.from([0, 4, -1, Infinity]), max: Float64Array.from([10, 6, 1, -Infinity]), mean: Float64Array.from([2, 4.5, 0.8, NaN]) };
+  assert.deepEqual([...shiftOf(st, 'midpoint')], [5, 5, 0, 0]);
+  assert.deepEqual([...shiftOf(st, 'mean')], [2, 4.5, 0.8, 0]);
+  // A = 5: channel 0 must sit in [10 − 5, 0 + 5] = {5}; channel 1 in [1, 9] ∋ 4.5; channel 2 in [−4, 4] ∋ 0.8.
+  assert.deepEqual([...shiftOf(st, 'bounded-mean')], [5, 4.5, 0.8, 0]);
 });
 
 test('channel shift keeps the float function, centres each shifted channel (midpoint for integer rules, mean for FP8) and lowers a power-of-2 output error', async () => {

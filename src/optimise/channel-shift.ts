@@ -269,7 +269,7 @@ export async function shiftChannels(input: ModelProto, quantizedLayers: Readonly
       const dims = old?.dims ?? [d.length];
       const data = Float32Array.from(d, (v, i) => (old ? old.data[i] : 0) + v);
       while (node.input.length < slot.index) node.input.push('');
-      const fresh = addFloatInitializer(view, `${name || `${node.name || node.output[0]}_shift`}_shift`, dims, data);
+      const fresh = addFloatInitializer(view, name ? `${name}_shift` : `${node.name || node.output[0]}_bias_shift`, dims, data);
       if (node.input.length === slot.index) node.input.push(fresh);
       view.setInput(node, slot.index, fresh);
     }
