@@ -22,6 +22,7 @@ import { freezeModel, parseFixedFeeds } from './fixed-feeds.ts';
 import type { FixedFeed } from '../runtime/fixed-feeds.ts';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { maskedOutputHints } from '../ir/masked-outputs.ts';
 
 export interface WriteAnalysisOptions {
   rule?: string;
@@ -129,6 +130,9 @@ export function registerAnalyse(program: Command): void {
         const produced = new Set(m.graph!.node.flatMap((n) => n.output));
         const absent = outputs?.find((t) => !produced.has(t));
         if (absent !== undefined) throw new UserError(`--outputs '${absent}': no node of this model computes it`, file);
+      }
+      if (!outputs && !o.quiet) {
+        for (const h of maskedOutputHints(floatModel)) process.stderr.write(`hint: ${h}\n`);
       }
       upgradeOpset(floatModel, Math.max(opsetVersion(floatModel), opsetVersion(quant)));
       const input = singleInput(floatModel, floatFile, o.input as string | undefined);

@@ -12,6 +12,7 @@ import { freezeModel, parseFixedFeeds } from './fixed-feeds.ts';
 import { ifDecidingInputs } from '../ir/freeze-inputs.ts';
 import { makeProgress } from './progress.ts';
 import { writeAnalysis } from './analyse.ts';
+import { maskedOutputHints } from '../ir/masked-outputs.ts';
 import { checkOutputFile, sameFile } from './output-paths.ts';
 import { getRecipe, RECIPES, type PassSpec } from '../optimise/recipes.ts';
 import { gib } from '../optimise/context.ts';
@@ -154,6 +155,10 @@ export function registerQuantize(program: Command): void {
       const missing = outputs?.find((t) => !modelNames.has(t));
       if (missing !== undefined) throw new UserError(`--outputs '${missing}': no node of this model computes it`, file);
       if (outputs && !recipe.length && !o.analyse) throw new UserError('--outputs names what a recipe or --analyse measures: add --recipe or --analyse, or leave --outputs out');
+      // An output behind a peak mask or a threshold judges a recipe by its flips: say what to measure instead.
+      if (!outputs && (recipe.length || o.analyse) && !o.quiet) {
+        for (const h of maskedOutputHints(model)) process.stderr.write(`hint: ${h}\n`);
+      }
       // The analysis data are opened before any work, so a wrong --test path fails before the model is written.
       if (o.test && !o.analyse) throw new UserError('--test is the data for --analyse: add --analyse, or leave --test out');
       const testDs = o.test ? openDataset(String(o.test), spec) : ds;
