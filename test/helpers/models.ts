@@ -56,10 +56,11 @@ export function feedOptions(file: string): ModelFeeds {
 /**
  * The tensors a corpus model's error is measured on, where its graph outputs are not the place (default: the graph
  * outputs). mlsd_320_tiny's 'scores' is its heat map times a peak mask, Equal(heat, MaxPool(heat)): on the random
- * feeds the corpus checks use, nearly every peak is a near-tie that any error flips, so that output's power ratio is
- * ~100% for every rule and recipe alike (per-channel: 100.091% plain, the heat map before the mask 99.86%, 12 972 of
- * 409 600 mask positions flipped on 16 feeds) — a count of flips, not a measure of error. Measured instead, as PPQ
- * monitors detectors before their post-processing: the heat map ('Transpose__305:0', the sigmoid the mask reads).
+ * feeds the corpus checks use, its peaks are near-ties that any error moves, so that output's power ratio counts
+ * moved peaks, not error: under the plain per-channel rule the quantized heat map has collapsed (energy 0.0068
+ * against the float 126.5 on 16 feeds), the masked output is ~0 and its power ratio 100.09%; `best` restores the heat
+ * map (power ratio 99.86% → 2.25%) and its noise moves the peaks: 'scores' 1290%. Measured instead, as PPQ monitors
+ * detectors before their post-processing: the heat map ('Transpose__305:0', the sigmoid the mask reads).
  */
 export function monitoredOutputs(file: string): string[] | undefined {
   if (basename(file) === 'mlsd_320_tiny.onnx') return ['offsets', 'Transpose__305:0'];
