@@ -6,10 +6,10 @@
  * Conv/Gemm bias, a LayerNorm's β, the constant of an Add), every layer reading X adds W·c to its bias. The float
  * function is unchanged and no node is added; the same tensors are quantized, under the same rule.
  * - Readers: quantized Conv without padding (a padded border would read 0, not −c), Gemm, and MatMul followed by
- *   the Add of a per-column constant. A residual Add reading X passes the shift on unless its other operand's
- *   producer adds c back (MobileNet's stream x + project(·): each block's projection bias compensates).
- * - c: per channel, the midpoint of X's range for integer rules (the symmetric scale follows the largest |x|) and
- *   the mean for FP8 (its rounding error is relative, so it grows with |x|), on the float network.
+ *   the Add of a per-column constant. A residual Add reading X gets c back from its other operand's producer
+ *   (MobileNet's stream x + project(·): the next block's projection bias); where no reader can take c, X stays.
+ * - c per channel, on the float network: the midpoint of X's range (the symmetric scale follows the largest |x|),
+ *   the mean (FP8's rounding error grows with |x|), or the mean as far as the midpoints' absmax allows (`shiftOf`).
  * What the weights' rounding does with c is a gain too: the quantized layer computes Ŵ·(X − c) + W·c, so the weight
  * error meets X − c instead of X.
  */

@@ -29,7 +29,7 @@ export type PassSpec =
   /** `alsoFromStart`: also round from the plain rule, dropping the passes before it, and keep the lower end point. */
   | { pass: 'weight-rounding'; options?: Partial<WeightRoundingOptions>; alsoFromStart?: boolean }
   | { pass: 'outlier-migration'; alpha?: number }
-  /** `choice`: the offset taken out per channel (default: the midpoint of the range under integer rules, the mean under FP8). */
+  /** `choice`: the offset taken out per channel (default: whichever of the three gives the lowest fitting error). */
   | { pass: 'channel-shift'; choice?: ShiftChoice }
   | { pass: 'rounding-search' }
   | { pass: 'scale-search' }
