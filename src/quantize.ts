@@ -75,7 +75,7 @@ export async function quantize(model: ModelProto, data: CalibrationData, opts: Q
   if (opts.recipe?.length) {
     const computed = new Set(prepared.model.graph!.node.flatMap((n) => n.output));
     const absent = opts.outputs?.find((t) => !computed.has(t));
-    if (absent !== undefined) throw new UserError(`--outputs '${absent}': no node of the formatted model computes it`);
+    if (absent !== undefined) throw new UserError(`outputs: no node of the formatted model computes '${absent}'`);
     const calibration: Feeds[] = [];
     for await (const b of readBatches(data)) {
       if (opts.steps !== undefined && calibration.length >= opts.steps) break;

@@ -241,6 +241,8 @@ test('quantize: --test without --analyse, a --test path that does not exist, a -
   const keepAlone = await cli('quantize', NPM_MODEL, ...data, '--keep-test', 'mean-or-log', '-o', out); // no recipe: nothing to judge
   assert.equal(keepAlone.stderr.trim(), 'onnxquant: --keep-test judges the passes of a recipe: add --recipe, or leave --keep-test out');
   oneLineError(await cli('quantize', NPM_MODEL, ...data, '--recipe', 'best', '--outputs', 'no_such_tensor', '-o', out), NPM_MODEL, /--outputs 'no_such_tensor': no node of this model computes it/);
+  // A Conv output that formatting folds into the BatchNormalization after it: the recipe would never see it.
+  oneLineError(await cli('quantize', NPM_MODEL, ...data, '--recipe', 'best', '--outputs', 'conv2d_185.tmp_0', '-o', out), NPM_MODEL, /--outputs 'conv2d_185\.tmp_0': formatting folds it away/);
   const outputsAlone = await cli('quantize', NPM_MODEL, ...data, '--outputs', 'p2o.Add.277', '-o', out); // nothing measures them
   assert.equal(outputsAlone.stderr.trim(), 'onnxquant: --outputs names what a recipe or --analyse measures: add --recipe or --analyse, or leave --outputs out');
   assert.equal(existsSync(out), false);

@@ -13,6 +13,7 @@ import { ifDecidingInputs } from '../ir/freeze-inputs.ts';
 import { makeProgress } from './progress.ts';
 import { writeAnalysis } from './analyse.ts';
 import { maskedOutputHints } from '../ir/masked-outputs.ts';
+import { formatModel } from '../ir/format.ts';
 import { checkOutputFile, sameFile } from './output-paths.ts';
 import { getRecipe, RECIPES, type PassSpec } from '../optimise/recipes.ts';
 import { gib } from '../optimise/context.ts';
@@ -150,10 +151,15 @@ export function registerQuantize(program: Command): void {
       if (keepTest !== 'mean' && keepTest !== 'mean-or-log') throw new UserError(`--keep-test must be mean or mean-or-log, got '${keepTest}'`);
       if (o.keepTest !== undefined && !recipe.length) throw new UserError('--keep-test judges the passes of a recipe: add --recipe, or leave --keep-test out');
       const outputs = o.outputs ? String(o.outputs).split(',') : undefined;
-      const produced = (m: typeof model) => new Set(m.graph!.node.flatMap((n) => n.output));
-      const modelNames = produced(model);
-      const missing = outputs?.find((t) => !modelNames.has(t));
-      if (missing !== undefined) throw new UserError(`--outputs '${missing}': no node of this model computes it`, file);
+      if (outputs) {
+        // The recipe and the analysis see the formatted model (formatting removes Identity and folds nodes).
+        const produced = (m: typeof model) => new Set(m.graph!.node.flatMap((n) => n.output));
+        const [raw, formatted] = [produced(model), produced(formatModel(model).model)];
+        const missing = outputs.find((t) => !raw.has(t));
+        if (missing !== undefined) throw new UserError(`--outputs '${missing}': no node of this model computes it`, file);
+        const folded = outputs.find((t) => !formatted.has(t));
+        if (folded !== undefined) throw new UserError(`--outputs '${folded}': formatting folds it away (name a tensor after it)`, file);
+      }
       if (outputs && !recipe.length && !o.analyse) throw new UserError('--outputs names what a recipe or --analyse measures: add --recipe or --analyse, or leave --outputs out');
       // An output behind a peak mask or a threshold judges a recipe by its flips: say what to measure instead.
       if (!outputs && (recipe.length || o.analyse) && !o.quiet) {
@@ -172,10 +178,6 @@ export function registerQuantize(program: Command): void {
         ? await quantizeForTarget(model, feeds, { ...common, target: rule })
         : await quantize(model, feeds, { ...common, recipe, keepTest, outputs, log: o.quiet ? undefined : (line) => process.stderr.write(`${line}\n`) });
       progress.stop();
-      // Checked on the formatted model the recipe and the analysis see (formatting removes Identity and folds nodes).
-      const formattedNames = produced(result.floatModel);
-      const absent = outputs?.find((t) => !formattedNames.has(t));
-      if (absent !== undefined) throw new UserError(`--outputs '${absent}': no node of the formatted model computes it`, file);
       // Layers in If bodies stay float; when an input decides those Ifs (a sample rate), --freeze is the way in.
       // Ifs decided by the data themselves (a shape, a value of the input) are not settings to freeze.
       const deciders = result.plan.skipped.some((s) => s.reason.startsWith('inside a If body'))
