@@ -280,7 +280,7 @@ export async function shiftChannels(input: ModelProto, quantizedLayers: Readonly
 
 /**
  * The pass. With no `choice`, each offset rule is tried and the one with the lowest network output error on the
- * fitting batches (recalibrated as the recipe calibrates) goes on to be judged: neither wins everywhere. On en_number
+ * fitting batches (recalibrated as the recipe calibrates) goes on to be judged: none wins everywhere. On en_number
  * (IC15, 16 batches of 32) alone: per-channel 7.12% → midpoint 7.07%, bounded mean 6.14%; power-of-2 9.11% →
  * midpoint 8.52%, bounded mean 9.35%; FP8 10.29% → mean 11.00%, midpoint 13.60% (rolled back).
  */
