@@ -18,10 +18,8 @@ import { ModelProtoSchema, type ModelProto, type NodeProto } from 'onnx-buf';
 import type { Feeds } from '../calibrate/calibrate.ts';
 import { addFloatInitializer, constFloat } from '../ir/constants.ts';
 import { attrFloat, attrInt, attrInts, attrString, GraphView } from '../ir/graph.ts';
-import { createSession } from '../runtime/session.ts';
+import { channelStats, type ChannelAxis, type ChannelStats } from './channel-stats.ts';
 import { fittingBatches, outputError, type OptimisePass } from './context.ts';
-
-type Axis = 'second' | 'last';
 
 /** A per-channel additive constant: input `index` of `node` (absent: created), added as `scale`·value per channel. */
 interface Slot {
@@ -39,7 +37,7 @@ interface Reader {
 
 export interface ShiftSite {
   x: string;
-  axis: Axis;
+  axis: ChannelAxis;
   channels: number;
   /** Where −c goes. */
   source: Slot;
@@ -51,7 +49,7 @@ export interface ShiftSite {
 const constWeight = (view: GraphView, n: NodeProto) => (n.input[1] ? constFloat(view, n.input[1]) : undefined);
 
 /** A constant that broadcasts per channel on `axis` of a tensor of rank `rank` (rank unknown for 'last'). */
-function perChannelConst(dims: readonly number[], C: number, axis: Axis, rank: number | undefined): boolean {
+function perChannelConst(dims: readonly number[], C: number, axis: ChannelAxis, rank: number | undefined): boolean {
   if (dims.reduce((a, b) => a * b, 1) !== C) return false;
   if (C === 1) return false;
   if (axis === 'last') return dims[dims.length - 1] === C;
@@ -61,7 +59,7 @@ function perChannelConst(dims: readonly number[], C: number, axis: Axis, rank: n
 
 /** The slot that shifts `t` by a per-channel constant, or undefined. Through a residual Add, the operand shifted
  * must be read by that Add alone (its other readers would see the shift). */
-function sourceSlot(view: GraphView, t: string, axis: Axis, C: number, rank: number | undefined, depth = 0): Slot | undefined {
+function sourceSlot(view: GraphView, t: string, axis: ChannelAxis, C: number, rank: number | undefined, depth = 0): Slot | undefined {
   const p = view.producer.get(t);
   if (!p || p.output[0] !== t || p.output.filter(Boolean).length !== 1 || depth > 8) return undefined;
   const sizeOk = (name: string | undefined) => !name || constFloat(view, name)?.data.length === C;
@@ -103,7 +101,7 @@ const noPadding = (n: NodeProto) => {
 };
 
 /** A quantized layer reading X as its activation input, and how its bias takes W·c. */
-function readerOf(view: GraphView, n: NodeProto, x: string): { reader: Reader; axis: Axis; channels: number; rank?: number } | undefined {
+function readerOf(view: GraphView, n: NodeProto, x: string): { reader: Reader; axis: ChannelAxis; channels: number; rank?: number } | undefined {
   const w = constWeight(view, n);
   if (!w || n.input[0] !== x || n.input[1] === x) return undefined;
   if (n.opType === 'Conv') {
@@ -164,7 +162,7 @@ export function findShiftSites(view: GraphView, quantized: ReadonlySet<string>):
     if (!x || view.graphOutputs.has(x) || view.graphInputs.has(x) || view.isConstant(x)) continue;
     const readers: Reader[] = [];
     const adds: NodeProto[] = [];
-    let axis: Axis | undefined;
+    let axis: ChannelAxis | undefined;
     let channels: number | undefined;
     let rank: number | undefined;
     let ok = true;
@@ -188,39 +186,6 @@ export function findShiftSites(view: GraphView, quantized: ReadonlySet<string>):
   return sites;
 }
 
-/** Per-channel minimum, maximum and mean of each site's activation over the batches, on the float network. */
-async function channelStats(model: ModelProto, sites: ShiftSite[], batches: Feeds[]): Promise<Map<string, { min: Float64Array; max: Float64Array; mean: Float64Array }>> {
-  const fetch = sites.map((s) => s.x);
-  const session = await createSession(model, { mode: 'float', extraOutputs: fetch });
-  const out = new Map(sites.map((s) => [s.x, { min: new Float64Array(s.channels).fill(Infinity), max: new Float64Array(s.channels).fill(-Infinity), sum: new Float64Array(s.channels), n: 0 }]));
-  try {
-    for (const b of batches) {
-      const r = await session.run(b, fetch);
-      for (const s of sites) {
-        const v = r[s.x];
-        const d = v.data as Float32Array;
-        const acc = out.get(s.x)!;
-        const C = s.channels;
-        const inner = s.axis === 'last' ? 1 : v.dims.slice(2).reduce((a, c) => a * c, 1);
-        for (let i = 0, c = 0, k = 0; i < d.length; i++) {
-          const x = d[i];
-          if (x < acc.min[c]) acc.min[c] = x;
-          if (x > acc.max[c]) acc.max[c] = x;
-          acc.sum[c] += x;
-          if (++k === inner) {
-            k = 0;
-            if (++c === C) c = 0;
-          }
-        }
-        acc.n += d.length / C;
-      }
-    }
-  } finally {
-    await session.release();
-  }
-  return new Map([...out].map(([k, a]) => [k, { min: a.min, max: a.max, mean: a.sum.map((s) => s / a.n) }]));
-}
-
 export type ShiftChoice = 'midpoint' | 'mean' | 'bounded-mean';
 
 /**
@@ -229,7 +194,7 @@ export type ShiftChoice = 'midpoint' | 'mean' | 'bounded-mean';
  * widest channels are pinned to their midpoints, the others lose their mean, which the weights' rounding error
  * would otherwise meet (Ŵ − W)·c.
  */
-export function shiftOf(st: { min: Float64Array; max: Float64Array; mean: Float64Array }, choice: ShiftChoice): Float64Array {
+export function shiftOf(st: ChannelStats, choice: ShiftChoice): Float64Array {
   const C = st.mean.length;
   if (choice === 'mean') return st.mean.map((m) => (Number.isFinite(m) ? m : 0));
   const mid = Float64Array.from({ length: C }, (_, j) => (Number.isFinite(st.min[j]) ? (st.min[j] + st.max[j]) / 2 : 0));
@@ -245,7 +210,7 @@ export async function shiftChannels(input: ModelProto, quantizedLayers: Readonly
   const view = new GraphView(model.graph!);
   const sites = findShiftSites(view, quantizedLayers).filter((s) => !only || only.has(s.x));
   if (!sites.length) return { model, sites: 0 };
-  const stats = await channelStats(model, sites, batches);
+  const stats = await channelStats(model, sites.map((s) => ({ name: s.x, axis: s.axis, channels: s.channels })), batches);
   // Sites share slots (a projection's bias is one block's source and the previous block's compensation): sum first.
   const deltas = new Map<NodeProto, Map<number, { slot: Slot; d: Float64Array }>>();
   const add = (slot: Slot, d: Float64Array) => {

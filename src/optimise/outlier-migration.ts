@@ -16,7 +16,7 @@ import { ModelProtoSchema, type ModelProto, type NodeProto } from 'onnx-buf';
 import type { Feeds } from '../calibrate/calibrate.ts';
 import { addFloatInitializer, constFloat } from '../ir/constants.ts';
 import { attrInt, GraphView } from '../ir/graph.ts';
-import { createSession } from '../runtime/session.ts';
+import { channelStats, type ChannelAxis } from './channel-stats.ts';
 import type { OptimisePass } from './context.ts';
 
 /** How the producer of X absorbs X/s: which constants to divide, per channel. */
@@ -24,7 +24,7 @@ type Absorb = { kind: 'affine'; gamma: string; beta?: string; node: NodeProto; b
 
 interface Site {
   x: string;
-  channelAxis: 'second' | 'last';
+  channelAxis: ChannelAxis;
   consumers: NodeProto[];
   absorb: Absorb;
 }
@@ -96,27 +96,8 @@ function findSites(view: GraphView, quantized: ReadonlySet<string>): Site[] {
 
 /** Per-channel max |x| of each site's activation over the batches, on the float network. */
 async function channelRanges(model: ModelProto, sites: Site[], batches: Feeds[], channels: (s: Site) => number): Promise<Map<string, Float64Array>> {
-  const graphInputs = new Set(model.graph!.input.map((v) => v.name));
-  const fetch = sites.map((s) => s.x).filter((x) => !graphInputs.has(x));
-  const session = await createSession(model, { mode: 'float', extraOutputs: fetch });
-  const out = new Map(sites.map((s) => [s.x, new Float64Array(channels(s))]));
-  for (const b of batches) {
-    const r = await session.run(b, fetch);
-    for (const s of sites) {
-      const v = graphInputs.has(s.x) ? b[s.x] : r[s.x];
-      const d = v.data as Float32Array;
-      const acc = out.get(s.x)!;
-      const C = acc.length;
-      const inner = s.channelAxis === 'last' ? 1 : v.dims.slice(2).reduce((a, c) => a * c, 1);
-      for (let i = 0; i < d.length; i++) {
-        const c = Math.floor(i / inner) % C;
-        const a = Math.abs(d[i]);
-        if (a > acc[c]) acc[c] = a;
-      }
-    }
-  }
-  await session.release();
-  return out;
+  const stats = await channelStats(model, sites.map((s) => ({ name: s.x, axis: s.channelAxis, channels: channels(s) })), batches);
+  return new Map([...stats].map(([x, st]) => [x, st.min.map((lo, c) => (Number.isFinite(lo) ? Math.max(-lo, st.max[c], 0) : 0))]));
 }
 
 /** Per-input-channel max |w| of a consumer, and a function mapping a weight element to its input channel. */
