@@ -4,6 +4,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { clone, create } from '@bufbuild/protobuf';
 import { GraphProtoSchema, ModelProtoSchema, TensorProto_DataType as DT, type ModelProto, type NodeProto, type ValueInfoProto } from 'onnx-buf';
 import { makeNode, GraphView, opsetVersion, tensorValueInfo } from '../src/ir/graph.ts';
@@ -13,7 +15,7 @@ import { getRule } from '../src/quant/rules.ts';
 import { planModel } from '../src/quant/plan.ts';
 import { calibrate, type Feeds } from '../src/calibrate/calibrate.ts';
 import { createSession } from '../src/runtime/session.ts';
-import { seededRandom } from '../src/runtime/inputs.ts';
+import { randomFeeds, seededRandom } from '../src/runtime/inputs.ts';
 import { equalization, equalize, gridEqualization, gridFactors } from '../src/optimise/equalization.ts';
 import { biasCorrection, correctInOrder, correctOwnShifts } from '../src/optimise/bias-correction.ts';
 import { saturatingGates } from '../src/optimise/activation-slope.ts';
@@ -36,6 +38,8 @@ import { FP8_SCALE_CANDIDATES } from '../src/calibrate/observers.ts';
 import { findGateSites, gateScaling } from '../src/optimise/gate-scaling.ts';
 import { float8ToFloat32 } from '../src/onnx/float-formats.ts';
 import type { PlannedTensor } from '../src/quant/plan.ts';
+import { feedOptions, NPM_MODEL, onnxFiles, SHARED } from './helpers/models.ts';
+import { loadModel } from '../src/onnx/model-io.ts';
 
 const vi = (name: string, dims: number[]): ValueInfoProto => tensorValueInfo(name, DT.FLOAT, dims);
 
@@ -1487,6 +1491,33 @@ test('shiftOf: midpoint, mean, and the mean bounded by the widest channel\'s hal
   assert.deepEqual([...shiftOf(st, 'mean')], [2, 4.5, 0.8, 0]);
   // A = 5: channel 0 must sit in [10 − 5, 0 + 5] = {5}; channel 1 in [1, 9] ∋ 4.5; channel 2 in [−4, 4] ∋ 0.8.
   assert.deepEqual([...shiftOf(st, 'bounded-mean')], [5, 4.5, 0.8, 0]);
+});
+
+test('channel shift keeps the float function of every shared, corpus and npm model it finds sites in', { skip: existsSync(SHARED) ? false : '../shared absent: only hand-built graphs checked' }, async () => {
+  const rule = getRule('onnxquant-int8-pot');
+  let shifted = 0;
+  for (const file of [...onnxFiles(join(SHARED, 'corpus')), ...onnxFiles(join(SHARED, 'quantzoo/Model')), NPM_MODEL]) {
+    const model = prepareModel(loadModel(file), rule).model;
+    const opts = feedOptions(file);
+    const feeds = (seed: number): Feeds => ({ ...randomFeeds(model, { ...opts, seed }), ...opts.extra });
+    const layers = new Set(planModel(model, rule).layers.map((l) => l.node));
+    const { model: sh, sites } = await shiftChannels(model, layers, [feeds(1), feeds(2)], 'mean');
+    if (!sites) continue;
+    shifted++;
+    const [a, b] = [await createSession(model, { mode: 'float' }), await createSession(sh, { mode: 'float' })];
+    const [ra, rb] = [await a.run(feeds(9)), await b.run(feeds(9))];
+    await Promise.all([a.release(), b.release()]);
+    for (const k of Object.keys(ra)) {
+      if (ra[k].type !== 'float32') continue;
+      const [x, y] = [ra[k].data as Float32Array, rb[k].data as Float32Array];
+      let [scale, diff] = [0, 0];
+      for (let i = 0; i < x.length; i++) [scale, diff] = [Math.max(scale, Math.abs(x[i])), Math.max(diff, Math.abs(x[i] - y[i]))];
+      // Float rounding only: the biases moved by c and W·c are summed in another order (a sigmoid near 0 on random
+      // input, PP-OCR det's, keeps its 1e-7 absolute noise, so the bound is on the output's scale, not per value).
+      assert.ok(diff <= 1e-4 * (1 + scale), `${file} '${k}' (${sites} sites): max |Δ| ${diff} on outputs up to ${scale}`);
+    }
+  }
+  assert.ok(shifted >= 10, `only ${shifted} models with sites`);
 });
 
 test('channel shift keeps the float function, centres each shifted channel (midpoint for integer rules, mean for FP8) and lowers a power-of-2 output error', async () => {
