@@ -6,7 +6,7 @@ import type { ModelProto } from 'onnx-buf';
 import { calibrate, readBatches, type CalibrateOptions, type CalibrationData, type Feeds } from './calibrate/calibrate.ts';
 import { UserError } from './errors.ts';
 import { formatModel } from './ir/format.ts';
-import { opsetVersion } from './ir/graph.ts';
+import { computedNames, opsetVersion } from './ir/graph.ts';
 import { upgradeOpset } from './ir/opset-upgrade.ts';
 import { applyOverride, minOpsetFor, type QuantParams } from './quant/config.ts';
 import { planModel, type Filter, type QuantPlan } from './quant/plan.ts';
@@ -73,7 +73,7 @@ export async function quantize(model: ModelProto, data: CalibrationData, opts: Q
   const plan = planModel(prepared.model, opts.rule, opts.filter);
   const t1 = performance.now();
   if (opts.recipe?.length) {
-    const computed = new Set(prepared.model.graph!.node.flatMap((n) => n.output));
+    const computed = computedNames(prepared.model);
     const absent = opts.outputs?.find((t) => !computed.has(t));
     if (absent !== undefined) throw new UserError(`outputs: no node of the formatted model computes '${absent}'`);
     const calibration: Feeds[] = [];

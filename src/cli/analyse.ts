@@ -4,7 +4,7 @@ import type { ModelProto } from 'onnx-buf';
 import { analyse, type AnalyseOptions } from '../analyse/analyse.ts';
 import type { AnalysisReport } from '../analyse/schema.ts';
 import { formatModel } from '../ir/format.ts';
-import { opsetVersion } from '../ir/graph.ts';
+import { computedNames, opsetVersion } from '../ir/graph.ts';
 import { upgradeOpset } from '../ir/opset-upgrade.ts';
 import { loadModel, writeFileAtomic } from '../onnx/model-io.ts';
 import { UserError } from '../errors.ts';
@@ -127,8 +127,8 @@ export function registerAnalyse(program: Command): void {
       if (!['none', 'both', 'all'].includes(isolated)) throw new UserError(`--isolated must be none, both or all, got '${isolated}'`);
       const outputs = o.outputs ? String(o.outputs).split(',') : undefined;
       for (const [m, file] of [[floatModel, floatFile], [quant, quantFile]] as const) {
-        const produced = new Set(m.graph!.node.flatMap((n) => n.output));
-        const absent = outputs?.find((t) => !produced.has(t));
+        const computed = computedNames(m);
+        const absent = outputs?.find((t) => !computed.has(t));
         if (absent !== undefined) throw new UserError(`--outputs '${absent}': no node of this model computes it`, file);
       }
       if (!outputs && !o.quiet) {

@@ -20,7 +20,7 @@ import { gib } from '../optimise/context.ts';
 import { getTarget, isTarget, TARGETS } from '../quant/targets.ts';
 import { quantizeForTarget } from '../quant/plan-target.ts';
 import { checkFilter, type Filter } from '../quant/plan.ts';
-import { hasQdqNodes } from '../ir/graph.ts';
+import { computedNames, hasQdqNodes } from '../ir/graph.ts';
 import type { TensorQuantConfig } from '../quant/config.ts';
 
 export function resolveRule(name: string): QuantRule {
@@ -151,16 +151,16 @@ export function registerQuantize(program: Command): void {
       if (keepTest !== 'mean' && keepTest !== 'mean-or-log') throw new UserError(`--keep-test must be mean or mean-or-log, got '${keepTest}'`);
       if (o.keepTest !== undefined && !recipe.length) throw new UserError('--keep-test judges the passes of a recipe: add --recipe, or leave --keep-test out');
       const outputs = o.outputs ? String(o.outputs).split(',') : undefined;
+      if (outputs && !recipe.length && !o.analyse) throw new UserError('--outputs names what a recipe or --analyse measures: add --recipe or --analyse, or leave --outputs out');
       if (outputs) {
-        // The recipe and the analysis see the formatted model (formatting removes Identity and folds nodes).
-        const produced = (m: typeof model) => new Set(m.graph!.node.flatMap((n) => n.output));
-        const [raw, formatted] = [produced(model), produced(formatModel(model).model)];
+        const raw = computedNames(model);
         const missing = outputs.find((t) => !raw.has(t));
         if (missing !== undefined) throw new UserError(`--outputs '${missing}': no node of this model computes it`, file);
+        // The recipe and the analysis see the formatted model (formatting removes Identity and folds nodes).
+        const formatted = computedNames(formatModel(model).model);
         const folded = outputs.find((t) => !formatted.has(t));
         if (folded !== undefined) throw new UserError(`--outputs '${folded}': formatting folds it away (name a tensor after it)`, file);
       }
-      if (outputs && !recipe.length && !o.analyse) throw new UserError('--outputs names what a recipe or --analyse measures: add --recipe or --analyse, or leave --outputs out');
       // An output behind a peak mask or a threshold judges a recipe by its flips: say what to measure instead.
       if (!outputs && (recipe.length || o.analyse) && !o.quiet) {
         for (const h of maskedOutputHints(model)) process.stderr.write(`hint: ${h}\n`);

@@ -210,6 +210,12 @@ function renameReadsInGraph(g: GraphProto, from: string, to: string): void {
   for (const o of g.output) if (o.name === from) o.name = to;
 }
 
+/** The tensor names the nodes of a model's main graph compute (not its inputs or initializers): what `outputs`
+ * options may name. */
+export function computedNames(model: ModelProto): Set<string> {
+  return new Set(model.graph!.node.flatMap((n) => n.output));
+}
+
 /** Kahn's algorithm, stable with respect to the current order; throws on cycles. */
 export function topologicalSort(g: GraphProto): void {
   const available = new Set<string>(['', ...g.input.map((v) => v.name), ...g.initializer.map((t) => t.name)]);

@@ -25,15 +25,15 @@ export interface MaskedOutput {
 const SHAPE_OPS = new Set(['Shape', 'Size']);
 const LAYER_OPS = new Set(['Conv', 'ConvTranspose', 'Gemm', 'MatMul']);
 
-/** Tensors `t` is computed from, through ops that pass values (breadth-first, nearest first). */
-function* upstream(view: GraphView, t: string): Generator<{ tensor: string; node: NodeProto }> {
+/** The nodes `t` is computed by, through ops that pass values (breadth-first, nearest first). */
+function* upstream(view: GraphView, t: string): Generator<NodeProto> {
   const seen = new Set<string>([t]);
   const queue = [t];
   while (queue.length) {
     const x = queue.shift()!;
     const n = view.producer.get(x);
     if (!n || SHAPE_OPS.has(n.opType)) continue;
-    yield { tensor: x, node: n };
+    yield n;
     for (const i of n.input) if (i && !seen.has(i)) (seen.add(i), queue.push(i));
   }
 }
@@ -45,12 +45,12 @@ function* upstream(view: GraphView, t: string): Generator<{ tensor: string; node
  */
 export function maskedOutputs(view: GraphView, floatOutputs: readonly string[]): MaskedOutput[] {
   const fromLayer = (t: string) => {
-    for (const { node } of upstream(view, t)) if (LAYER_OPS.has(node.opType)) return true;
+    for (const node of upstream(view, t)) if (LAYER_OPS.has(node.opType)) return true;
     return false;
   };
   const found: MaskedOutput[] = [];
   for (const output of floatOutputs) {
-    for (const { node: n } of upstream(view, output)) {
+    for (const n of upstream(view, output)) {
       if (!STEP_OPS.has(n.opType)) continue;
       const inputs = n.input.filter((i) => i && !view.isConstant(i) && fromLayer(i));
       if (!inputs.length) continue;

@@ -22,6 +22,7 @@ import type { Feeds } from '../calibrate/calibrate.ts';
 import { parseModel, saveModel, writeFileAtomic } from '../onnx/model-io.ts';
 import { getRule, type QuantRule } from '../quant/rules.ts';
 import { getRecipe } from '../optimise/recipes.ts';
+import { computedNames } from '../ir/graph.ts';
 import { splitRuleRecipe } from './rule-recipe.ts';
 import { staleReason } from './cell-reuse.ts';
 
@@ -360,7 +361,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
       for await (const b of calib.batches(bs, calibSamples)) yield { [input]: b.input, ...fixedFor(b.input.dims) };
     };
     // A recipe is judged by the tensors the analysis monitors (those the model computes; the analysis names the rest).
-    const computed = new Set(model.graph!.node.flatMap((n) => n.output));
+    const computed = computedNames(model);
     const judged = entry.outputs?.filter((n) => computed.has(n));
     const q = await quantize(model, calibFeeds, {
       rule,
