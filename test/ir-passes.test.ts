@@ -6,7 +6,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { clone, create } from '@bufbuild/protobuf';
 import {
+  AttributeProto_AttributeType,
+  AttributeProtoSchema,
   ModelProtoSchema,
+  type GraphProto,
   TensorProto_DataType as DT,
   type ModelProto,
   type NodeProto,
@@ -14,7 +17,8 @@ import {
   type ValueInfoProto,
 } from 'onnx-buf';
 import type * as ort from 'onnxruntime-node';
-import { float32ToFloat16 } from '../src/onnx/float-formats.ts';
+import { Tensor as OrtTensor } from 'onnxruntime-node';
+import { float16ToFloat32, float32ToFloat16 } from '../src/onnx/float-formats.ts';
 import { decodeTensor, makeTensor, tensorToFloat32 } from '../src/onnx/tensor-codec.ts';
 import { attr, makeNode, tensorValueInfo } from '../src/ir/graph.ts';
 import { formatModel } from '../src/ir/format.ts';
@@ -25,6 +29,7 @@ import { removeIdentity } from '../src/ir/passes/remove-identity.ts';
 import { foldWeightChains } from '../src/ir/passes/fold-weight-chains.ts';
 import { foldBatchNorm } from '../src/ir/passes/fold-batchnorm.ts';
 import { fuseBiasAdd } from '../src/ir/passes/fuse-bias-add.ts';
+import { computesInFloat16, float16Interface } from '../src/ir/passes/upcast-float16.ts';
 import { upgradeOpset } from '../src/ir/opset-upgrade.ts';
 import { createSession } from '../src/runtime/session.ts';
 import { randomFeeds, seededRandom } from '../src/runtime/inputs.ts';
@@ -199,6 +204,7 @@ test('fold-weight-chains: fp16 HWIO weight → Cast → Transpose into a Conv; f
       makeTensor('mshape', DT.INT64, [2], [cout * 25, 3]),
     ],
   });
+  assert.equal(computesInFloat16(m), false, 'float16 weights a Cast widens are not float16 compute');
   const { out, changed } = applyPass(foldWeightChains, m);
   assert.ok(changed);
   assert.deepEqual(ops(out), ['Conv', 'Reshape', 'MatMul'], 'Cast, Transpose and the weight Reshape are gone; the activation Reshape stays');
@@ -355,6 +361,79 @@ test('formatModel runs all passes to a fixed point on a graph needing several of
     assert.ok(applied.includes(p), `${p} applied (${applied})`);
   assert.equal(ops(m).length, 5, 'formatModel leaves its input alone');
   await assertSameOutputs(m, out, 1e-5);
+});
+
+/** Every element type a model states — initializers, tensor attributes, value infos, graph and subgraph inputs and
+ * outputs, Cast's `to` — anywhere in it. */
+function statedTypes(m: ModelProto): Set<number> {
+  const types = new Set<number>();
+  const walk = (g: GraphProto) => {
+    for (const t of g.initializer) types.add(t.dataType);
+    for (const v of [...g.input, ...g.output, ...g.valueInfo]) if (v.type?.value.case === 'tensorType') types.add(v.type.value.value.elemType);
+    for (const n of g.node)
+      for (const a of n.attribute) {
+        if (a.t) types.add(a.t.dataType);
+        if (n.opType === 'Cast' && a.name === 'to') types.add(Number(a.i));
+        if (a.g) walk(a.g);
+      }
+  };
+  walk(m.graph!);
+  return types;
+}
+
+test('upcast-float16: a float16 graph (weights, Constant, ConstantOfShape, Cast, an If branch) computes the float32 graph with its weights, bit for bit', async () => {
+  // One builder for both element types: the float16 model and its float32 twin hold the same (float16) values.
+  const half = (a: Float32Array) => a.map((x) => float16ToFloat32(float32ToFloat16(x)));
+  const [w, b, k, t] = [half(randn(3 * 2 * 9, 0.4)), half(randn(3)), half(positive(3)), half(randn(1).map((x) => x + 2))];
+  const build = (dt: DT) => {
+    const tensor = (name: string, dims: number[], v: Float32Array) => (dt === DT.FLOAT16 ? makeTensor(name, dt, dims, Uint16Array.from(v, float32ToFloat16)) : makeTensor(name, dt, dims, v));
+    const branch = (name: string, nodes: NodeProto[], initializer: TensorProto[] = []) =>
+      create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.GRAPH, g: { name, node: nodes, output: [vi(`${name}_y`, dt, [1, 3, 5, 5])], initializer } });
+    const ifNode = makeNode('If', ['cond'], ['y'], 'if');
+    ifNode.attribute = [
+      branch('then_branch', [makeNode('Mul', ['a2', 'tk'], ['then_branch_y'], 'then_mul')], [tensor('tk', [1], t)]),
+      branch('else_branch', [makeNode('Relu', ['a2'], ['else_branch_y'], 'else_relu')]),
+    ];
+    return model({
+      nodes: [
+        makeNode('Conv', ['x', 'w', 'b'], ['c'], 'conv', { pads: [1, 1, 1, 1] }),
+        makeNode('Constant', [], ['k'], 'k', { value: tensor('', [1, 3, 1, 1], k) }),
+        makeNode('Mul', ['c', 'k'], ['m'], 'mul'),
+        makeNode('Shape', ['m'], ['s'], 'shape'),
+        makeNode('ConstantOfShape', ['s'], ['z'], 'fill', { value: tensor('', [1], half(Float32Array.of(-0.3))) }),
+        makeNode('Add', ['m', 'z'], ['a'], 'add'),
+        makeNode('Cast', ['a'], ['a2'], 'cast', { to: dt }),
+        ifNode,
+      ],
+      inputs: [vi('x', dt, [1, 2, 5, 5]), vi('cond', DT.BOOL, [])],
+      outputs: [vi('y', dt, [1, 3, 5, 5])],
+      initializer: [tensor('w', [3, 2, 3, 3], w), tensor('b', [3], b)],
+    });
+  };
+  const m16 = build(DT.FLOAT16);
+  const twin = build(DT.FLOAT);
+  const { model: out, applied } = formatModel(m16);
+  assert.ok(applied.includes('upcast-float16'), `upcast-float16 applied (${applied})`);
+  assert.ok(!statedTypes(out).has(DT.FLOAT16), 'no float16 element type is left anywhere');
+  assert.ok(statedTypes(m16).has(DT.FLOAT16), 'the fixture is float16');
+  const x = randn(50);
+  for (const cond of [true, false]) {
+    const feeds32 = { x: new OrtTensor('float32', x, [1, 2, 5, 5]), cond: new OrtTensor('bool', Uint8Array.of(cond ? 1 : 0), []) };
+    const [got, want] = [await run(out, feeds32), await run(twin, feeds32)];
+    assert.deepEqual([...(got.y.data as Float32Array)], [...(want.y.data as Float32Array)], `cond=${cond}: the upcast model computes the float32 twin exactly`);
+    // The float16 model itself is valid and runs (onnxruntime casts each float16 node to float32 and back): within
+    // float16 rounding of the upcast model.
+    const r16 = await run(m16, { x: new OrtTensor('float16', Uint16Array.from(x, float32ToFloat16), [1, 2, 5, 5]), cond: feeds32.cond });
+    const y16 = Array.from(r16.y.data as Uint16Array, float16ToFloat32);
+    const y32 = got.y.data as Float32Array;
+    const scale = Math.max(...y32.map(Math.abs));
+    const worst = Math.max(...y16.map((v, i) => Math.abs(v - y32[i])));
+    assert.ok(worst <= 4e-3 * scale && worst > 0, `cond=${cond}: float16 model within float16 rounding of the upcast one (max |Δ| ${worst}, scale ${scale})`);
+  }
+  assert.equal(formatModel(twin).applied.includes('upcast-float16'), false, 'a float32 model is left alone');
+  // What the CLI's note says: this model computes in float16 and its interface changes; the twin does neither.
+  assert.deepEqual([computesInFloat16(m16), float16Interface(m16)], [true, ['x', 'y']]);
+  assert.deepEqual([computesInFloat16(twin), float16Interface(twin)], [false, []]);
 });
 
 // ---- opset upgrade --------------------------------------------------------------------------------------------

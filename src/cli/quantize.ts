@@ -12,6 +12,7 @@ import { freezeModel, parseFixedFeeds } from './fixed-feeds.ts';
 import { ifDecidingInputs } from '../ir/freeze-inputs.ts';
 import { makeProgress } from './progress.ts';
 import { writeAnalysis } from './analyse.ts';
+import { computesInFloat16, float16Interface } from '../ir/passes/upcast-float16.ts';
 import { maskedOutputHints } from '../ir/masked-outputs.ts';
 import { formatModel } from '../ir/format.ts';
 import { checkOutputFile, sameFile } from './output-paths.ts';
@@ -201,6 +202,12 @@ export function registerQuantize(program: Command): void {
           `under ${rule.name} with ${result.batches} batches of ${batch} in ${secs} s, peak RSS ${rss} MiB\n` +
           `wrote ${out} (${(bytes.length / 1e6).toFixed(2)} MB) and ${sidecar}\n`,
       );
+      // A float16 model is quantized as its float32 graph (ir/passes/upcast-float16.ts): its reference moves, and
+      // float16 inputs and outputs become float32.
+      if (computesInFloat16(model)) {
+        const io = float16Interface(model);
+        process.stderr.write(`note: ${file} computes in float16: quantized as its float32 graph (the float16 weights exactly, no float16 rounding between layers)${io.length ? `; ${out} takes and returns float32 (${io.join(', ')})` : ''}\n`);
+      }
       for (const s of result.plan.skipped) process.stderr.write(`warning: left float: ${s.node} (${s.reason})\n`);
       if (freezeHint) process.stderr.write(`hint: layers inside If bodies stay float; ${freezeHint}\n`);
       if (o.analyse) {

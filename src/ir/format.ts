@@ -12,8 +12,10 @@ import { fuseBiasAdd } from './passes/fuse-bias-add.ts';
 import { initializersNotInputs } from './passes/initializers-not-inputs.ts';
 import type { Pass } from './passes/pass.ts';
 import { removeIdentity } from './passes/remove-identity.ts';
+import { upcastFloat16 } from './passes/upcast-float16.ts';
 
 export const DEFAULT_PASSES: readonly Pass[] = [
+  upcastFloat16,
   constantToInitializer,
   initializersNotInputs,
   removeIdentity,

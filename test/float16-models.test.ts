@@ -1,0 +1,91 @@
+/**
+ * Float16 models (formatter pass upcast-float16): a real network converted to float16 the way exporters for the web
+ * do it (onnxconverter-common's float16 conversion without keep_io_types: every float32 initializer, value and Cast
+ * becomes float16) is quantized as the float32 network whose weights went through float16 — the same plan, the same
+ * parameters to the bit, the same QDQ outputs. Without the pass every layer of such a model stayed float. Needs
+ * ../shared (resnet20_cifar10 and its CIFAR-10 images); skipped with a message without it.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { clone } from '@bufbuild/protobuf';
+import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto, type TypeProto } from 'onnx-buf';
+import * as ort from 'onnxruntime-node';
+import type { Feeds } from '../src/calibrate/calibrate.ts';
+import { walkGraphs } from '../src/ir/graph.ts';
+import { float16ToFloat32, float32ToFloat16 } from '../src/onnx/float-formats.ts';
+import { loadModel } from '../src/onnx/model-io.ts';
+import { makeTensor, tensorDims, tensorToFloat32 } from '../src/onnx/tensor-codec.ts';
+import { getRule, RULE_NAMES } from '../src/quant/rules.ts';
+import { quantize } from '../src/quantize.ts';
+import { createSession } from '../src/runtime/session.ts';
+import { imageFolder } from '../src/zoo/data/image-folder.ts';
+import { batches as batchesOf } from '../src/zoo/data/types.ts';
+import { SHARED } from './helpers/models.ts';
+
+const FILE = join(SHARED, 'quantzoo/Model/cifar10/resnet20_cifar10.onnx');
+const skip = existsSync(FILE) ? false : `../shared is absent (${FILE}): the float16 model test needs a real network`;
+
+const typeTo16 = (t: TypeProto | undefined) => {
+  if (t?.value.case === 'tensorType' && t.value.value.elemType === DT.FLOAT) t.value.value.elemType = DT.FLOAT16;
+};
+
+/** onnxconverter-common's convert_float_to_float16 (keep_io_types=False), in miniature. */
+function toFloat16(m: ModelProto): ModelProto {
+  const out = clone(ModelProtoSchema, m);
+  for (const g of walkGraphs(out.graph!)) {
+    g.initializer = g.initializer.map((t) => (t.dataType === DT.FLOAT ? makeTensor(t.name, DT.FLOAT16, tensorDims(t), Uint16Array.from(tensorToFloat32(t), float32ToFloat16)) : t));
+    for (const v of [...g.input, ...g.output, ...g.valueInfo]) typeTo16(v.type);
+    for (const n of g.node)
+      for (const a of n.attribute) {
+        if (a.t?.dataType === DT.FLOAT) a.t = makeTensor(a.t.name, DT.FLOAT16, tensorDims(a.t), Uint16Array.from(tensorToFloat32(a.t), float32ToFloat16));
+        if (n.opType === 'Cast' && a.name === 'to' && Number(a.i) === DT.FLOAT) a.i = BigInt(DT.FLOAT16);
+      }
+  }
+  return out;
+}
+
+/** The float32 network with every float32 weight rounded through float16: what the float16 model's weights hold. */
+function withFloat16Weights(m: ModelProto): ModelProto {
+  const out = clone(ModelProtoSchema, m);
+  for (const g of walkGraphs(out.graph!))
+    g.initializer = g.initializer.map((t) => (t.dataType === DT.FLOAT ? makeTensor(t.name, DT.FLOAT, tensorDims(t), tensorToFloat32(t).map((x) => float16ToFloat32(float32ToFloat16(x)))) : t));
+  return out;
+}
+
+test('a real network in float16 quantizes as the float32 network with float16 weights, under every rule', { skip }, async () => {
+  const fp32 = loadModel(FILE);
+  const fp16 = toFloat16(fp32);
+  const reference = withFloat16Weights(fp32);
+  const input = fp32.graph!.input[0].name;
+  const cifar = { colorOrder: 'rgb' as const, scale: 1 / 255, mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616], layout: 'nchw' as const };
+  const batches: Feeds[] = [];
+  for await (const b of batchesOf(imageFolder(join(SHARED, 'quantzoo/Data/Cifar10/Calib'), cifar, { limitPerClass: 5 }), 16, 48)) batches.push({ [input]: b.input });
+  assert.equal(batches.length, 3, 'three batches of CIFAR-10 images');
+  const data = () => (async function* () { yield* batches; })();
+
+  // The fixture is a valid float16 model: onnxruntime runs it on float16 data.
+  const s16 = await createSession(fp16);
+  const x16 = new ort.Tensor('float16', Uint16Array.from(batches[0][input].data as Float32Array, float32ToFloat16), [16, 3, 32, 32]);
+  const y16 = (await s16.run({ [input]: x16 }))[fp32.graph!.output[0].name];
+  await s16.release();
+  assert.equal(y16.type, 'float16', 'the float16 model returns float16');
+
+  for (const name of RULE_NAMES) {
+    const rule = getRule(name);
+    const [a, b] = [await quantize(fp16, data, { rule }), await quantize(reference, data, { rule })];
+    assert.ok(a.plan.layers.length > 0, `${name}: the float16 model's layers are quantized`);
+    assert.deepEqual(a.plan.layers.map((l) => l.node), b.plan.layers.map((l) => l.node), `${name}: same layers as the float32 network`);
+    assert.deepEqual(a.plan.skipped, [], `${name}: nothing left float`);
+    for (const [key, p] of b.params) assert.deepEqual(a.params.get(key), p, `${name}: ${key} parameters`);
+    const feeds = batches[2];
+    const [ra, rb] = [await createSession(a.model, { mode: 'simulate' }), await createSession(b.model, { mode: 'simulate' })];
+    const out = fp32.graph!.output[0].name;
+    const [ya, yb] = [(await ra.run(feeds))[out], (await rb.run(feeds))[out]];
+    await ra.release();
+    await rb.release();
+    assert.equal(ya.type, 'float32', `${name}: the quantized model returns float32`);
+    assert.deepEqual([...(ya.data as Float32Array)], [...(yb.data as Float32Array)], `${name}: same QDQ outputs, bit for bit`);
+  }
+});
