@@ -18,7 +18,7 @@ import {
 } from 'onnx-buf';
 import type * as ort from 'onnxruntime-node';
 import { Tensor as OrtTensor } from 'onnxruntime-node';
-import { float16ToFloat32, float32ToFloat16 } from '../src/onnx/float-formats.ts';
+import { bfloat16ToFloat32, float16ToFloat32, float32ToBfloat16, float32ToFloat16 } from '../src/onnx/float-formats.ts';
 import { decodeTensor, makeTensor, tensorToFloat32 } from '../src/onnx/tensor-codec.ts';
 import { attr, makeNode, tensorValueInfo } from '../src/ir/graph.ts';
 import { formatModel } from '../src/ir/format.ts';
@@ -381,12 +381,14 @@ function statedTypes(m: ModelProto): Set<number> {
   return types;
 }
 
-test('upcast-float16: a float16 graph (weights, Constant, ConstantOfShape, Cast, an If branch) computes the float32 graph with its weights, bit for bit', async () => {
-  // One builder for both element types: the float16 model and its float32 twin hold the same (float16) values.
-  const half = (a: Float32Array) => a.map((x) => float16ToFloat32(float32ToFloat16(x)));
+test('upcast-float16: a float16 or bfloat16 graph (weights, Constant, ConstantOfShape, Cast, an If branch) computes the float32 graph with its weights, bit for bit', async () => {
+  // One builder for the three element types: the low-precision models and their float32 twin hold the same values
+  // (bfloat16's, which float16 holds exactly at these magnitudes).
+  const half = (a: Float32Array) => a.map((x) => bfloat16ToFloat32(float32ToBfloat16(x)));
   const [w, b, k, t] = [half(randn(3 * 2 * 9, 0.4)), half(randn(3)), half(positive(3)), half(randn(1).map((x) => x + 2))];
   const build = (dt: DT) => {
-    const tensor = (name: string, dims: number[], v: Float32Array) => (dt === DT.FLOAT16 ? makeTensor(name, dt, dims, Uint16Array.from(v, float32ToFloat16)) : makeTensor(name, dt, dims, v));
+    const encode = dt === DT.FLOAT16 ? float32ToFloat16 : float32ToBfloat16;
+    const tensor = (name: string, dims: number[], v: Float32Array) => (dt === DT.FLOAT ? makeTensor(name, dt, dims, v) : makeTensor(name, dt, dims, Uint16Array.from(v, encode)));
     const branch = (name: string, nodes: NodeProto[], initializer: TensorProto[] = []) =>
       create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.GRAPH, g: { name, node: nodes, output: [vi(`${name}_y`, dt, [1, 3, 5, 5])], initializer } });
     const ifNode = makeNode('If', ['cond'], ['y'], 'if');
@@ -412,15 +414,22 @@ test('upcast-float16: a float16 graph (weights, Constant, ConstantOfShape, Cast,
   };
   const m16 = build(DT.FLOAT16);
   const twin = build(DT.FLOAT);
-  const { model: out, applied } = formatModel(m16);
-  assert.ok(applied.includes('upcast-float16'), `upcast-float16 applied (${applied})`);
-  assert.ok(!statedTypes(out).has(DT.FLOAT16), 'no float16 element type is left anywhere');
-  assert.ok(statedTypes(m16).has(DT.FLOAT16), 'the fixture is float16');
   const x = randn(50);
+  const feeds = (cond: boolean) => ({ x: new OrtTensor('float32', x, [1, 2, 5, 5]), cond: new OrtTensor('bool', Uint8Array.of(cond ? 1 : 0), []) });
+  for (const dt of [DT.FLOAT16, DT.BFLOAT16]) {
+    const low = build(dt);
+    const { model: out, applied } = formatModel(low);
+    assert.ok(applied.includes('upcast-float16'), `${DT[dt]}: upcast-float16 applied (${applied})`);
+    assert.ok(statedTypes(low).has(dt) && !statedTypes(out).has(dt), `${DT[dt]}: the fixture states it, the upcast model nowhere`);
+    for (const cond of [true, false]) {
+      const [got, want] = [await run(out, feeds(cond)), await run(twin, feeds(cond))];
+      assert.deepEqual([...(got.y.data as Float32Array)], [...(want.y.data as Float32Array)], `${DT[dt]}, cond=${cond}: the upcast model computes the float32 twin exactly`);
+    }
+  }
+  const out = formatModel(m16).model;
   for (const cond of [true, false]) {
-    const feeds32 = { x: new OrtTensor('float32', x, [1, 2, 5, 5]), cond: new OrtTensor('bool', Uint8Array.of(cond ? 1 : 0), []) };
-    const [got, want] = [await run(out, feeds32), await run(twin, feeds32)];
-    assert.deepEqual([...(got.y.data as Float32Array)], [...(want.y.data as Float32Array)], `cond=${cond}: the upcast model computes the float32 twin exactly`);
+    const feeds32 = feeds(cond);
+    const got = await run(out, feeds32);
     // The float16 model itself is valid and runs (onnxruntime casts each float16 node to float32 and back): within
     // float16 rounding of the upcast model.
     const r16 = await run(m16, { x: new OrtTensor('float16', Uint16Array.from(x, float32ToFloat16), [1, 2, 5, 5]), cond: feeds32.cond });
