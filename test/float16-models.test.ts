@@ -2,12 +2,14 @@
  * Float16 models (formatter pass upcast-float16): a real network converted to float16 the way exporters for the web
  * do it (onnxconverter-common's float16 conversion without keep_io_types: every float32 initializer, value and Cast
  * becomes float16) is quantized as the float32 network whose weights went through float16 — the same plan, the same
- * parameters to the bit, the same QDQ outputs. Without the pass every layer of such a model stayed float. Needs
+ * parameters to the bit, the same QDQ outputs; `inspect` and `quantize` report it. Without the pass every layer of
+ * such a model stayed float. Needs
  * ../shared (resnet20_cifar10 and its CIFAR-10 images); skipped with a message without it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { clone } from '@bufbuild/protobuf';
 import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto, type TypeProto } from 'onnx-buf';
@@ -15,13 +17,15 @@ import * as ort from 'onnxruntime-node';
 import type { Feeds } from '../src/calibrate/calibrate.ts';
 import { walkGraphs } from '../src/ir/graph.ts';
 import { float16ToFloat32, float32ToFloat16 } from '../src/onnx/float-formats.ts';
-import { loadModel } from '../src/onnx/model-io.ts';
+import { loadModel, serializeModel } from '../src/onnx/model-io.ts';
 import { makeTensor, tensorDims, tensorToFloat32 } from '../src/onnx/tensor-codec.ts';
 import { getRule, RULE_NAMES } from '../src/quant/rules.ts';
 import { quantize } from '../src/quantize.ts';
 import { createSession } from '../src/runtime/session.ts';
 import { imageFolder } from '../src/zoo/data/image-folder.ts';
 import { batches as batchesOf } from '../src/zoo/data/types.ts';
+import type { InspectSummary } from '../src/cli/inspect.ts';
+import { cli } from './helpers/cli.ts';
 import { SHARED } from './helpers/models.ts';
 
 const FILE = join(SHARED, 'quantzoo/Model/cifar10/resnet20_cifar10.onnx');
@@ -87,5 +91,27 @@ test('a real network in float16 quantizes as the float32 network with float16 we
     await rb.release();
     assert.equal(ya.type, 'float32', `${name}: the quantized model returns float32`);
     assert.deepEqual([...(ya.data as Float32Array)], [...(yb.data as Float32Array)], `${name}: same QDQ outputs, bit for bit`);
+  }
+});
+
+test('the CLI on a float16 model: inspect reports it and counts its layers, quantize quantizes them and says what changed', { skip }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'onnxquant-fp16-'));
+  try {
+    const file = join(dir, 'resnet20_fp16.onnx');
+    writeFileSync(file, serializeModel(toFloat16(loadModel(FILE))));
+    const [a, b] = [await cli('inspect', file, '--json'), await cli('inspect', FILE, '--json')];
+    assert.equal(a.code, 0, a.stderr);
+    const [s16, s32] = [JSON.parse(a.stdout) as InspectSummary, JSON.parse(b.stdout) as InspectSummary];
+    assert.deepEqual([s16.float16, s32.float16], [true, false]);
+    assert.deepEqual(s16.quantizable, s32.quantizable, 'the same layers as the float32 network');
+    assert.ok(s32.quantizable.count > 0, 'resnet20 has layers to quantize');
+    const out = join(dir, 'q.onnx');
+    const q = await cli('quantize', file, '--calib', join(SHARED, 'quantzoo/Data/Cifar10/Calib'), '--preprocess', 'cifar10-nchw', '--calib-steps', '1', '--output', out);
+    assert.equal(q.code, 0, q.stderr);
+    assert.match(q.stdout, new RegExp(`quantized ${s32.quantizable.count} layers`));
+    assert.match(q.stderr, /computes in float16: quantized as its float32 graph .*takes and returns float32 \(input, logits\)/);
+    assert.deepEqual(loadModel(out).graph!.input.map((v) => v.type?.value.case === 'tensorType' && v.type.value.value.elemType), [DT.FLOAT]);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -9,6 +9,7 @@ import { loadModel } from '../onnx/model-io.ts';
 import { tensorSize } from '../onnx/tensor-codec.ts';
 import { validateModel } from '../onnx/validate.ts';
 import { constantTensor } from '../ir/passes/constant-to-initializer.ts';
+import { computesInFloat16 } from '../ir/passes/upcast-float16.ts';
 import { formatModel } from '../ir/format.ts';
 import { GraphView, walkGraphs } from '../ir/graph.ts';
 import { planModel } from '../quant/plan.ts';
@@ -34,6 +35,7 @@ export interface ValueSummary {
  *   initializerBytes: number,              // stored size of all initializers (all dtypes, all graphs)
  *   initializersAsInputs: number,          // initializers also listed in graph.input (old IR < 4 exports)
  *   subgraphs: { If: number, Loop: number, Scan: number },
+ *   float16: boolean,                      // computes in float16: quantized as its float32 graph (ir/passes/upcast-float16.ts)
  *   quantizable: { count: number, byOp: { [op]: number }, nodes: string[] },            // the plan, after formatting
  *   leftFloat: [{ node, reason }]          // layers of a quantized op type the plan leaves float, and why
  * }
@@ -50,6 +52,7 @@ export interface InspectSummary {
   initializerBytes: number;
   initializersAsInputs: number;
   subgraphs: { If: number; Loop: number; Scan: number };
+  float16: boolean;
   quantizable: { count: number; byOp: Record<string, number>; nodes: string[] };
   leftFloat: { node: string; reason: string }[];
 }
@@ -119,6 +122,7 @@ export function inspectModel(model: ModelProto): InspectSummary {
     initializerBytes,
     initializersAsInputs: g.input.filter((v) => inits.has(v.name)).length,
     subgraphs,
+    float16: computesInFloat16(model),
     quantizable: { count: found.length, byOp, nodes: found.map((f) => f.label) },
     leftFloat: plan.skipped,
   };
@@ -157,6 +161,7 @@ export function renderInspect(file: string, s: InspectSummary): string {
     `parameters   ${s.parameters.toLocaleString('en-US')}`,
     `initializers ${bytesText(s.initializerBytes)}${s.initializersAsInputs ? `, ${s.initializersAsInputs} also listed as graph inputs` : ', none listed as graph inputs'}`,
     `subgraphs    If ${s.subgraphs.If}, Loop ${s.subgraphs.Loop}, Scan ${s.subgraphs.Scan}`,
+    ...(s.float16 ? [`float16      computes in float16: quantized as its float32 graph${[...s.inputs, ...s.outputs].some((v) => v.dtype === 'float16' || v.dtype === 'bfloat16') ? ' (its float16 inputs and outputs become float32)' : ''}`] : []),
     `quantizable  ${s.quantizable.count} by the OnnxQuant rules (${Object.entries(s.quantizable.byOp).map(([op, c]) => `${op} ${c}`).join(', ') || 'none'})`,
     ...(s.leftFloat.length ? [`left float   ${s.leftFloat.length}: ${leftFloatText(s.leftFloat)}`] : []),
   ];
