@@ -3,8 +3,8 @@
  * do it (onnxconverter-common's float16 conversion without keep_io_types: every float32 initializer, value and Cast
  * becomes float16) is quantized as the float32 network whose weights went through float16 — the same plan, the same
  * parameters to the bit, the same QDQ outputs; `inspect` and `quantize` report it. Without the pass every layer of
- * such a model stayed float. Needs
- * ../shared (resnet20_cifar10 and its CIFAR-10 images); skipped with a message without it.
+ * such a model stayed float. Needs ../shared (resnet20_cifar10 and its CIFAR-10 images); skipped with a message
+ * without it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
