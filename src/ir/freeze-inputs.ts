@@ -11,7 +11,7 @@
  */
 import { clone } from '@bufbuild/protobuf';
 import { ModelProtoSchema, type GraphProto, type ModelProto, type NodeProto, type TensorProto } from 'onnx-buf';
-import { ensureUniqueNodeNames, GraphView, makeNode, modelForOutputs, nodeSubgraphs, walkGraphs } from './graph.ts';
+import { ensureUniqueNodeNames, GraphView, makeNode, modelForOutputs, nodeSubgraphs, renameReads, walkGraphs } from './graph.ts';
 
 /** Runs `model` (which has no graph inputs) and returns the named values, flattened. */
 export type Evaluate = (model: ModelProto, outputs: readonly string[]) => Promise<Record<string, ArrayLike<number | bigint | boolean>>>;
@@ -62,22 +62,13 @@ function inlineBranch(g: GraphProto, ifNode: NodeProto, branch: GraphProto): voi
   for (const n of branch.node) {
     n.input = n.input.map(to);
     n.output = n.output.map(to);
-    for (const sg of nodeSubgraphs(n)) for (const [from, name] of rename) renameReadsInGraph(sg, from, name);
+    for (const sg of nodeSubgraphs(n)) renameReads(sg, rename);
   }
   // Renamed where they clashed, so no initializer of the graph has their names.
   g.initializer.push(...branch.initializer.map((t) => ({ ...t, name: to(t.name) })));
   const outputs = branch.output.map((o, j) => makeNode('Identity', [to(o.name)], [ifNode.output[j]], `${ifNode.name || 'If'}_out${j}`));
   g.node.splice(g.node.indexOf(ifNode), 1, ...branch.node, ...outputs);
   ensureUniqueNodeNames(g);
-}
-
-/** Outer-scope reads of `from` inside a body (and the bodies nested in it) read `to`. */
-function renameReadsInGraph(g: GraphProto, from: string, to: string): void {
-  for (const n of g.node) {
-    n.input = n.input.map((x) => (x === from ? to : x));
-    for (const sg of nodeSubgraphs(n)) renameReadsInGraph(sg, from, to);
-  }
-  for (const o of g.output) if (o.name === from) o.name = to;
 }
 
 /** The model with `values` in place of the graph inputs of the same names, and the Ifs this decides inlined. */

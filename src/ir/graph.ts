@@ -78,7 +78,7 @@ export class GraphView {
       n.input.forEach((x, i) => {
         if (x === from) this.setInput(n, i, to);
       });
-      for (const g of nodeSubgraphs(n)) renameReadsInGraph(g, from, to);
+      for (const g of nodeSubgraphs(n)) renameReads(g, new Map([[from, to]]));
     }
     for (const o of this.graph.output) if (o.name === from) o.name = to;
     if (this.graphOutputs.delete(from)) this.graphOutputs.add(to);
@@ -197,17 +197,25 @@ export function nodeReads(n: NodeProto): string[] {
   return reads;
 }
 
-function renameReadsInGraph(g: GraphProto, from: string, to: string): void {
-  const shadowed = g.input.some((v) => v.name === from) || g.initializer.some((t) => t.name === from);
-  if (shadowed) return;
+/**
+ * Reads inside a (sub)graph of each name in `map` read the name it maps to — node inputs, the bodies nested in it, its
+ * outputs — all at once (a swap is a swap). A name the graph defines itself (an input or initializer, shadowing an
+ * outer one, or a node output from that node on) is its own and keeps its reads.
+ */
+export function renameReads(g: GraphProto, map: ReadonlyMap<string, string>): void {
+  const live = new Map(map);
+  for (const v of g.input) live.delete(v.name);
+  for (const t of g.initializer) live.delete(t.name);
   for (const n of g.node) {
+    if (!live.size) return;
     n.input.forEach((x, i) => {
-      if (x === from) n.input[i] = to;
+      const to = live.get(x);
+      if (to !== undefined) n.input[i] = to;
     });
-    for (const sg of nodeSubgraphs(n)) renameReadsInGraph(sg, from, to);
-    if (n.output.includes(from)) return; // redefined below this point
+    for (const sg of nodeSubgraphs(n)) renameReads(sg, live);
+    for (const o of n.output) live.delete(o);
   }
-  for (const o of g.output) if (o.name === from) o.name = to;
+  for (const o of g.output) o.name = live.get(o.name) ?? o.name;
 }
 
 /** The tensor names the nodes of a model's main graph compute (not its inputs or initializers): what `outputs`
