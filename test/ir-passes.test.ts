@@ -8,7 +8,10 @@ import { clone, create } from '@bufbuild/protobuf';
 import {
   AttributeProto_AttributeType,
   AttributeProtoSchema,
+  FunctionProtoSchema,
   ModelProtoSchema,
+  OperatorSetIdProtoSchema,
+  type AttributeProto,
   type GraphProto,
   TensorProto_DataType as DT,
   type ModelProto,
@@ -30,6 +33,9 @@ import { foldWeightChains } from '../src/ir/passes/fold-weight-chains.ts';
 import { foldBatchNorm } from '../src/ir/passes/fold-batchnorm.ts';
 import { fuseBiasAdd } from '../src/ir/passes/fuse-bias-add.ts';
 import { computesInFloat16, float16Interface } from '../src/ir/passes/upcast-float16.ts';
+import { inlineFunctions } from '../src/ir/passes/inline-functions.ts';
+import { planModel } from '../src/quant/plan.ts';
+import { getRule } from '../src/quant/rules.ts';
 import { upgradeOpset } from '../src/ir/opset-upgrade.ts';
 import { createSession } from '../src/runtime/session.ts';
 import { randomFeeds, seededRandom } from '../src/runtime/inputs.ts';
@@ -361,6 +367,52 @@ test('formatModel runs all passes to a fixed point on a graph needing several of
     assert.ok(applied.includes(p), `${p} applied (${applied})`);
   assert.equal(ops(m).length, 5, 'formatModel leaves its input alone');
   await assertSameOutputs(m, out, 1e-5);
+});
+
+test('inline-functions: nested model-local functions with attribute references and defaults become their bodies; the float function is unchanged', async () => {
+  const fn = (name: string, input: string[], output: string[], node: NodeProto[], attribute: string[] = [], attributeProto: AttributeProto[] = []) =>
+    create(FunctionProtoSchema, { name, domain: 'local', input, output, node, attribute, attributeProto, opsetImport: [{ domain: '', version: 13n }, { domain: 'local', version: 1n }] });
+  const ref = (name: string, refAttrName: string) => create(AttributeProtoSchema, { name, refAttrName, type: AttributeProto_AttributeType.FLOAT });
+  const withAttrs = (n: NodeProto, attrs: AttributeProto[]) => Object.assign(n, { attribute: attrs });
+  const call = (name: string, inputs: string[], outputs: string[], attrs: Record<string, number> = {}) =>
+    makeNode(name.replace(/\d+$/, ''), inputs, outputs, name, Object.fromEntries(Object.entries(attrs).map(([k, v]) => [k, { float: v }])), 'local');
+  // Block(x, w) → (y, aux): Conv → LeakyRelu(alpha = the call's) → Elu(alpha = the call's beta, default 0.5); aux = 2·conv.
+  const block = fn('Block', ['x', 'w'], ['y', 'aux'], [
+    makeNode('Conv', ['x', 'w'], ['c'], 'conv', { pads: [1, 1, 1, 1] }),
+    withAttrs(makeNode('LeakyRelu', ['c'], ['l'], 'leaky'), [ref('alpha', 'alpha')]),
+    withAttrs(makeNode('Elu', ['l'], ['y'], 'elu'), [ref('alpha', 'beta')]),
+    makeNode('Constant', [], ['two'], 'two', { value: makeTensor('', DT.FLOAT, [], [2]) }),
+    makeNode('Mul', ['c', 'two'], ['aux'], 'mul'),
+  ], ['alpha', 'beta'], [create(AttributeProtoSchema, { name: 'beta', type: AttributeProto_AttributeType.FLOAT, f: 0.5 })]);
+  // Outer(x, w1, w2) → z: two Blocks (the first's aux not taken: an empty output name) and their sum.
+  const outer = fn('Outer', ['x', 'w1', 'w2'], ['z'], [
+    call('Block1', ['x', 'w1'], ['a', '']),
+    call('Block2', ['a', 'w2'], ['b', 'aux2'], { alpha: 0.2, beta: 1.5 }),
+    makeNode('Add', ['b', 'aux2'], ['z'], 'add'),
+  ]);
+  const m = model({
+    nodes: [
+      call('Outer0', ['x', 'w1', 'w2'], ['z1']),
+      makeNode('Relu', ['z1'], ['Block3/c'], 'clash'), // a name the third call's body would take: it gets another prefix
+      call('Block3', ['Block3/c', 'w3'], ['y', 'aux'], { alpha: 0.3 }),
+    ],
+    inputs: [vi('x', DT.FLOAT, [1, 2, 5, 5])],
+    outputs: [vi('y', DT.FLOAT, [1, 2, 5, 5]), vi('aux', DT.FLOAT, [1, 2, 5, 5])],
+    initializer: ['w1', 'w2', 'w3'].map((n) => makeTensor(n, DT.FLOAT, [2, 2, 3, 3], randn(36, 0.4))),
+  });
+  m.opsetImport.push(create(OperatorSetIdProtoSchema, { domain: 'local', version: 1n }));
+  m.functions = [block, outer];
+  const { out, changed } = applyPass(inlineFunctions, m);
+  assert.ok(changed);
+  assert.equal(out.functions.length, 0, 'no function is called any more');
+  assert.deepEqual(out.graph!.node.filter((n) => n.domain === 'local'), [], 'no call is left');
+  assert.equal(out.graph!.node.filter((n) => n.opType === 'Conv').length, 3, 'the three Convs are in the graph');
+  const leaky = out.graph!.node.filter((n) => n.opType === 'LeakyRelu').map((n) => attr(n, 'alpha')?.f);
+  assert.deepEqual(leaky.map((f) => Math.fround(f ?? NaN)), [undefined, 0.2, 0.3].map((v) => Math.fround(v ?? NaN)), "each call's alpha; unset where the call has none");
+  assert.deepEqual(out.graph!.node.filter((n) => n.opType === 'Elu').map((n) => attr(n, 'alpha')!.f), [0.5, 1.5, 0.5], "the call's beta, else the function's default");
+  assert.equal(new Set(out.graph!.node.flatMap((n) => n.output)).size, out.graph!.node.flatMap((n) => n.output).length, 'every value is defined once');
+  await assertSameOutputs(m, out, 0);
+  assert.equal(planModel(formatModel(m).model, getRule('onnxquant-int8-perchannel')).layers.length, 3, 'the planner sees the three Convs');
 });
 
 /** Every element type a model states — initializers, tensor attributes, value infos, graph and subgraph inputs and

@@ -10,11 +10,13 @@ import { foldBatchNorm } from './passes/fold-batchnorm.ts';
 import { foldWeightChains } from './passes/fold-weight-chains.ts';
 import { fuseBiasAdd } from './passes/fuse-bias-add.ts';
 import { initializersNotInputs } from './passes/initializers-not-inputs.ts';
+import { inlineFunctions } from './passes/inline-functions.ts';
 import type { Pass } from './passes/pass.ts';
 import { removeIdentity } from './passes/remove-identity.ts';
 import { upcastFloat16 } from './passes/upcast-float16.ts';
 
 export const DEFAULT_PASSES: readonly Pass[] = [
+  inlineFunctions,
   upcastFloat16,
   constantToInitializer,
   initializersNotInputs,
