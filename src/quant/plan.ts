@@ -146,6 +146,8 @@ function decomposedLayerNormInputs(view: GraphView): Map<string, NodeProto[]> {
   return found;
 }
 
+/** onnxruntime contrib ops that hold a layer the rules would quantize in its ONNX form. */
+const ORT_LAYER_OPS: ReadonlySet<string> = new Set(['Conv', 'FusedConv', 'FusedGemm', 'FusedMatMul', 'NhwcConv', 'ConvTransposeWithDynamicPads']);
 const ALREADY_QUANTIZED = /^(QLinear\w+|ConvInteger|MatMulInteger\w*|QGemm|DynamicQuantize\w+|QAttention|QEmbedLayerNormalization)$/;
 
 export function planModel(model: ModelProto, rule: QuantRule, filter: Filter = {}): QuantPlan {
@@ -183,6 +185,12 @@ export function planModel(model: ModelProto, rule: QuantRule, filter: Filter = {
     // say so rather than returning an empty plan without a word.
     if (ALREADY_QUANTIZED.test(n.opType)) {
       skipped.push({ node: name, reason: `already quantized (${n.opType}); left as is` });
+      return;
+    }
+    // A model saved after onnxruntime's optimisations holds its layers as contrib ops (FusedConv splits back in
+    // formatting; NCHWc Convs with blocked weights, FusedGemm, FusedMatMul do not): say so rather than skip them unseen.
+    if (n.domain.startsWith('com.microsoft') && ORT_LAYER_OPS.has(n.opType)) {
+      skipped.push({ node: name, reason: `onnxruntime-optimized layer (${n.domain}::${n.opType}): quantize the model as exported, before onnxruntime optimizes it` });
       return;
     }
     if (n.domain && n.domain !== 'ai.onnx') return;

@@ -1,0 +1,107 @@
+/**
+ * Models saved by onnxruntime after its own optimisations (`optimizedModelFilePath`). At level 'extended' Conv →
+ * activation pairs become com.microsoft FusedConv, which formatting splits back (unfuse-fused-conv): checked against
+ * onnxruntime's FusedConv kernel for each activation it fuses, with and without the summed input Z, and on a real
+ * network saved that way (resnet20_cifar10, needs ../shared), which then formats and quantizes exactly as the network
+ * itself. At level 'all' the Convs become NCHWc contrib ops with blocked weights: the plan lists each as left float
+ * and why.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { create } from '@bufbuild/protobuf';
+import { ModelProtoSchema, OperatorSetIdProtoSchema, TensorProto_DataType as DT, type ModelProto } from 'onnx-buf';
+import * as ort from 'onnxruntime-node';
+import type { Feeds } from '../src/calibrate/calibrate.ts';
+import { formatModel } from '../src/ir/format.ts';
+import { makeNode, tensorValueInfo } from '../src/ir/graph.ts';
+import { loadModel } from '../src/onnx/model-io.ts';
+import { makeTensor } from '../src/onnx/tensor-codec.ts';
+import { planModel } from '../src/quant/plan.ts';
+import { getRule, RULE_NAMES } from '../src/quant/rules.ts';
+import { quantize } from '../src/quantize.ts';
+import { createSession, type RunMode } from '../src/runtime/session.ts';
+import { seededRandom } from '../src/runtime/inputs.ts';
+import { imageFolder } from '../src/zoo/data/image-folder.ts';
+import { batches as batchesOf } from '../src/zoo/data/types.ts';
+import { SHARED } from './helpers/models.ts';
+
+const FILE = join(SHARED, 'quantzoo/Model/cifar10/resnet20_cifar10.onnx');
+const skip = existsSync(FILE) ? false : `../shared is absent (${FILE}): the onnxruntime-optimized network test needs a real network`;
+
+async function outputs(m: ModelProto | string, feeds: Record<string, ort.Tensor>, mode: RunMode = 'simulate'): Promise<Record<string, number[]>> {
+  const s = await createSession(typeof m === 'string' ? loadModel(m) : m, { mode });
+  try {
+    const r = await s.run(feeds);
+    return Object.fromEntries(Object.entries(r).map(([k, v]) => [k, [...(v.data as Float32Array)]]));
+  } finally {
+    await s.release();
+  }
+}
+
+test('unfuse-fused-conv: each activation onnxruntime fuses, with and without Z, computes what its FusedConv kernel does', async () => {
+  const rnd = seededRandom(5);
+  const randn = (n: number, s: number) => Float32Array.from({ length: n }, () => (rnd() * 2 - 1) * s);
+  const cases: [string, number[]][] = [['Relu', []], ['Tanh', []], ['Sigmoid', []], ['LeakyRelu', [0.1]], ['Clip', [-0.5, 0.75]], ['HardSigmoid', [0.3, 0.45]], ['', []]];
+  const x = new ort.Tensor('float32', randn(2 * 3 * 6 * 6, 1), [2, 3, 6, 6]);
+  const z = new ort.Tensor('float32', randn(2 * 4 * 6 * 6, 0.5), [2, 4, 6, 6]);
+  for (const [activation, params] of cases)
+    for (const withZ of [false, true]) {
+      const fused = makeNode('FusedConv', ['x', 'w', 'b', ...(withZ ? ['z'] : [])], ['y'], 'fc', { pads: [1, 1, 1, 1], ...(activation ? { activation } : {}), ...(params.length ? { activation_params: { floats: params } } : {}) }, 'com.microsoft');
+      const m = create(ModelProtoSchema, {
+        irVersion: 8n,
+        opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: 13n }), create(OperatorSetIdProtoSchema, { domain: 'com.microsoft', version: 1n })],
+        graph: {
+          name: 'g',
+          node: [fused],
+          input: [tensorValueInfo('x', DT.FLOAT, [2, 3, 6, 6]), ...(withZ ? [tensorValueInfo('z', DT.FLOAT, [2, 4, 6, 6])] : [])],
+          output: [tensorValueInfo('y', DT.FLOAT, [2, 4, 6, 6])],
+          initializer: [makeTensor('w', DT.FLOAT, [4, 3, 3, 3], randn(108, 0.5)), makeTensor('b', DT.FLOAT, [4], randn(4, 0.3))],
+        },
+      });
+      const { model: out, applied } = formatModel(m);
+      const what = `${activation || 'no activation'}${withZ ? ' + Z' : ''}`;
+      assert.ok(applied.includes('unfuse-fused-conv'), `${what}: split`);
+      assert.deepEqual(out.graph!.node.filter((n) => n.domain !== ''), [], `${what}: no contrib op left`);
+      const feeds = { x, ...(withZ ? { z } : {}) };
+      const [want, got] = [(await outputs(m, feeds)).y, (await outputs(out, feeds)).y];
+      assert.deepEqual(got, want, `${what}: the split computes onnxruntime's FusedConv bit for bit`);
+    }
+});
+
+test('a real network saved by onnxruntime at level extended formats and quantizes as the network itself; at level all its NCHWc Convs are listed as left float', { skip }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'onnxquant-ort-opt-'));
+  try {
+    const saved: Record<string, string> = {};
+    for (const level of ['extended', 'all'] as const) {
+      saved[level] = join(dir, `resnet20_${level}.onnx`);
+      const s = await ort.InferenceSession.create(FILE, { graphOptimizationLevel: level, optimizedModelFilePath: saved[level], logSeverityLevel: 3 });
+      await s.release();
+    }
+    const plain = loadModel(FILE);
+    const extended = loadModel(saved.extended);
+    assert.ok(extended.graph!.node.some((n) => n.opType === 'FusedConv'), 'the saved model has FusedConv nodes');
+    const input = plain.graph!.input[0].name;
+    const cifar = { colorOrder: 'rgb' as const, scale: 1 / 255, mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616], layout: 'nchw' as const };
+    const batches: Feeds[] = [];
+    for await (const b of batchesOf(imageFolder(join(SHARED, 'quantzoo/Data/Cifar10/Calib'), cifar, { limitPerClass: 5 }), 16, 48)) batches.push({ [input]: b.input as ort.Tensor });
+    const feeds = batches[2] as Record<string, ort.Tensor>;
+    assert.deepEqual(await outputs(formatModel(extended).model, feeds), await outputs(formatModel(plain).model, feeds), 'formatted, the saved model computes the network bit for bit');
+    const data = () => (async function* () { yield* batches; })();
+    for (const name of RULE_NAMES) {
+      const rule = getRule(name);
+      const [a, b] = [await quantize(extended, data, { rule }), await quantize(plain, data, { rule })];
+      assert.equal(a.plan.layers.length, b.plan.layers.length, `${name}: as many layers as the network`);
+      assert.deepEqual([...a.params.keys()].sort(), [...b.params.keys()].sort(), `${name}: the same tensors quantized`);
+      for (const [key, p] of b.params) assert.deepEqual(a.params.get(key), p, `${name}: ${key} parameters`);
+      assert.deepEqual(await outputs(a.model, feeds), await outputs(b.model, feeds), `${name}: same QDQ outputs, bit for bit`);
+    }
+    const all = planModel(formatModel(loadModel(saved.all)).model, getRule('onnxquant-int8-perchannel'));
+    const convs = plain.graph!.node.filter((n) => n.opType === 'Conv').length;
+    assert.equal(all.skipped.filter((s) => /^onnxruntime-optimized layer \(com\.microsoft\.nchwc::Conv\)/.test(s.reason)).length, convs, 'every NCHWc Conv is listed as left float, with why');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
