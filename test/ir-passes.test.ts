@@ -415,6 +415,32 @@ test('inline-functions: nested model-local functions with attribute references a
   assert.equal(planModel(formatModel(m).model, getRule('onnxquant-int8-perchannel')).layers.length, 3, 'the planner sees the three Convs');
 });
 
+test("inline-functions: a body's If reads the function's values under their inlined names", async () => {
+  const branch = (name: string, node: NodeProto[]) =>
+    create(AttributeProtoSchema, { name, type: AttributeProto_AttributeType.GRAPH, g: { name, node, output: [vi(`${name}_y`, DT.FLOAT, [2, 3])] } });
+  const ifNode = makeNode('If', ['flag'], ['g'], 'if');
+  ifNode.attribute = [
+    branch('then_branch', [makeNode('Constant', [], ['k'], 'k', { value: makeTensor('', DT.FLOAT, [], [3]) }), makeNode('Mul', ['r', 'k'], ['then_branch_y'], 'mul')]),
+    branch('else_branch', [makeNode('Neg', ['x'], ['else_branch_y'], 'neg')]),
+  ];
+  const gate = create(FunctionProtoSchema, { name: 'Gate', domain: 'local', input: ['x', 'flag'], output: ['g'], node: [makeNode('Relu', ['x'], ['r'], 'relu'), ifNode], opsetImport: [{ domain: '', version: 13n }] });
+  const m = model({
+    nodes: [makeNode('Gate', ['a', 'f1'], ['r'], 'gate1', {}, 'local'), makeNode('Gate', ['r', 'f2'], ['y'], 'gate2', {}, 'local')],
+    inputs: [vi('a', DT.FLOAT, [2, 3]), vi('f1', DT.BOOL, []), vi('f2', DT.BOOL, [])],
+    outputs: [vi('y', DT.FLOAT, [2, 3])],
+  });
+  m.opsetImport.push(create(OperatorSetIdProtoSchema, { domain: 'local', version: 1n }));
+  m.functions = [gate];
+  const { out } = applyPass(inlineFunctions, m);
+  assert.deepEqual(out.graph!.node.map((n) => n.opType), ['Relu', 'If', 'Relu', 'If']);
+  const a = new OrtTensor('float32', randn(6), [2, 3]);
+  const flag = (v: boolean) => new OrtTensor('bool', Uint8Array.of(v ? 1 : 0), []);
+  for (const [f1, f2] of [[true, true], [true, false], [false, true], [false, false]]) {
+    const feeds = { a, f1: flag(f1), f2: flag(f2) };
+    assert.deepEqual([...((await run(out, feeds)).y.data as Float32Array)], [...((await run(m, feeds)).y.data as Float32Array)], `flags ${f1}, ${f2}`);
+  }
+});
+
 /** Every element type a model states — initializers, tensor attributes, value infos, graph and subgraph inputs and
  * outputs, Cast's `to` — anywhere in it. */
 function statedTypes(m: ModelProto): Set<number> {
