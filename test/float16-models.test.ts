@@ -8,7 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { clone } from '@bufbuild/protobuf';
@@ -69,12 +69,20 @@ test('a real network in float16 quantizes as the float32 network with float16 we
   assert.equal(batches.length, 3, 'three batches of CIFAR-10 images');
   const data = () => (async function* () { yield* batches; })();
 
-  // The fixture is a valid float16 model: onnxruntime runs it on float16 data.
-  const s16 = await createSession(fp16);
-  const x16 = new ort.Tensor('float16', Uint16Array.from(batches[0][input].data as Float32Array, float32ToFloat16), [16, 3, 32, 32]);
-  const y16 = (await s16.run({ [input]: x16 }))[fp32.graph!.output[0].name];
-  await s16.release();
+  // The fixture is a valid float16 model: onnxruntime runs it on float16 data and returns float16.
+  const output = fp32.graph!.output[0].name;
+  const raw = await ort.InferenceSession.create(serializeModel(fp16), { logSeverityLevel: 3 });
+  const x = batches[0][input].data as Float32Array;
+  const y16 = (await raw.run({ [input]: new ort.Tensor('float16', Uint16Array.from(x, float32ToFloat16), [16, 3, 32, 32]) }))[output];
+  await raw.release();
   assert.equal(y16.type, 'float16', 'the float16 model returns float16');
+  // Run as shipped (the zoo's float column, deploy-check's float run): the project's sessions take the float32 data,
+  // round it to float16 on the host, and hand the float16 outputs back as float32 — the same values.
+  const shipped = await createSession(fp16);
+  const y = (await shipped.run({ [input]: new ort.Tensor('float32', x, [16, 3, 32, 32]) }))[output];
+  await shipped.release();
+  assert.equal(y.type, 'float32');
+  assert.deepEqual([...(y.data as Float32Array)], Array.from(y16.data as Uint16Array, float16ToFloat32), 'a session runs the float16 model itself on float32 data');
 
   for (const name of RULE_NAMES) {
     const rule = getRule(name);
@@ -111,6 +119,29 @@ test('the CLI on a float16 model: inspect reports it and counts its layers, quan
     assert.match(q.stdout, new RegExp(`quantized ${s32.quantizable.count} layers`));
     assert.match(q.stderr, /computes in float16: quantized as its float32 graph .*takes and returns float32 \(input, logits\)/);
     assert.deepEqual(loadModel(out).graph!.input.map((v) => v.type?.value.case === 'tensorType' && v.type.value.value.elemType), [DT.FLOAT]);
+    // The zoo scores it (a registry entry): the float column is the float16 model's own top-1 on the float32 data.
+    const registry = join(dir, 'registry.json');
+    const cifar = join(SHARED, 'quantzoo/Data/Cifar10');
+    writeFileSync(registry, JSON.stringify({ models: [{ id: 'r20-fp16', file, input: { name: 'input' }, preprocess: 'cifar10-nchw', data: { calibration: { kind: 'image-folder', dir: join(cifar, 'Calib'), limit: 32 }, test: { kind: 'image-folder', dir: join(cifar, 'Test'), limitPerClass: 5 } }, task: { kind: 'classification', numClasses: 10 } }] }));
+    const z = await cli('zoo', '--registry', registry, '--rules', 'onnxquant-int8-perchannel', '--out', join(dir, 'zoo'));
+    assert.equal(z.code, 0, z.stderr);
+    const cell = JSON.parse(readFileSync(join(dir, 'zoo/r20-fp16/onnxquant-int8-perchannel/cell.json'), 'utf8')) as { status: string; float: number; quant: number };
+    assert.equal(cell.status, 'ok');
+    const spec = { colorOrder: 'rgb' as const, scale: 1 / 255, mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616], layout: 'nchw' as const };
+    const model16 = await createSession(loadModel(file));
+    let hits = 0;
+    let n = 0;
+    for await (const b of batchesOf(imageFolder(join(cifar, 'Test'), spec, { limitPerClass: 5 }), 10)) {
+      const x = new ort.Tensor('float16', Uint16Array.from(b.input.data as Float32Array, float32ToFloat16), [...b.input.dims]);
+      const y = [...((await model16.run({ input: x })).logits.data as Float32Array)];
+      b.labels.forEach((label, i) => {
+        const row = y.slice(i * 10, i * 10 + 10);
+        hits += row.indexOf(Math.max(...row)) === label ? 1 : 0;
+        n++;
+      });
+    }
+    await model16.release();
+    assert.equal(cell.float, (100 * hits) / n, `the zoo's float top-1 is the float16 model's (${hits}/${n})`);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -12,6 +12,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { serializeModel } from '../onnx/model-io.ts';
+import { float16ToFloat32, float32ToFloat16 } from '../onnx/float-formats.ts';
 import { UserError } from '../errors.ts';
 import { foldConstantDequantize } from './fold-dequantize.ts';
 import { emulateFp8QuantDequant } from './emulate-fp8.ts';
@@ -106,6 +107,16 @@ export async function createSession(model: ModelProto | Uint8Array, opts: Sessio
     if (provider === 'webgpu' && /WebGPU|adapter|Dawn/i.test(msg)) throw new UserError(`${WEBGPU_MISSING}: ${msg}`);
     throw new UserError(`onnxruntime cannot load the model: ${msg}`);
   }
+  // A float16 model (one shipped as such: its float16 graph is what `float` mode runs) takes the float32 data rounded
+  // to float16 here, on the host, as a caller converting its data does — a Cast in the graph would not do: onnxruntime
+  // drops a float32 → float16 → float32 pair it finds around its own casts — and its float16 outputs come back as
+  // float32 (exact), so data, metrics and comparisons stay float32.
+  const half = new Set(session.inputMetadata.filter((m) => m.isTensor && m.type === 'float16').map((m) => m.name));
+  const toHalf = (t: ort.Tensor) => new ort.Tensor('float16', Uint16Array.from(t.data as Float32Array, float32ToFloat16), [...t.dims]);
+  const widen = (r: Record<string, ort.Tensor>) => {
+    for (const [k, t] of Object.entries(r)) if (t.type === 'float16') r[k] = new ort.Tensor('float32', Float32Array.from(t.data as Uint16Array, float16ToFloat32), [...t.dims]);
+    return r;
+  };
   return {
     inputNames: session.inputNames,
     outputNames: session.outputNames,
@@ -114,12 +125,13 @@ export async function createSession(model: ModelProto | Uint8Array, opts: Sessio
       for (const [k, v] of Object.entries(feeds)) {
         if (!session.inputNames.includes(k))
           throw new UserError(`model has no input named '${k}' (inputs: ${session.inputNames.join(', ')})`);
-        ortFeeds[k] = v instanceof ort.Tensor ? v : new ort.Tensor('float32', v.data, [...v.dims]);
+        const t = v instanceof ort.Tensor ? v : new ort.Tensor('float32', v.data, [...v.dims]);
+        ortFeeds[k] = half.has(k) && t.type === 'float32' ? toHalf(t) : t;
       }
       const missing = session.inputNames.filter((n) => !(n in ortFeeds));
       if (missing.length) throw new UserError(`missing model input(s): ${missing.join(', ')}`);
       try {
-        return await (fetch ? session.run(ortFeeds, [...fetch]) : session.run(ortFeeds));
+        return widen(await (fetch ? session.run(ortFeeds, [...fetch]) : session.run(ortFeeds)));
       } catch (e) {
         throw new UserError(`onnxruntime run failed: ${oneLine(e)}`);
       }

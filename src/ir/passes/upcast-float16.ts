@@ -98,3 +98,4 @@ export function computesInFloat16(model: ModelProto): boolean {
   }
   return false;
 }
+
