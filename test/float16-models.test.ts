@@ -22,11 +22,9 @@ import { makeTensor, tensorDims, tensorToFloat32 } from '../src/onnx/tensor-code
 import { getRule, RULE_NAMES } from '../src/quant/rules.ts';
 import { quantize } from '../src/quantize.ts';
 import { createSession } from '../src/runtime/session.ts';
-import { imageFolder } from '../src/zoo/data/image-folder.ts';
-import { batches as batchesOf } from '../src/zoo/data/types.ts';
 import type { InspectSummary } from '../src/cli/inspect.ts';
 import { cli } from './helpers/cli.ts';
-import { SHARED } from './helpers/models.ts';
+import { cifarBatches, SHARED } from './helpers/models.ts';
 
 const FILE = join(SHARED, 'quantzoo/Model/cifar10/resnet20_cifar10.onnx');
 const skip = existsSync(FILE) ? false : `../shared is absent (${FILE}): the float16 model test needs a real network`;
@@ -63,9 +61,7 @@ test('a real network in float16 quantizes as the float32 network with float16 we
   const fp16 = toFloat16(fp32);
   const reference = withFloat16Weights(fp32);
   const input = fp32.graph!.input[0].name;
-  const cifar = { colorOrder: 'rgb' as const, scale: 1 / 255, mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616], layout: 'nchw' as const };
-  const batches: Feeds[] = [];
-  for await (const b of batchesOf(imageFolder(join(SHARED, 'quantzoo/Data/Cifar10/Calib'), cifar, { limitPerClass: 5 }), 16, 48)) batches.push({ [input]: b.input });
+  const batches: Feeds[] = (await cifarBatches('Calib', 5, 16)).slice(0, 3).map((b) => ({ [input]: b.input }));
   assert.equal(batches.length, 3, 'three batches of CIFAR-10 images');
   const data = () => (async function* () { yield* batches; })();
 
@@ -127,11 +123,10 @@ test('the CLI on a float16 model: inspect reports it and counts its layers, quan
     assert.equal(z.code, 0, z.stderr);
     const cell = JSON.parse(readFileSync(join(dir, 'zoo/r20-fp16/onnxquant-int8-perchannel/cell.json'), 'utf8')) as { status: string; float: number; quant: number };
     assert.equal(cell.status, 'ok');
-    const spec = { colorOrder: 'rgb' as const, scale: 1 / 255, mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616], layout: 'nchw' as const };
     const model16 = await createSession(loadModel(file));
     let hits = 0;
     let n = 0;
-    for await (const b of batchesOf(imageFolder(join(cifar, 'Test'), spec, { limitPerClass: 5 }), 10)) {
+    for (const b of await cifarBatches('Test', 5, 10)) {
       const x = new ort.Tensor('float16', Uint16Array.from(b.input.data as Float32Array, float32ToFloat16), [...b.input.dims]);
       const y = [...((await model16.run({ input: x })).logits.data as Float32Array)];
       b.labels.forEach((label, i) => {

@@ -18,9 +18,7 @@ import { loadModel } from '../src/onnx/model-io.ts';
 import { getRule, RULE_NAMES } from '../src/quant/rules.ts';
 import { quantize } from '../src/quantize.ts';
 import { createSession } from '../src/runtime/session.ts';
-import { imageFolder } from '../src/zoo/data/image-folder.ts';
-import { batches as batchesOf } from '../src/zoo/data/types.ts';
-import { SHARED } from './helpers/models.ts';
+import { cifarBatches, SHARED } from './helpers/models.ts';
 
 const FILE = join(SHARED, 'quantzoo/Model/cifar10/resnet20_cifar10.onnx');
 const skip = existsSync(FILE) ? false : `../shared is absent (${FILE}): the model-local function test needs a real network`;
@@ -56,9 +54,7 @@ test('a real network with its layers in model-local functions quantizes as the n
   assert.equal(wrapped.graph!.node.filter((n) => n.opType === 'Conv').length, 0, 'the fixture has no Conv in its graph');
   assert.ok(wrapped.functions.length > 10, 'one function per Conv');
   const input = plain.graph!.input[0].name;
-  const cifar = { colorOrder: 'rgb' as const, scale: 1 / 255, mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616], layout: 'nchw' as const };
-  const batches: Feeds[] = [];
-  for await (const b of batchesOf(imageFolder(join(SHARED, 'quantzoo/Data/Cifar10/Calib'), cifar, { limitPerClass: 5 }), 16, 48)) batches.push({ [input]: b.input });
+  const batches: Feeds[] = (await cifarBatches('Calib', 5, 16)).slice(0, 3).map((b) => ({ [input]: b.input }));
   const data = () => (async function* () { yield* batches; })();
   const output = plain.graph!.output[0].name;
   const run = async (m: ModelProto, mode: 'float' | 'simulate') => {

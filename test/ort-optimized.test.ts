@@ -24,9 +24,7 @@ import { getRule, RULE_NAMES } from '../src/quant/rules.ts';
 import { quantize } from '../src/quantize.ts';
 import { createSession, type RunMode } from '../src/runtime/session.ts';
 import { seededRandom } from '../src/runtime/inputs.ts';
-import { imageFolder } from '../src/zoo/data/image-folder.ts';
-import { batches as batchesOf } from '../src/zoo/data/types.ts';
-import { SHARED } from './helpers/models.ts';
+import { cifarBatches, SHARED } from './helpers/models.ts';
 
 const FILE = join(SHARED, 'quantzoo/Model/cifar10/resnet20_cifar10.onnx');
 const skip = existsSync(FILE) ? false : `../shared is absent (${FILE}): the onnxruntime-optimized network test needs a real network`;
@@ -84,9 +82,7 @@ test('a real network saved by onnxruntime at level extended formats and quantize
     const extended = loadModel(saved.extended);
     assert.ok(extended.graph!.node.some((n) => n.opType === 'FusedConv'), 'the saved model has FusedConv nodes');
     const input = plain.graph!.input[0].name;
-    const cifar = { colorOrder: 'rgb' as const, scale: 1 / 255, mean: [0.4914, 0.4822, 0.4465], std: [0.247, 0.2435, 0.2616], layout: 'nchw' as const };
-    const batches: Feeds[] = [];
-    for await (const b of batchesOf(imageFolder(join(SHARED, 'quantzoo/Data/Cifar10/Calib'), cifar, { limitPerClass: 5 }), 16, 48)) batches.push({ [input]: b.input as ort.Tensor });
+    const batches: Feeds[] = (await cifarBatches('Calib', 5, 16)).slice(0, 3).map((b) => ({ [input]: b.input }));
     const feeds = batches[2] as Record<string, ort.Tensor>;
     assert.deepEqual(await outputs(formatModel(extended).model, feeds), await outputs(formatModel(plain).model, feeds), 'formatted, the saved model computes the network bit for bit');
     const data = () => (async function* () { yield* batches; })();

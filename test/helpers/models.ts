@@ -7,6 +7,9 @@ import { ModelProtoSchema, TensorProto_DataType, type ModelProto } from 'onnx-bu
 import { tensorValueInfo } from '../../src/ir/graph.ts';
 import { loadModel } from '../../src/onnx/model-io.ts';
 import type { FeedOptions } from '../../src/runtime/inputs.ts';
+import { imageFolder } from '../../src/zoo/data/image-folder.ts';
+import { PREPROCESS_PRESETS } from '../../src/zoo/data/presets.ts';
+import { batches } from '../../src/zoo/data/types.ts';
 
 /** The shared workspace beside the checkout (absent in a user's fresh clone: tests skip, saying so). */
 export const SHARED = new URL('../../../shared/', import.meta.url).pathname;
@@ -65,4 +68,13 @@ export function feedOptions(file: string): ModelFeeds {
 export function monitoredOutputs(file: string): string[] | undefined {
   if (basename(file) === 'mlsd_320_tiny.onnx') return ['offsets', 'Transpose__305:0'];
   return undefined;
+}
+
+/** The first `perClass` images of each class of ../shared's CIFAR-10 `split`, preprocessed as the zoo does
+ * (cifar10-nchw) and batched: real data for the tests that quantize or score a CIFAR network. */
+export async function cifarBatches(split: 'Calib' | 'Test', perClass: number, batchSize: number): Promise<{ input: ort.Tensor; labels: number[] }[]> {
+  const out: { input: ort.Tensor; labels: number[] }[] = [];
+  const ds = imageFolder(join(SHARED, 'quantzoo/Data/Cifar10', split), PREPROCESS_PRESETS['cifar10-nchw'], { limitPerClass: perClass });
+  for await (const b of batches(ds, batchSize)) out.push({ input: new ort.Tensor('float32', b.input.data as Float32Array, [...b.input.dims]), labels: b.labels });
+  return out;
 }
