@@ -1,18 +1,20 @@
 /**
- * Float16 models (formatter pass upcast-float16): a real network converted to float16 the way exporters for the web
- * do it (onnxconverter-common's float16 conversion without keep_io_types: every float32 initializer, value and Cast
- * becomes float16) is quantized as the float32 network whose weights went through float16 — the same plan, the same
- * parameters to the bit, the same QDQ outputs; `inspect` and `quantize` report it. Without the pass every layer of
- * such a model stayed float. Needs ../shared (resnet20_cifar10 and its CIFAR-10 images); skipped with a message
- * without it.
+ * Float16 models (formatter pass upcast-float16), converted the way exporters for the web do it (onnxconverter-common's
+ * float16 conversion without keep_io_types: every float32 initializer, Constant, value and Cast becomes float16):
+ * - every shared, corpus and npm model so converted formats to the float32 model with float16-rounded constants, bit
+ *   for bit (one test per model; without ../shared only the npm model);
+ * - resnet20_cifar10 so converted quantizes as the float32 network with float16 weights under every rule — the same
+ *   plan, parameters to the bit, the same QDQ outputs — and `inspect`, `quantize` and the zoo report and score it.
+ * Without the pass every layer of such a model stayed float. The resnet20 tests need ../shared (its CIFAR-10 images);
+ * skipped with a message without it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { clone } from '@bufbuild/protobuf';
-import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto, type TypeProto } from 'onnx-buf';
+import { ModelProtoSchema, TensorProto_DataType as DT, type ModelProto, type TensorProto, type TypeProto } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
 import type { Feeds } from '../src/calibrate/calibrate.ts';
 import { walkGraphs } from '../src/ir/graph.ts';
@@ -22,9 +24,11 @@ import { makeTensor, tensorDims, tensorToFloat32 } from '../src/onnx/tensor-code
 import { getRule, RULE_NAMES } from '../src/quant/rules.ts';
 import { quantize } from '../src/quantize.ts';
 import { createSession } from '../src/runtime/session.ts';
+import { randomFeeds } from '../src/runtime/inputs.ts';
+import { formatModel } from '../src/ir/format.ts';
 import type { InspectSummary } from '../src/cli/inspect.ts';
 import { cli } from './helpers/cli.ts';
-import { cifarBatches, SHARED } from './helpers/models.ts';
+import { cifarBatches, feedOptions, NPM_MODEL, onnxFiles, SHARED } from './helpers/models.ts';
 
 const FILE = join(SHARED, 'quantzoo/Model/cifar10/resnet20_cifar10.onnx');
 const skip = existsSync(FILE) ? false : `../shared is absent (${FILE}): the float16 model test needs a real network`;
@@ -48,13 +52,41 @@ function toFloat16(m: ModelProto): ModelProto {
   return out;
 }
 
-/** The float32 network with every float32 weight rounded through float16: what the float16 model's weights hold. */
+/** The float32 network with every float32 constant (initializers, Constant and ConstantOfShape values) rounded through
+ * float16: what the float16 model's constants hold. */
 function withFloat16Weights(m: ModelProto): ModelProto {
   const out = clone(ModelProtoSchema, m);
-  for (const g of walkGraphs(out.graph!))
-    g.initializer = g.initializer.map((t) => (t.dataType === DT.FLOAT ? makeTensor(t.name, DT.FLOAT, tensorDims(t), tensorToFloat32(t).map((x) => float16ToFloat32(float32ToFloat16(x)))) : t));
+  const round = (t: TensorProto) => makeTensor(t.name, DT.FLOAT, tensorDims(t), tensorToFloat32(t).map((x) => float16ToFloat32(float32ToFloat16(x))));
+  for (const g of walkGraphs(out.graph!)) {
+    g.initializer = g.initializer.map((t) => (t.dataType === DT.FLOAT ? round(t) : t));
+    for (const n of g.node) for (const a of n.attribute) if (a.t?.dataType === DT.FLOAT) a.t = round(a.t);
+  }
   return out;
 }
+
+// Every real model at hand, in float16: its upcast computes the float32 model with float16 constants, bit for bit —
+// LSTMs, Ifs, Loops, NHWC graphs, Constant-node weights included. One test per model, so a failure names it.
+const everyModel = [...onnxFiles(join(SHARED, 'corpus')), ...onnxFiles(join(SHARED, 'quantzoo/Model')).filter((f) => !/int8/.test(f)), NPM_MODEL];
+for (const file of everyModel)
+  test(`${basename(file)} in float16 formats to the float32 model with float16 constants, bit for bit`, async () => {
+    const m = loadModel(file);
+    const opts = feedOptions(file);
+    const feeds = { ...randomFeeds(m, { seed: 99, ...opts }), ...opts.extra };
+    const run = async (model: ModelProto) => {
+      const s = await createSession(formatModel(model).model, { mode: 'simulate' });
+      try {
+        return await s.run(feeds);
+      } finally {
+        await s.release();
+      }
+    };
+    const [got, want] = [await run(toFloat16(m)), await run(withFloat16Weights(m))];
+    for (const [name, t] of Object.entries(want)) {
+      const [a, b] = [got[name].data as ArrayLike<number>, t.data as ArrayLike<number>];
+      const differ = Array.from(b, (v, i) => (Object.is(a[i], v) || a[i] === v ? 0 : 1)).reduce((x: number, y: number) => x + y, 0);
+      assert.equal(differ, 0, `${name}: ${differ} of ${b.length} values differ`);
+    }
+  });
 
 test('a real network in float16 quantizes as the float32 network with float16 weights, under every rule', { skip }, async () => {
   const fp32 = loadModel(FILE);
