@@ -1,24 +1,30 @@
 /**
  * Models whose layers sit in model-local functions (formatter pass inline-functions), as torch.onnx's dynamo exporter
- * wrote them before it inlined by default: each module a FunctionProto, its weights passed in as inputs. A real
- * network wrapped that way (resnet20_cifar10: every Conv, with the Relu that alone reads it, in a function of its
- * own) runs as the original does, and quantizes as the original does under every rule — the same number of layers,
- * the same parameters to the bit, the same QDQ outputs. Without the pass it quantized nothing. Needs ../shared;
- * skipped with a message without it.
+ * wrote them before it inlined by default: each module a FunctionProto, its weights passed in as inputs.
+ * - Every shared, corpus and npm model with each top-level node (but those with subgraphs) wrapped in a function of its
+ *   own, every attribute a reference to the call's: formatting leaves no function, plans the same tensors as the model
+ *   itself and computes its outputs bit for bit (one test per model; without ../shared only the npm model).
+ * - resnet20_cifar10 with every Conv (and the Relu that alone reads it) in a function of its own quantizes as the
+ *   network itself under every rule — the same parameters to the bit, the same QDQ outputs. Needs ../shared; skipped
+ *   with a message without it.
+ * Without the pass such a model quantized nothing.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { clone, create } from '@bufbuild/protobuf';
-import { FunctionProtoSchema, ModelProtoSchema, OperatorSetIdProtoSchema, type ModelProto, type NodeProto } from 'onnx-buf';
+import { AttributeProtoSchema, FunctionProtoSchema, ModelProtoSchema, NodeProtoSchema, OperatorSetIdProtoSchema, type ModelProto, type NodeProto } from 'onnx-buf';
 import type { Feeds } from '../src/calibrate/calibrate.ts';
-import { GraphView, makeNode } from '../src/ir/graph.ts';
+import { formatModel } from '../src/ir/format.ts';
+import { GraphView, makeNode, nodeSubgraphs } from '../src/ir/graph.ts';
+import { planModel } from '../src/quant/plan.ts';
+import { randomFeeds } from '../src/runtime/inputs.ts';
 import { loadModel } from '../src/onnx/model-io.ts';
 import { getRule, RULE_NAMES } from '../src/quant/rules.ts';
 import { quantize } from '../src/quantize.ts';
 import { createSession } from '../src/runtime/session.ts';
-import { cifarBatches, SHARED } from './helpers/models.ts';
+import { cifarBatches, feedOptions, NPM_MODEL, onnxFiles, SHARED } from './helpers/models.ts';
 
 const FILE = join(SHARED, 'quantzoo/Model/cifar10/resnet20_cifar10.onnx');
 const skip = existsSync(FILE) ? false : `../shared is absent (${FILE}): the model-local function test needs a real network`;
@@ -47,6 +53,57 @@ function wrapConvs(m: ModelProto): ModelProto {
   out.opsetImport.push(create(OperatorSetIdProtoSchema, { domain: DOMAIN, version: 1n }));
   return out;
 }
+
+/** Every top-level node without subgraphs in a function of its own (a body can capture nothing), its attributes
+ * references (`ref_attr_name`) to the call's, which carries them under other names. */
+function wrapEveryNode(m: ModelProto): ModelProto {
+  const out = clone(ModelProtoSchema, m);
+  const g = out.graph!;
+  const opsets = out.opsetImport.filter((o) => o.domain === '' || o.domain === 'ai.onnx');
+  g.node = g.node.map((n, k) => {
+    if ((n.domain && n.domain !== 'ai.onnx') || nodeSubgraphs(n).length) return n;
+    const body = clone(NodeProtoSchema, n);
+    body.name = 'body';
+    body.input = n.input.map((x, i) => (x ? `in${i}` : ''));
+    body.output = n.output.map((x, i) => (x ? `out${i}` : ''));
+    body.attribute = n.attribute.map((a) => create(AttributeProtoSchema, { name: a.name, refAttrName: `a_${a.name}`, type: a.type }));
+    const name = `fn_${k}`;
+    out.functions.push(create(FunctionProtoSchema, { name, domain: DOMAIN, input: body.input.filter(Boolean), output: body.output.filter(Boolean), attribute: n.attribute.map((a) => `a_${a.name}`), node: [body], opsetImport: opsets }));
+    const call = makeNode(name, n.input.filter(Boolean), n.output.filter(Boolean), `${n.name || n.opType}_call`, {}, DOMAIN);
+    call.attribute = n.attribute.map((a) => create(AttributeProtoSchema, { ...clone(AttributeProtoSchema, a), name: `a_${a.name}` }));
+    return call;
+  });
+  out.opsetImport.push(create(OperatorSetIdProtoSchema, { domain: DOMAIN, version: 1n }));
+  return out;
+}
+
+const everyModel = [...onnxFiles(join(SHARED, 'corpus')), ...onnxFiles(join(SHARED, 'quantzoo/Model')).filter((f) => !/int8/.test(f)), NPM_MODEL];
+for (const file of everyModel)
+  test(`${basename(file)} with every node in a function formats to the model itself`, async () => {
+    const m = loadModel(file);
+    const wrapped = wrapEveryNode(m);
+    assert.ok(wrapped.functions.length > 0, 'the fixture has functions');
+    const [a, b] = [formatModel(wrapped).model, formatModel(m).model];
+    assert.equal(a.functions.length, 0, 'no function is left');
+    const rule = getRule('onnxquant-int8-perchannel');
+    assert.deepEqual(planModel(a, rule).tensors.map((t) => t.key), planModel(b, rule).tensors.map((t) => t.key), 'the same tensors planned');
+    const opts = feedOptions(file);
+    const feeds = { ...randomFeeds(m, { seed: 99, ...opts }), ...opts.extra };
+    const run = async (model: ModelProto) => {
+      const s = await createSession(model, { mode: 'simulate' });
+      try {
+        return await s.run(feeds);
+      } finally {
+        await s.release();
+      }
+    };
+    const [got, want] = [await run(a), await run(b)];
+    for (const [name, t] of Object.entries(want)) {
+      const [x, y] = [got[name].data as ArrayLike<number>, t.data as ArrayLike<number>];
+      const differ = Array.from(y, (v, i) => (Object.is(x[i], v) || x[i] === v ? 0 : 1)).reduce((p: number, q: number) => p + q, 0);
+      assert.equal(differ, 0, `${name}: ${differ} of ${y.length} values differ`);
+    }
+  });
 
 test('a real network with its layers in model-local functions quantizes as the network itself, under every rule', { skip }, async () => {
   const plain = loadModel(FILE);
