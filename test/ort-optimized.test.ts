@@ -1,16 +1,17 @@
 /**
  * Models saved by onnxruntime after its own optimisations (`optimizedModelFilePath`). At level 'extended' Conv →
- * activation pairs become com.microsoft FusedConv, which formatting splits back (unfuse-fused-conv): checked against
- * onnxruntime's FusedConv kernel for each activation it fuses, with and without the summed input Z, and on a real
- * network saved that way (resnet20_cifar10, needs ../shared), which then formats and quantizes exactly as the network
- * itself. At level 'all' the Convs become NCHWc contrib ops with blocked weights: the plan lists each as left float
- * and why.
+ * activation and Gemm → activation pairs become com.microsoft FusedConv and FusedGemm, which formatting splits back
+ * (unfuse-ort-fusions): checked against onnxruntime's kernels for each activation they fuse (FusedConv with and
+ * without the summed input Z); every shared, corpus and npm model saved that way plans the layers the model itself
+ * plans, or reports each one it cannot (one test per model; without ../shared only the npm model); and resnet20_cifar10
+ * saved that way (needs ../shared) formats and quantizes exactly as the network itself. At level 'all' the Convs become
+ * NCHWc contrib ops with blocked weights: the plan lists each as left float and why.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
 import { ModelProtoSchema, OperatorSetIdProtoSchema, TensorProto_DataType as DT, type ModelProto } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
@@ -24,7 +25,7 @@ import { getRule, RULE_NAMES } from '../src/quant/rules.ts';
 import { quantize } from '../src/quantize.ts';
 import { createSession, type RunMode } from '../src/runtime/session.ts';
 import { seededRandom } from '../src/runtime/inputs.ts';
-import { cifarBatches, SHARED } from './helpers/models.ts';
+import { cifarBatches, NPM_MODEL, onnxFiles, SHARED } from './helpers/models.ts';
 
 const FILE = join(SHARED, 'quantzoo/Model/cifar10/resnet20_cifar10.onnx');
 const skip = existsSync(FILE) ? false : `../shared is absent (${FILE}): the onnxruntime-optimized network test needs a real network`;
@@ -39,7 +40,7 @@ async function outputs(m: ModelProto | string, feeds: Record<string, ort.Tensor>
   }
 }
 
-test('unfuse-fused-conv: each activation onnxruntime fuses, with and without Z, computes what its FusedConv kernel does', async () => {
+test('unfuse-ort-fusions: each activation onnxruntime fuses into a Conv, with and without Z, computes what its FusedConv kernel does', async () => {
   const rnd = seededRandom(5);
   const randn = (n: number, s: number) => Float32Array.from({ length: n }, () => (rnd() * 2 - 1) * s);
   const cases: [string, number[]][] = [['Relu', []], ['Tanh', []], ['Sigmoid', []], ['LeakyRelu', [0.1]], ['Clip', [-0.5, 0.75]], ['HardSigmoid', [0.3, 0.45]], ['', []]];
@@ -61,13 +62,62 @@ test('unfuse-fused-conv: each activation onnxruntime fuses, with and without Z, 
       });
       const { model: out, applied } = formatModel(m);
       const what = `${activation || 'no activation'}${withZ ? ' + Z' : ''}`;
-      assert.ok(applied.includes('unfuse-fused-conv'), `${what}: split`);
+      assert.ok(applied.includes('unfuse-ort-fusions'), `${what}: split`);
       assert.deepEqual(out.graph!.node.filter((n) => n.domain !== ''), [], `${what}: no contrib op left`);
       const feeds = { x, ...(withZ ? { z } : {}) };
       const [want, got] = [(await outputs(m, feeds)).y, (await outputs(out, feeds)).y];
       assert.deepEqual(got, want, `${what}: the split computes onnxruntime's FusedConv bit for bit`);
     }
 });
+
+test('unfuse-ort-fusions: FusedGemm with each parameterless activation computes what its kernel does; with another it stays and is reported', async () => {
+  const rnd = seededRandom(6);
+  const randn = (n: number, s: number) => Float32Array.from({ length: n }, () => (rnd() * 2 - 1) * s);
+  const a = new ort.Tensor('float32', randn(4 * 6, 1), [4, 6]);
+  for (const activation of ['Relu', 'Tanh', 'Sigmoid', 'LeakyRelu']) {
+    const fused = makeNode('FusedGemm', ['a', 'b', 'c'], ['y'], 'fg', { alpha: { float: 0.7 }, beta: { float: 1.3 }, transB: 1, ...(activation ? { activation } : {}) }, 'com.microsoft');
+    const m = create(ModelProtoSchema, {
+      irVersion: 8n,
+      opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: 13n }), create(OperatorSetIdProtoSchema, { domain: 'com.microsoft', version: 1n })],
+      graph: {
+        name: 'g',
+        node: [fused],
+        input: [tensorValueInfo('a', DT.FLOAT, [4, 6])],
+        output: [tensorValueInfo('y', DT.FLOAT, [4, 5])],
+        initializer: [makeTensor('b', DT.FLOAT, [5, 6], randn(30, 0.5)), makeTensor('c', DT.FLOAT, [5], randn(5, 0.3))],
+      },
+    });
+    const out = formatModel(m).model;
+    const what = activation || 'no activation';
+    if (activation === 'LeakyRelu') {
+      assert.equal(out.graph!.node[0].opType, 'FusedGemm', `${what}: stays`);
+      assert.match(planModel(out, getRule('onnxquant-int8-perchannel')).skipped[0]?.reason ?? '', /^onnxruntime-optimized layer \(com\.microsoft::FusedGemm\)/, `${what}: reported`);
+      continue;
+    }
+    assert.deepEqual(out.graph!.node.map((n) => n.opType), ['Gemm', ...(activation ? [activation] : [])], `${what}: split`);
+    assert.deepEqual((await outputs(out, { a })).y, (await outputs(m, { a })).y, `${what}: the split computes onnxruntime's FusedGemm bit for bit`);
+  }
+});
+
+const everyModel = [...onnxFiles(join(SHARED, 'corpus')), ...onnxFiles(join(SHARED, 'quantzoo/Model')).filter((f) => !/int8/.test(f)), NPM_MODEL];
+for (const file of everyModel)
+  test(`${basename(file)} saved by onnxruntime at level extended plans the model's layers, or reports the ones it cannot`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'onnxquant-ort-ext-'));
+    try {
+      const saved = join(dir, basename(file));
+      const s = await ort.InferenceSession.create(file, { graphOptimizationLevel: 'extended', optimizedModelFilePath: saved, logSeverityLevel: 3, intraOpNumThreads: 1 });
+      await s.release();
+      const rule = getRule('onnxquant-int8-perchannel');
+      const [own, ext] = [planModel(formatModel(loadModel(file)).model, rule), planModel(formatModel(loadModel(saved)).model, rule)];
+      const reported = ext.skipped.filter((x) => x.reason.startsWith('onnxruntime-optimized layer'));
+      assert.equal(ext.layers.length + reported.length, own.layers.length, `${ext.layers.length} planned + ${reported.length} reported (${reported.map((r) => r.reason.match(/\((.*?)\)/)?.[1]).join(', ')}) against the model's ${own.layers.length}`);
+      // onnxruntime fuses these models' Conv and Gemm layers with activations the split handles: none is left for the
+      // report (PP-OCRv4 rec's one reported layer is a FusedMatMul).
+      assert.deepEqual(reported.filter((r) => /::Fused(Conv|Gemm)\)/.test(r.reason)), [], 'every FusedConv and FusedGemm is split');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 
 test('a real network saved by onnxruntime at level extended formats and quantizes as the network itself; at level all its NCHWc Convs are listed as left float', { skip }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'onnxquant-ort-opt-'));

@@ -13,13 +13,13 @@ import { initializersNotInputs } from './passes/initializers-not-inputs.ts';
 import { inlineFunctions } from './passes/inline-functions.ts';
 import type { Pass } from './passes/pass.ts';
 import { removeIdentity } from './passes/remove-identity.ts';
-import { unfuseFusedConv } from './passes/unfuse-fused-conv.ts';
+import { unfuseOrtFusions } from './passes/unfuse-ort-fusions.ts';
 import { upcastFloat16 } from './passes/upcast-float16.ts';
 
 export const DEFAULT_PASSES: readonly Pass[] = [
   inlineFunctions,
   upcastFloat16,
-  unfuseFusedConv,
+  unfuseOrtFusions,
   constantToInitializer,
   initializersNotInputs,
   removeIdentity,

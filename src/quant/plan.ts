@@ -187,8 +187,9 @@ export function planModel(model: ModelProto, rule: QuantRule, filter: Filter = {
       skipped.push({ node: name, reason: `already quantized (${n.opType}); left as is` });
       return;
     }
-    // A model saved after onnxruntime's optimisations holds its layers as contrib ops (FusedConv splits back in
-    // formatting; NCHWc Convs with blocked weights, FusedGemm, FusedMatMul do not): say so rather than skip them unseen.
+    // A model saved after onnxruntime's optimisations holds its layers as contrib ops (FusedConv and FusedGemm split
+    // back in formatting, ir/passes/unfuse-ort-fusions.ts; NCHWc Convs with blocked weights, FusedMatMul and fusions
+    // with other activations do not): say so rather than skip them unseen.
     if (n.domain.startsWith('com.microsoft') && ORT_LAYER_OPS.has(n.opType)) {
       skipped.push({ node: name, reason: `onnxruntime-optimized layer (${n.domain}::${n.opType}): quantize the model as exported, before onnxruntime optimizes it` });
       return;
