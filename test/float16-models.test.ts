@@ -28,7 +28,7 @@ import { randomFeeds } from '../src/runtime/inputs.ts';
 import { formatModel } from '../src/ir/format.ts';
 import type { InspectSummary } from '../src/cli/inspect.ts';
 import { cli } from './helpers/cli.ts';
-import { cifarBatches, feedOptions, NPM_MODEL, onnxFiles, SHARED } from './helpers/models.ts';
+import { assertSameOutputBits, cifarBatches, feedOptions, NPM_MODEL, onnxFiles, SHARED } from './helpers/models.ts';
 
 const FILE = join(SHARED, 'quantzoo/Model/cifar10/resnet20_cifar10.onnx');
 const skip = existsSync(FILE) ? false : `../shared is absent (${FILE}): the float16 model test needs a real network`;
@@ -72,20 +72,7 @@ for (const file of everyModel)
     const m = loadModel(file);
     const opts = feedOptions(file);
     const feeds = { ...randomFeeds(m, { seed: 99, ...opts }), ...opts.extra };
-    const run = async (model: ModelProto) => {
-      const s = await createSession(formatModel(model).model, { mode: 'simulate' });
-      try {
-        return await s.run(feeds);
-      } finally {
-        await s.release();
-      }
-    };
-    const [got, want] = [await run(toFloat16(m)), await run(withFloat16Weights(m))];
-    for (const [name, t] of Object.entries(want)) {
-      const [a, b] = [got[name].data as ArrayLike<number>, t.data as ArrayLike<number>];
-      const differ = Array.from(b, (v, i) => (Object.is(a[i], v) || a[i] === v ? 0 : 1)).reduce((x: number, y: number) => x + y, 0);
-      assert.equal(differ, 0, `${name}: ${differ} of ${b.length} values differ`);
-    }
+    await assertSameOutputBits(formatModel(toFloat16(m)).model, formatModel(withFloat16Weights(m)).model, feeds);
   });
 
 test('a real network in float16 quantizes as the float32 network with float16 weights, under every rule', { skip }, async () => {

@@ -24,7 +24,7 @@ import { loadModel } from '../src/onnx/model-io.ts';
 import { getRule, RULE_NAMES } from '../src/quant/rules.ts';
 import { quantize } from '../src/quantize.ts';
 import { createSession } from '../src/runtime/session.ts';
-import { cifarBatches, feedOptions, NPM_MODEL, onnxFiles, SHARED } from './helpers/models.ts';
+import { assertSameOutputBits, cifarBatches, feedOptions, NPM_MODEL, onnxFiles, SHARED } from './helpers/models.ts';
 
 const FILE = join(SHARED, 'quantzoo/Model/cifar10/resnet20_cifar10.onnx');
 const skip = existsSync(FILE) ? false : `../shared is absent (${FILE}): the model-local function test needs a real network`;
@@ -89,20 +89,7 @@ for (const file of everyModel)
     assert.deepEqual(planModel(a, rule).tensors.map((t) => t.key), planModel(b, rule).tensors.map((t) => t.key), 'the same tensors planned');
     const opts = feedOptions(file);
     const feeds = { ...randomFeeds(m, { seed: 99, ...opts }), ...opts.extra };
-    const run = async (model: ModelProto) => {
-      const s = await createSession(model, { mode: 'simulate' });
-      try {
-        return await s.run(feeds);
-      } finally {
-        await s.release();
-      }
-    };
-    const [got, want] = [await run(a), await run(b)];
-    for (const [name, t] of Object.entries(want)) {
-      const [x, y] = [got[name].data as ArrayLike<number>, t.data as ArrayLike<number>];
-      const differ = Array.from(y, (v, i) => (Object.is(x[i], v) || x[i] === v ? 0 : 1)).reduce((p: number, q: number) => p + q, 0);
-      assert.equal(differ, 0, `${name}: ${differ} of ${y.length} values differ`);
-    }
+    await assertSameOutputBits(a, b, feeds);
   });
 
 test('a real network with its layers in model-local functions quantizes as the network itself, under every rule', { skip }, async () => {

@@ -13,7 +13,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { create } from '@bufbuild/protobuf';
-import { ModelProtoSchema, OperatorSetIdProtoSchema, TensorProto_DataType as DT, type ModelProto } from 'onnx-buf';
+import { ModelProtoSchema, OperatorSetIdProtoSchema, TensorProto_DataType as DT, type ModelProto, type NodeProto, type TensorProto, type ValueInfoProto } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
 import type { Feeds } from '../src/calibrate/calibrate.ts';
 import { formatModel } from '../src/ir/format.ts';
@@ -23,21 +23,19 @@ import { makeTensor } from '../src/onnx/tensor-codec.ts';
 import { planModel } from '../src/quant/plan.ts';
 import { getRule, RULE_NAMES } from '../src/quant/rules.ts';
 import { quantize } from '../src/quantize.ts';
-import { createSession, type RunMode } from '../src/runtime/session.ts';
 import { seededRandom } from '../src/runtime/inputs.ts';
-import { cifarBatches, NPM_MODEL, onnxFiles, SHARED } from './helpers/models.ts';
+import { assertSameOutputBits, cifarBatches, NPM_MODEL, onnxFiles, SHARED } from './helpers/models.ts';
 
 const FILE = join(SHARED, 'quantzoo/Model/cifar10/resnet20_cifar10.onnx');
 const skip = existsSync(FILE) ? false : `../shared is absent (${FILE}): the onnxruntime-optimized network test needs a real network`;
 
-async function outputs(m: ModelProto | string, feeds: Record<string, ort.Tensor>, mode: RunMode = 'simulate'): Promise<Record<string, number[]>> {
-  const s = await createSession(typeof m === 'string' ? loadModel(m) : m, { mode });
-  try {
-    const r = await s.run(feeds);
-    return Object.fromEntries(Object.entries(r).map(([k, v]) => [k, [...(v.data as Float32Array)]]));
-  } finally {
-    await s.release();
-  }
+/** A one-node model of an onnxruntime contrib op (opset 13 beside com.microsoft). */
+function contribModel(node: NodeProto, input: ValueInfoProto[], output: ValueInfoProto[], initializer: TensorProto[]): ModelProto {
+  return create(ModelProtoSchema, {
+    irVersion: 8n,
+    opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: 13n }), create(OperatorSetIdProtoSchema, { domain: 'com.microsoft', version: 1n })],
+    graph: { name: 'g', node: [node], input, output, initializer },
+  });
 }
 
 test('unfuse-ort-fusions: each activation onnxruntime fuses into a Conv, with and without Z, computes what its FusedConv kernel does', async () => {
@@ -49,24 +47,13 @@ test('unfuse-ort-fusions: each activation onnxruntime fuses into a Conv, with an
   for (const [activation, params] of cases)
     for (const withZ of [false, true]) {
       const fused = makeNode('FusedConv', ['x', 'w', 'b', ...(withZ ? ['z'] : [])], ['y'], 'fc', { pads: [1, 1, 1, 1], ...(activation ? { activation } : {}), ...(params.length ? { activation_params: { floats: params } } : {}) }, 'com.microsoft');
-      const m = create(ModelProtoSchema, {
-        irVersion: 8n,
-        opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: 13n }), create(OperatorSetIdProtoSchema, { domain: 'com.microsoft', version: 1n })],
-        graph: {
-          name: 'g',
-          node: [fused],
-          input: [tensorValueInfo('x', DT.FLOAT, [2, 3, 6, 6]), ...(withZ ? [tensorValueInfo('z', DT.FLOAT, [2, 4, 6, 6])] : [])],
-          output: [tensorValueInfo('y', DT.FLOAT, [2, 4, 6, 6])],
-          initializer: [makeTensor('w', DT.FLOAT, [4, 3, 3, 3], randn(108, 0.5)), makeTensor('b', DT.FLOAT, [4], randn(4, 0.3))],
-        },
-      });
+      const m = contribModel(fused, [tensorValueInfo('x', DT.FLOAT, [2, 3, 6, 6]), ...(withZ ? [tensorValueInfo('z', DT.FLOAT, [2, 4, 6, 6])] : [])], [tensorValueInfo('y', DT.FLOAT, [2, 4, 6, 6])], [makeTensor('w', DT.FLOAT, [4, 3, 3, 3], randn(108, 0.5)), makeTensor('b', DT.FLOAT, [4], randn(4, 0.3))]);
       const { model: out, applied } = formatModel(m);
       const what = `${activation || 'no activation'}${withZ ? ' + Z' : ''}`;
       assert.ok(applied.includes('unfuse-ort-fusions'), `${what}: split`);
       assert.deepEqual(out.graph!.node.filter((n) => n.domain !== ''), [], `${what}: no contrib op left`);
       const feeds = { x, ...(withZ ? { z } : {}) };
-      const [want, got] = [(await outputs(m, feeds)).y, (await outputs(out, feeds)).y];
-      assert.deepEqual(got, want, `${what}: the split computes onnxruntime's FusedConv bit for bit`);
+      await assertSameOutputBits(out, m, feeds); // the split computes onnxruntime's FusedConv bit for bit
     }
 });
 
@@ -76,17 +63,7 @@ test('unfuse-ort-fusions: FusedGemm with each parameterless activation computes 
   const a = new ort.Tensor('float32', randn(4 * 6, 1), [4, 6]);
   for (const activation of ['Relu', 'Tanh', 'Sigmoid', 'LeakyRelu']) {
     const fused = makeNode('FusedGemm', ['a', 'b', 'c'], ['y'], 'fg', { alpha: { float: 0.7 }, beta: { float: 1.3 }, transB: 1, ...(activation ? { activation } : {}) }, 'com.microsoft');
-    const m = create(ModelProtoSchema, {
-      irVersion: 8n,
-      opsetImport: [create(OperatorSetIdProtoSchema, { domain: '', version: 13n }), create(OperatorSetIdProtoSchema, { domain: 'com.microsoft', version: 1n })],
-      graph: {
-        name: 'g',
-        node: [fused],
-        input: [tensorValueInfo('a', DT.FLOAT, [4, 6])],
-        output: [tensorValueInfo('y', DT.FLOAT, [4, 5])],
-        initializer: [makeTensor('b', DT.FLOAT, [5, 6], randn(30, 0.5)), makeTensor('c', DT.FLOAT, [5], randn(5, 0.3))],
-      },
-    });
+    const m = contribModel(fused, [tensorValueInfo('a', DT.FLOAT, [4, 6])], [tensorValueInfo('y', DT.FLOAT, [4, 5])], [makeTensor('b', DT.FLOAT, [5, 6], randn(30, 0.5)), makeTensor('c', DT.FLOAT, [5], randn(5, 0.3))]);
     const out = formatModel(m).model;
     const what = activation || 'no activation';
     if (activation === 'LeakyRelu') {
@@ -95,7 +72,7 @@ test('unfuse-ort-fusions: FusedGemm with each parameterless activation computes 
       continue;
     }
     assert.deepEqual(out.graph!.node.map((n) => n.opType), ['Gemm', ...(activation ? [activation] : [])], `${what}: split`);
-    assert.deepEqual((await outputs(out, { a })).y, (await outputs(m, { a })).y, `${what}: the split computes onnxruntime's FusedGemm bit for bit`);
+    await assertSameOutputBits(out, m, { a }); // the split computes onnxruntime's FusedGemm bit for bit
   }
 });
 
@@ -134,7 +111,7 @@ test('a real network saved by onnxruntime at level extended formats and quantize
     const input = plain.graph!.input[0].name;
     const batches: Feeds[] = (await cifarBatches('Calib', 5, 16)).slice(0, 3).map((b) => ({ [input]: b.input }));
     const feeds = batches[2] as Record<string, ort.Tensor>;
-    assert.deepEqual(await outputs(formatModel(extended).model, feeds), await outputs(formatModel(plain).model, feeds), 'formatted, the saved model computes the network bit for bit');
+    await assertSameOutputBits(formatModel(extended).model, formatModel(plain).model, feeds); // formatted, the saved model computes the network
     const data = () => (async function* () { yield* batches; })();
     for (const name of RULE_NAMES) {
       const rule = getRule(name);
@@ -142,7 +119,7 @@ test('a real network saved by onnxruntime at level extended formats and quantize
       assert.equal(a.plan.layers.length, b.plan.layers.length, `${name}: as many layers as the network`);
       assert.deepEqual([...a.params.keys()].sort(), [...b.params.keys()].sort(), `${name}: the same tensors quantized`);
       for (const [key, p] of b.params) assert.deepEqual(a.params.get(key), p, `${name}: ${key} parameters`);
-      assert.deepEqual(await outputs(a.model, feeds), await outputs(b.model, feeds), `${name}: same QDQ outputs, bit for bit`);
+      await assertSameOutputBits(a.model, b.model, feeds); // the same QDQ outputs
     }
     const all = planModel(formatModel(loadModel(saved.all)).model, getRule('onnxquant-int8-perchannel'));
     const convs = plain.graph!.node.filter((n) => n.opType === 'Conv').length;

@@ -1,4 +1,5 @@
 /** Where the tests find real models, and the input shapes for models with symbolic or data-dependent inputs. */
+import assert from 'node:assert/strict';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import * as ort from 'onnxruntime-node';
@@ -7,6 +8,7 @@ import { ModelProtoSchema, TensorProto_DataType, type ModelProto } from 'onnx-bu
 import { tensorValueInfo } from '../../src/ir/graph.ts';
 import { loadModel } from '../../src/onnx/model-io.ts';
 import type { FeedOptions } from '../../src/runtime/inputs.ts';
+import { createSession } from '../../src/runtime/session.ts';
 import { imageFolder } from '../../src/zoo/data/image-folder.ts';
 import { PREPROCESS_PRESETS } from '../../src/zoo/data/presets.ts';
 import { batches } from '../../src/zoo/data/types.ts';
@@ -77,4 +79,24 @@ export async function cifarBatches(split: 'Calib' | 'Test', perClass: number, ba
   const ds = imageFolder(join(SHARED, 'quantzoo/Data/Cifar10', split), PREPROCESS_PRESETS['cifar10-nchw'], { limitPerClass: perClass });
   for await (const b of batches(ds, batchSize)) out.push({ input: new ort.Tensor('float32', b.input.data as Float32Array, [...b.input.dims]), labels: b.labels });
   return out;
+}
+
+/** Runs both models in simulate mode (no onnxruntime optimisations) on `feeds`: every output of `want` must come out
+ * of `got` with the same bits (NaN where NaN; +0 and −0 count as equal). */
+export async function assertSameOutputBits(got: ModelProto, want: ModelProto, feeds: Record<string, ort.Tensor>): Promise<void> {
+  const run = async (model: ModelProto) => {
+    const s = await createSession(model, { mode: 'simulate' });
+    try {
+      return await s.run(feeds);
+    } finally {
+      await s.release();
+    }
+  };
+  const [a, b] = [await run(got), await run(want)];
+  for (const [name, t] of Object.entries(b)) {
+    const [x, y] = [a[name].data as ArrayLike<number>, t.data as ArrayLike<number>];
+    let differ = 0;
+    for (let i = 0; i < y.length; i++) if (!(Object.is(x[i], y[i]) || x[i] === y[i])) differ++;
+    assert.equal(differ, 0, `${name}: ${differ} of ${y.length} values differ`);
+  }
 }
