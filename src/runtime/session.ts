@@ -113,8 +113,10 @@ export async function createSession(model: ModelProto | Uint8Array, opts: Sessio
   // float32 (exact), so data, metrics and comparisons stay float32.
   const half = new Set(session.inputMetadata.filter((m) => m.isTensor && m.type === 'float16').map((m) => m.name));
   const toHalf = (t: ort.Tensor) => new ort.Tensor('float16', Uint16Array.from(t.data as Float32Array, float32ToFloat16), [...t.dims]);
+  // Only a model with a float16 output pays for the look at each run's outputs (calibration and simulation run often).
+  const halfOut = session.outputMetadata.some((m) => m.isTensor && m.type === 'float16');
   const widen = (r: Record<string, ort.Tensor>) => {
-    for (const [k, t] of Object.entries(r)) if (t.type === 'float16') r[k] = new ort.Tensor('float32', Float32Array.from(t.data as Uint16Array, float16ToFloat32), [...t.dims]);
+    if (halfOut) for (const [k, t] of Object.entries(r)) if (t.type === 'float16') r[k] = new ort.Tensor('float32', Float32Array.from(t.data as Uint16Array, float16ToFloat32), [...t.dims]);
     return r;
   };
   return {
