@@ -1476,12 +1476,92 @@ test('findShiftSites: linear producers (Conv, a residual sum through its single-
   const sitesOf = (m: ModelProto) => {
     const model = prepareModel(m, getRule('onnxquant-int8-pot')).model;
     const layers = new Set(planModel(model, getRule('onnxquant-int8-pot')).layers.map((l) => l.node));
-    return findShiftSites(new GraphView(model.graph!), layers).map((s) => `${s.x}: ${s.source.node.name}[${s.source.index}] − c; readers ${s.readers.map((r) => `${r.slot.node.name}[${r.slot.index}]`).join(' ')}; back ${s.compensations.map((c) => c.node.name).join(' ') || '—'}`);
+    return findShiftSites(new GraphView(model.graph!), layers).map((s) => `${s.x}: ${'insert' in s.source ? 'Sub' : `${s.source.node.name}[${s.source.index}]`} − c; readers ${s.readers.map((r) => `${r.slot.node.name}[${r.slot.index}]`).join(' ')}; back ${s.compensations.map((c) => c.node.name).join(' ') || '—'}`);
   };
   assert.deepEqual(sitesOf(residualNet(false)), ['c1: conv1[2] − c; readers conv2[2]; back conv3', 's: conv3[2] − c; readers conv4[2]; back —']);
   // conv5 reads s through a zero border: s would read 0 there, not −c. c1 is still a site.
   assert.deepEqual(sitesOf(residualNet(true)), ['c1: conv1[2] − c; readers conv2[2]; back conv3']);
   assert.deepEqual(sitesOf(layerNormNet()), ['ln: ln[2] − c; readers add1[1] gemm[2]; back —']);
+});
+
+/** x[2,3,6,6] → conv1 (3×3, padded; weights ×0.05, biases 2.0–2.5: channels that sit at ~2.2 and vary by a few
+ * hundredths, like en_number's first activations on text lines' plain background) → Relu → r; r → conv2 (3×3, padded)
+ * → y; r → GlobalAveragePool → g (a reader that is not quantized). */
+function plateauNet(opset: number): ModelProto {
+  const r = seededRandom(47);
+  const w = (n: number, k: number) => Float32Array.from({ length: n }, () => (r() - 0.5) * k);
+  return create(ModelProtoSchema, {
+    irVersion: opset >= 13 ? 8n : 5n,
+    opsetImport: [{ domain: '', version: BigInt(opset) }],
+    graph: {
+      name: 'plateau',
+      node: [
+        makeNode('Conv', ['x', 'w1', 'b1'], ['c1'], 'conv1', { pads: [1, 1, 1, 1] }),
+        makeNode('Relu', ['c1'], ['r'], 'relu'),
+        makeNode('Conv', ['r', 'w2', 'b2'], ['y'], 'conv2', { pads: [1, 1, 1, 1] }),
+        makeNode('GlobalAveragePool', ['r'], ['g'], 'gap'),
+      ],
+      input: [vi('x', [2, 3, 6, 6])],
+      output: [vi('y', [2, 4, 6, 6]), vi('g', [2, 5, 1, 1])],
+      initializer: [
+        makeTensor('w1', DT.FLOAT, [5, 3, 3, 3], w(5 * 27, 0.1)),
+        makeTensor('b1', DT.FLOAT, [5], Float32Array.from({ length: 5 }, (_, j) => 2 + j * 0.12)),
+        makeTensor('w2', DT.FLOAT, [4, 5, 3, 3], w(4 * 45, 1)),
+        makeTensor('b2', DT.FLOAT, [4], w(4, 1)),
+      ],
+    },
+  });
+}
+
+test('findShiftSites with insert: a Relu output and a tensor its readers pad alike get a Sub; readers that pad differently do not; bias sites as before', () => {
+  const rule = getRule('onnxquant-int8-pot');
+  const sitesOf = (m: ModelProto, insert: boolean) => {
+    const model = prepareModel(m, rule).model;
+    const layers = new Set(planModel(model, rule).layers.map((l) => l.node));
+    return findShiftSites(new GraphView(model.graph!), layers, { insert }).map((s) => `${s.x}: ${'insert' in s.source ? `Sub${s.source.insert.pads ? ` after Pad ${s.source.insert.pads}` : ''}` : s.source.node.name} → ${s.readers.map((r) => r.node.name).join(' ')}`);
+  };
+  // s is read by conv4 (no padding) and conv5 (padded): one shifted tensor cannot serve both exactly.
+  assert.deepEqual(sitesOf(residualNet(true), true), ['c1: conv1 → conv2', 'r2: Sub → conv3']);
+  assert.deepEqual(sitesOf(residualNet(true), false), ['c1: conv1 → conv2']);
+  assert.deepEqual(sitesOf(plateauNet(13), true), ['r: Sub after Pad 1,1,1,1 → conv2']);
+  assert.deepEqual(sitesOf(plateauNet(13), false), []);
+});
+
+test('channel shift through an inserted Pad → Sub keeps the float function (opset 13: Pad input; opset 10: Pad attribute), centres the quantized tensor, leaves the other reader unshifted, and lowers an FP8 output error threefold', async () => {
+  const fit = feedsOf([2, 3, 6, 6], 4, 5);
+  const held = feedsOf([2, 3, 6, 6], 3, 11);
+  for (const [opset, rule] of [[13, 'onnxquant-int8-pot'], [10, 'onnxquant-int8-pot'], [19, 'onnxquant-fp8']] as const) {
+    // A rule asking for opset 10 (a per-tensor rule from a file can) keeps an opset-10 model there.
+    const r = { ...getRule(rule), minOpset: Math.min(opset, getRule(rule).minOpset) };
+    const model = prepareModel(plateauNet(opset), r).model;
+    assert.equal(opsetVersion(model), opset);
+    const layers = new Set(planModel(model, r).layers.map((l) => l.node));
+    const { model: shifted, sites, inserted } = await shiftChannels(model, layers, fit, 'mean', { insert: true });
+    assert.equal(sites, 1, `opset ${opset}: one site`);
+    assert.equal(inserted, 1, `opset ${opset}: through a Sub`);
+    const ops = shifted.graph!.node.map((n) => n.opType).join(' ');
+    assert.equal(ops, 'Conv Relu Pad Sub Conv GlobalAveragePool', `opset ${opset}: ${ops}`);
+    const pad = shifted.graph!.node.find((n) => n.opType === 'Pad')!;
+    assert.equal(pad.input.length, opset >= 11 ? 2 : 1, `opset ${opset}: pads as ${opset >= 11 ? 'an input' : 'an attribute'}`);
+    assert.ok(!shifted.graph!.node.find((n) => n.name === 'conv2')!.attribute.some((a) => a.name === 'pads'), `opset ${opset}: conv2 no longer pads`);
+    const [a, b] = [await tensorValues(model, held, ['y', 'g']), await tensorValues(shifted, held, ['y', 'g'])];
+    for (const o of ['y', 'g'])
+      a.get(o)!.forEach((v, i) => v.data.forEach((x, k) => assert.ok(Math.abs(x - b.get(o)![i].data[k]) <= 1e-5 * (1 + Math.abs(x)), `opset ${opset} ${o}: ${x} vs ${b.get(o)![i].data[k]}`)));
+    // The quantized tensor r is now padded [2, 5, 8, 8]: its interior is r − c, centred per channel; its border −c.
+    const [r0, r1] = [await tensorValues(model, fit, ['r']), await tensorValues(shifted, fit, ['r'])];
+    assert.deepEqual([...r1.get('r')![0].dims], [2, 5, 8, 8]);
+    const interior = r1.get('r')!.map((v) => ({ dims: [2, 5, 6, 6], data: Float32Array.from({ length: 360 }, (_, i) => v.data[(Math.floor(i / 36) * 8 + 1 + Math.floor((i % 36) / 6)) * 8 + 1 + (i % 6)]) }));
+    const [c0, c1] = [channelCentres(r0.get('r')!, false), channelCentres(interior, false)];
+    c0.mean.forEach((m, c) => assert.ok(m > 1.9, `channel ${c} sits at ${m} before`));
+    c1.mean.forEach((m, c) => assert.ok(Math.abs(m) <= 1e-5 * (1 + c1.spread[c]), `opset ${opset} channel ${c}: mean ${m} after`));
+    const border = r1.get('r')![0].data;
+    for (let c = 0; c < 5; c++) assert.ok(Math.abs(border[c * 64] + c0.mean[c]) <= 1e-5 * (1 + c0.mean[c]), `opset ${opset} channel ${c}: border ${border[c * 64]} = −c`);
+    if (rule !== 'onnxquant-fp8') continue;
+    // E4M3 steps by 0.25 between 2 and 4: the channels' variation is lost there and kept around 0.
+    const ctx = ctxFor(model, rule, fit);
+    const [e0, e1] = [await outputError(await state(model, rule, fit), ctx), await outputError(await state(shifted, rule, fit), ctx)];
+    assert.ok(e1 * 3 < e0, `FP8 output error ${e0} → ${e1}`);
+  }
 });
 
 test('shiftOf: midpoint, mean, and the mean bounded by the widest channel\'s half-range (hand-worked); an unseen channel stays', () => {
@@ -1493,31 +1573,36 @@ test('shiftOf: midpoint, mean, and the mean bounded by the widest channel\'s hal
   assert.deepEqual([...shiftOf(st, 'bounded-mean')], [5, 4.5, 0.8, 0]);
 });
 
-test('channel shift keeps the float function of every shared, corpus and npm model it finds sites in', { skip: existsSync(SHARED) ? false : '../shared absent: only hand-built graphs checked' }, async () => {
+test('channel shift keeps the float function of every shared, corpus and npm model it finds sites in, with and without inserted Subs', { skip: existsSync(SHARED) ? false : '../shared absent: only hand-built graphs checked' }, async () => {
   const rule = getRule('onnxquant-int8-pot');
   let shifted = 0;
+  let inserted = 0;
   for (const file of [...onnxFiles(join(SHARED, 'corpus')), ...onnxFiles(join(SHARED, 'quantzoo/Model')), NPM_MODEL]) {
     const model = prepareModel(loadModel(file), rule).model;
     const opts = feedOptions(file);
     const feeds = (seed: number): Feeds => ({ ...randomFeeds(model, { ...opts, seed }), ...opts.extra });
     const layers = new Set(planModel(model, rule).layers.map((l) => l.node));
-    const { model: sh, sites } = await shiftChannels(model, layers, [feeds(1), feeds(2)], 'mean');
-    if (!sites) continue;
-    shifted++;
-    const [a, b] = [await createSession(model, { mode: 'float' }), await createSession(sh, { mode: 'float' })];
-    const [ra, rb] = [await a.run(feeds(9)), await b.run(feeds(9))];
-    await Promise.all([a.release(), b.release()]);
-    for (const k of Object.keys(ra)) {
-      if (ra[k].type !== 'float32') continue;
-      const [x, y] = [ra[k].data as Float32Array, rb[k].data as Float32Array];
-      let [scale, diff] = [0, 0];
-      for (let i = 0; i < x.length; i++) [scale, diff] = [Math.max(scale, Math.abs(x[i])), Math.max(diff, Math.abs(x[i] - y[i]))];
-      // Float rounding only: the biases moved by c and W·c are summed in another order (a sigmoid near 0 on random
-      // input, PP-OCR det's, keeps its 1e-7 absolute noise, so the bound is on the output's scale, not per value).
-      assert.ok(diff <= 1e-4 * (1 + scale), `${file} '${k}' (${sites} sites): max |Δ| ${diff} on outputs up to ${scale}`);
+    for (const insert of [false, true]) {
+      const { model: sh, sites, inserted: n } = await shiftChannels(model, layers, [feeds(1), feeds(2)], 'mean', { insert });
+      if (!sites) continue;
+      if (insert) inserted += n;
+      else shifted++;
+      const [a, b] = [await createSession(model, { mode: 'float' }), await createSession(sh, { mode: 'float' })];
+      const [ra, rb] = [await a.run(feeds(9)), await b.run(feeds(9))];
+      await Promise.all([a.release(), b.release()]);
+      for (const k of Object.keys(ra)) {
+        if (ra[k].type !== 'float32') continue;
+        const [x, y] = [ra[k].data as Float32Array, rb[k].data as Float32Array];
+        let [scale, diff] = [0, 0];
+        for (let i = 0; i < x.length; i++) [scale, diff] = [Math.max(scale, Math.abs(x[i])), Math.max(diff, Math.abs(x[i] - y[i]))];
+        // Float rounding only: the biases moved by c and W·c are summed in another order (a sigmoid near 0 on random
+        // input, PP-OCR det's, keeps its 1e-7 absolute noise, so the bound is on the output's scale, not per value).
+        assert.ok(diff <= 1e-4 * (1 + scale), `${file} '${k}' (${sites} sites${insert ? `, ${n} through a Sub` : ''}): max |Δ| ${diff} on outputs up to ${scale}`);
+      }
     }
   }
   assert.ok(shifted >= 10, `only ${shifted} models with sites`);
+  assert.ok(inserted >= 200, `only ${inserted} sites through a Sub`);
 });
 
 test('channel shift keeps the float function, centres each shifted channel (midpoint for integer rules, mean for FP8) and lowers a power-of-2 output error', async () => {

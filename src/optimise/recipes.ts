@@ -30,7 +30,7 @@ export type PassSpec =
   | { pass: 'weight-rounding'; options?: Partial<WeightRoundingOptions>; alsoFromStart?: boolean }
   | { pass: 'outlier-migration'; alpha?: number }
   /** `choice`: the offset taken out per channel (default: whichever of the three gives the lowest fitting error). */
-  | { pass: 'channel-shift'; choice?: ShiftChoice }
+  | { pass: 'channel-shift'; choice?: ShiftChoice; insert?: boolean }
   | { pass: 'rounding-search' }
   | { pass: 'scale-search' }
   | { pass: 'fallback'; budget: number; precision?: FallbackPrecision }
@@ -69,7 +69,12 @@ export const RECIPES: Record<string, PassSpec[]> = {
   'weight-rounding': [{ pass: 'weight-rounding' }],
   'weight-rounding-act': [{ pass: 'weight-rounding', options: { activation: 'aware' } }],
   'outlier-migration': [{ pass: 'outlier-migration' }],
-  'channel-shift': [{ pass: 'channel-shift' }],
+  // With a Sub (after a Pad) inserted where no bias can take the offset (a Relu's, a hard swish's, a squeeze-excite
+  // product's output) or the readers pad.
+  'channel-shift': [{ pass: 'channel-shift', insert: true }],
+  // Only where the producer's bias takes the offset and no reader pads: no node added (the thirty-ninth session's pass;
+  // its zoo cells, recorded as { pass: 'channel-shift' }, are this recipe's).
+  'channel-shift-bias': [{ pass: 'channel-shift' }],
   'rounding-search': [{ pass: 'rounding-search' }],
   'scale-search': [{ pass: 'scale-search' }],
   fallback: [{ pass: 'fallback', budget: 0.01 }],
@@ -83,7 +88,7 @@ export const RECIPES: Record<string, PassSpec[]> = {
   // error (rolled back, all rules).
   'best-gate': [...BEST.slice(0, 2), { pass: 'gate-scaling' }, ...BEST.slice(2)],
   // best with channel shifting after outlier migration (the offsets taken out of the rescaled channels), for sweeps.
-  'best-shift': [...BEST.slice(0, 3), { pass: 'channel-shift' }, ...BEST.slice(3)],
+  'best-shift': [...BEST.slice(0, 3), { pass: 'channel-shift', insert: true }, ...BEST.slice(3)],
   // Diagnostics: what each role costs (only the activations, or only the weights, quantized).
   'weights-float': [{ pass: 'float-role', role: 'weight' }],
   'activations-float': [{ pass: 'float-role', role: 'activation' }],
@@ -106,7 +111,7 @@ export function passFor(spec: PassSpec): OptimisePass {
     case 'outlier-migration':
       return outlierMigration(spec.alpha);
     case 'channel-shift':
-      return channelShift(spec.choice);
+      return channelShift(spec.choice, { insert: spec.insert });
     case 'rounding-search':
       return roundingSearch();
     case 'scale-search':
