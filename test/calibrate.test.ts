@@ -97,6 +97,23 @@ test('in-graph TopK percentiles and ReduceMin/ReduceMax ranges equal the JS obse
   await compare(tiny(), data([3, 3, 17, 13], 3, 5));
 });
 
+test('a per-tensor rule from a file keeps an opset-10 model at opset 10, and its in-graph percentiles (opset-13 index arithmetic, on a raised copy) equal the JS observer', async () => {
+  const m10 = clone(ModelProtoSchema, tiny());
+  m10.opsetImport[0].version = 10n;
+  const rule = buildRule({ name: 'int8-per-tensor', perChannel: false });
+  assert.equal(rule.minOpset, 10);
+  const prepared = prepareModel(m10, rule).model;
+  assert.equal(prepared.opsetImport.find((o) => o.domain === '')!.version, 10n);
+  const plan = planModel(prepared, rule);
+  const feeds = data([3, 3, 17, 13], 3, 7);
+  const before = serializeModel(prepared);
+  const run = async (statsInGraph: boolean) => (await calibrate(prepared, plan, (async function* () { yield* feeds; })(), { statsInGraph })).params;
+  const [a, b] = [await run(true), await run(false)];
+  assert.ok(Buffer.from(serializeModel(prepared)).equals(Buffer.from(before)), 'calibrate changed its input model');
+  assert.ok(a.size > 0 && a.size === b.size, `${a.size} vs ${b.size} parameters`);
+  for (const [k, p] of b) assert.deepEqual([...a.get(k)!.max, ...a.get(k)!.scale], [...p.max, ...p.scale], k);
+});
+
 /** PPQ's order statistics by sorting the whole tensor: the reference for the in-graph selection. */
 function sortedPercentiles(x: Float32Array, p: number): [number, number] {
   const n = x.length;

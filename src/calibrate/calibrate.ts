@@ -5,9 +5,11 @@
  * exact graph exists for them (in-graph-stats.ts); otherwise only the planned activation tensors are fetched, and
  * each batch's tensors are dropped after their observers have seen them, so memory does not grow with batches.
  */
-import type { ModelProto } from 'onnx-buf';
+import { clone } from '@bufbuild/protobuf';
+import { ModelProtoSchema, type ModelProto } from 'onnx-buf';
 import * as ort from 'onnxruntime-node';
-import { GraphView, tensorValueInfo, withGraphLists } from '../ir/graph.ts';
+import { GraphView, opsetVersion, tensorValueInfo, withGraphLists } from '../ir/graph.ts';
+import { upgradeOpset } from '../ir/opset-upgrade.ts';
 import { tensorDims, tensorToFloat32 } from '../onnx/tensor-codec.ts';
 import type { QuantParams } from '../quant/config.ts';
 import type { QuantPlan } from '../quant/plan.ts';
@@ -111,7 +113,7 @@ export async function calibrate(
   const params = calibrateWeights(model, plan);
   const activations = plan.tensors.filter((t) => t.role === 'activation');
   if (activations.length === 0) return { params, batches: 0 };
-  const base = opts.statsOn === 'float' ? model : realiseQdq(model, plan, params, { keys: new Set(params.keys()), foldWeights: true });
+  let base = opts.statsOn === 'float' ? model : realiseQdq(model, plan, params, { keys: new Set(params.keys()), foldWeights: true });
   // Percentile and per-tensor min/max observers get their statistics, FP8 observers their samples, from nodes
   // added inside onnxruntime; only the other observers (histograms: KL, MSE) need whole tensors fetched into JS.
   const observers = new Map<string, Observer>(activations.map((t) => [t.key, makeObserver(t.config, 'activation')]));
@@ -135,6 +137,12 @@ export async function calibrate(
   }
   const statTensor = (tensor: string) => ({ tensor, upperOnly: bounds.has(tensor) });
   const pctTensors = [...new Map(percentile.map((t) => [t.tensor, { ...statTensor(t.tensor), percentile: t.config.percentile ?? 0.9999 }])).values()];
+  // The percentile graph's index arithmetic needs opset 13 (Split sizes as an input, Max over int64): a model below
+  // it — a per-tensor rule from a file asks only for opset 10 — is raised for the statistics session alone.
+  if (pctTensors.length && opsetVersion(base) < 13) {
+    base = clone(ModelProtoSchema, base);
+    upgradeOpset(base, 13);
+  }
   const withPct = pctTensors.length ? appendPercentileStats(base, pctTensors) : { model: base, outputs: new Map<string, OrderStatOutputs>() };
   const mmTensors = [...new Set(minmax.map((t) => t.tensor))].map(statTensor);
   const withMm = mmTensors.length ? appendMinMaxStats(withPct.model, mmTensors) : { model: withPct.model, outputs: new Map<string, OrderStatOutputs>() };
