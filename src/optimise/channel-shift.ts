@@ -352,7 +352,7 @@ export function channelShift(choice?: ShiftChoice, opts: { insert?: boolean } = 
       const layers = new Set(state.plan.layers.map((l) => l.node));
       const fit = fittingBatches(ctx);
       const choices: ShiftChoice[] = choice ? [choice] : ['midpoint', 'bounded-mean', 'mean'];
-      let best: { model: ModelProto; how: ShiftChoice; error: number } | undefined;
+      let best: { model: ModelProto; how: ShiftChoice; error: number; count: string } | undefined;
       const tried: string[] = [];
       for (const how of choices) {
         const { model, sites, inserted } = await shiftChannels(state.model, layers, fit, how, { insert: opts.insert });
@@ -361,9 +361,9 @@ export function channelShift(choice?: ShiftChoice, opts: { insert?: boolean } = 
         if (choices.length === 1 || !ctx.recalibrate) return { state: { ...state, model }, detail: `${count} (${how})` };
         const error = await outputError({ model, plan: state.plan, params: await ctx.recalibrate(model, state.plan) }, { ...ctx, batches: fit });
         tried.push(`${how} ${(error * 100).toFixed(3)}%`);
-        if (!best || error < best.error) best = { model, how, error };
+        if (!best || error < best.error) best = { model, how, error, count };
       }
-      return { state: { ...state, model: best!.model }, detail: `${best!.how}${opts.insert ? '' : ', biases only'} (fitting error: ${tried.join(', ')})` };
+      return { state: { ...state, model: best!.model }, detail: `${best!.count}, ${best!.how}${opts.insert ? '' : ', biases only'} (fitting error: ${tried.join(', ')})` };
     },
   };
 }
