@@ -31,6 +31,13 @@ export function addFloatInitializer(view: GraphView, base: string, dims: readonl
   return name;
 }
 
+/** A 1-D int64 initializer under a fresh name (shapes, pads, axes given as inputs). */
+export function addInt64Initializer(view: GraphView, base: string, values: readonly number[]): string {
+  const name = view.freshName(base);
+  view.addInitializer(makeTensor(name, DT.INT64, [values.length], values));
+  return name;
+}
+
 export function isFloat32(t: TensorProto | undefined): boolean {
   return t?.dataType === DT.FLOAT;
 }

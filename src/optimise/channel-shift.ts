@@ -24,10 +24,8 @@
 import { clone } from '@bufbuild/protobuf';
 import { ModelProtoSchema, type ModelProto, type NodeProto } from 'onnx-buf';
 import type { Feeds } from '../calibrate/calibrate.ts';
-import { TensorProto_DataType as DT } from 'onnx-buf';
-import { addFloatInitializer, constFloat } from '../ir/constants.ts';
+import { addFloatInitializer, addInt64Initializer, constFloat } from '../ir/constants.ts';
 import { attrFloat, attrInt, attrInts, attrString, GraphView, makeNode, opsetVersion, removeAttr, renameReads } from '../ir/graph.ts';
-import { makeTensor } from '../onnx/tensor-codec.ts';
 import { channelStats, type ChannelAxis, type ChannelStats } from './channel-stats.ts';
 import { fittingBatches, outputError, type OptimisePass } from './context.ts';
 
@@ -266,12 +264,6 @@ function insertShift(view: GraphView, site: ShiftSite & { source: Inserted }, c:
   const dims = axis === 'last' ? [channels] : [channels, ...Array<number>(rank - 2).fill(1)];
   const cName = addFloatInitializer(view, `${x}_shift`, dims, Float32Array.from(c));
   view.addNode(makeNode('Sub', [into, cName], [x], `${x}_shift`), at);
-}
-
-function addInt64Initializer(view: GraphView, base: string, values: readonly number[]): string {
-  const name = view.freshName(base);
-  view.addInitializer(makeTensor(name, DT.INT64, [values.length], BigInt64Array.from(values.map(BigInt))));
-  return name;
 }
 
 export type ShiftChoice = 'midpoint' | 'mean' | 'bounded-mean';
