@@ -350,8 +350,12 @@ export function channelShift(choice?: ShiftChoice, opts: { insert?: boolean } = 
       const variants = choices.flatMap((how) => (opts.insert ? [{ how, insert: true }, { how, insert: false }] : [{ how, insert: false }]));
       let best: { model: ModelProto; label: string; error: number; count: string } | undefined;
       const tried: string[] = [];
+      // An offset whose sites all took a bias with Subs allowed gives the same model without: not measured twice.
+      const noneInserted = new Set<ShiftChoice>();
       for (const { how, insert } of variants) {
+        if (!insert && opts.insert && noneInserted.has(how)) continue;
         const { model, sites, inserted } = await shiftChannels(state.model, layers, fit, how, { insert });
+        if (insert && !inserted) noneInserted.add(how);
         if (!sites) {
           if (insert) return { state, detail: 'no activation to shift' };
           continue; // no bias site: the variants with Subs stand alone
