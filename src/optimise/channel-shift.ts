@@ -289,6 +289,8 @@ export interface ShiftOptions {
   only?: ReadonlySet<string>;
   /** Also where a Sub must be inserted (`findShiftSites`). */
   insert?: boolean;
+  /** The sites' per-channel statistics on `input`, already taken (the pass tries several offsets on one model). */
+  stats?: ReadonlyMap<string, ChannelStats>;
 }
 
 export async function shiftChannels(input: ModelProto, quantizedLayers: ReadonlySet<string>, batches: Feeds[], choice: ShiftChoice, opts: ShiftOptions = {}): Promise<{ model: ModelProto; sites: number; inserted: number }> {
@@ -296,7 +298,7 @@ export async function shiftChannels(input: ModelProto, quantizedLayers: Readonly
   const view = new GraphView(model.graph!);
   const sites = findShiftSites(view, quantizedLayers, opts).filter((s) => !opts.only || opts.only.has(s.x));
   if (!sites.length) return { model, sites: 0, inserted: 0 };
-  const stats = await channelStats(model, sites.map((s) => ({ name: s.x, axis: s.axis, channels: s.channels })), batches);
+  const stats = opts.stats && sites.every((s) => opts.stats!.has(s.x)) ? opts.stats : await channelStats(model, sites.map((s) => ({ name: s.x, axis: s.axis, channels: s.channels })), batches);
   // Sites share slots (a projection's bias is one block's source and the previous block's compensation): sum first.
   const deltas = new Map<NodeProto, Map<number, { slot: Slot; d: Float64Array }>>();
   const add = (slot: Slot, d: Float64Array) => {
@@ -352,9 +354,12 @@ export function channelShift(choice?: ShiftChoice, opts: { insert?: boolean } = 
       const tried: string[] = [];
       // An offset whose sites all took a bias with Subs allowed gives the same model without: not measured twice.
       const noneInserted = new Set<ShiftChoice>();
+      // Every variant's sites are among those found with Subs allowed: their statistics are taken once.
+      const all = findShiftSites(new GraphView(state.model.graph!), layers, { insert: opts.insert });
+      const stats = all.length ? await channelStats(state.model, all.map((t) => ({ name: t.x, axis: t.axis, channels: t.channels })), fit) : undefined;
       for (const { how, insert } of variants) {
         if (!insert && opts.insert && noneInserted.has(how)) continue;
-        const { model, sites, inserted } = await shiftChannels(state.model, layers, fit, how, { insert });
+        const { model, sites, inserted } = await shiftChannels(state.model, layers, fit, how, { insert, stats });
         if (insert && !inserted) noneInserted.add(how);
         if (!sites) {
           if (insert) return { state, detail: 'no activation to shift' };
