@@ -30,6 +30,7 @@ import { perSamplePowerRatio } from '../src/analyse/error-measures.ts';
 import { cholesky, inverseFromCholesky } from '../src/optimise/linalg.ts';
 import { weightRounding } from '../src/optimise/weight-rounding.ts';
 import { migrateOutliers } from '../src/optimise/outlier-migration.ts';
+import { channelStats, histogramMedian } from '../src/optimise/channel-stats.ts';
 import { findShiftSites, shiftChannels, shiftOf } from '../src/optimise/channel-shift.ts';
 import { channelOf, fakeQuant } from '../src/quant/numerics.ts';
 import { gridNeighbour, roundingSearch } from '../src/optimise/rounding-search.ts';
@@ -1578,6 +1579,27 @@ test('shiftOf: midpoint, mean, and the mean bounded by the widest channel\'s hal
   assert.deepEqual([...shiftOf(st, 'mean')], [2, 4.5, 0.8, 0]);
   // A = 5: channel 0 must sit in [10 − 5, 0 + 5] = {5}; channel 1 in [1, 9] ∋ 4.5; channel 2 in [−4, 4] ∋ 0.8.
   assert.deepEqual([...shiftOf(st, 'bounded-mean')], [5, 4.5, 0.8, 0]);
+});
+
+test('shiftOf median, and channelStats\' median against the exact median of each channel (numpy\'s, sorted values): within 1/1024 of the range', async () => {
+  const st = { min: Float64Array.from([0, 4]), max: Float64Array.from([10, 6]), mean: Float64Array.from([2, 4.5]), median: Float64Array.from([1.5, NaN]) };
+  assert.deepEqual([...shiftOf(st, 'median')], [1.5, 0]);
+  assert.throws(() => shiftOf({ min: st.min, max: st.max, mean: st.mean }, 'median'), /median: true/, 'no median taken: an error, not zeros');
+  // Hand-worked histogram: 4 bins over [0, 4] with counts 1, 1, 2, 0 — half (2) is reached at the end of bin 1.
+  assert.equal(histogramMedian([1, 1, 2, 0], 0, 4), 2);
+  assert.equal(histogramMedian([0, 4, 0, 0], 0, 4), 1.5, 'inside a bin: linear');
+  assert.ok(Number.isNaN(histogramMedian([0, 0], 0, 1)), 'an empty histogram has no median');
+  // Skewed channels (a plateau with sparse strokes): the graph input [2, 3, 6, 6] read from the feeds.
+  const r = seededRandom(5);
+  const batches: Feeds[] = Array.from({ length: 3 }, () => ({ x: { dims: [2, 3, 6, 6], data: Float32Array.from({ length: 216 }, (_, i) => { const c = Math.floor(i / 36) % 3; return c + 0.02 * r() + (r() < 0.2 ? 3 * r() : 0); }) } }));
+  const stats = (await channelStats(plateauNet(13), [{ name: 'x', axis: 'second', channels: 3 }], batches, { median: true })).get('x')!;
+  for (let c = 0; c < 3; c++) {
+    const v = batches.flatMap((b) => [...(b.x.data as Float32Array)].filter((_, i) => Math.floor(i / 36) % 3 === c)).sort((a, b) => a - b);
+    const exact = (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+    const tol = (v[v.length - 1] - v[0]) / 1024;
+    assert.ok(Math.abs(stats.median![c] - exact) <= tol, `channel ${c}: median ${stats.median![c]} against ${exact} (± ${tol})`);
+    assert.ok(stats.mean[c] - exact > 0.1, `channel ${c}: the strokes pull the mean (${stats.mean[c]}) off the plateau (${exact})`);
+  }
 });
 
 test('channel shift keeps the float function of every shared, corpus and npm model it finds sites in, with and without inserted Subs', { skip: existsSync(SHARED) ? false : '../shared absent: only hand-built graphs checked' }, async () => {
