@@ -2,6 +2,7 @@
 import type { ModelProto } from 'onnx-buf';
 import type { Feeds } from '../calibrate/calibrate.ts';
 import { createSession } from '../runtime/session.ts';
+import { forEachChannelRun } from '../quant/numerics.ts';
 
 /** Where a tensor's channels are: axis 1 (NCHW, what Conv reads) or the last axis (what Gemm/MatMul read). */
 export type ChannelAxis = 'second' | 'last';
@@ -24,17 +25,8 @@ export interface ChannelStats {
 /** Histogram bins per channel for the median: bounded memory (C × 1024 counts per tensor) whatever the data. */
 export const MEDIAN_BINS = 1024;
 
-/** Calls `visit(x, c)` for every value of a tensor with its channel index. */
-function eachByChannel(d: Float32Array, dims: readonly number[], axis: ChannelAxis, C: number, visit: (x: number, c: number) => void): void {
-  const inner = axis === 'last' ? 1 : dims.slice(2).reduce((x, y) => x * y, 1);
-  for (let i = 0, c = 0, k = 0; i < d.length; i++) {
-    visit(d[i], c);
-    if (++k === inner) {
-      k = 0;
-      if (++c === C) c = 0;
-    }
-  }
-}
+/** The tensor's channel axis in `dims`. */
+const axisIn = (axis: ChannelAxis, dims: readonly number[]): number => (axis === 'last' ? dims.length - 1 : 1);
 
 /**
  * Each tensor's per-channel statistics over the batches (a graph input is read from the feeds). The median takes a
@@ -60,10 +52,19 @@ export async function channelStats(model: ModelProto, tensors: readonly ChannelT
   try {
     await sweep((t, d, dims) => {
       const a = acc.get(t.name)!;
-      eachByChannel(d, dims, t.axis, t.channels, (x, c) => {
-        if (x < a.min[c]) a.min[c] = x;
-        if (x > a.max[c]) a.max[c] = x;
-        a.sum[c] += x;
+      forEachChannelRun(dims, axisIn(t.axis, dims), (start, end, c) => {
+        let lo = a.min[c];
+        let hi = a.max[c];
+        let sum = a.sum[c];
+        for (let i = start; i < end; i++) {
+          const x = d[i];
+          if (x < lo) lo = x;
+          if (x > hi) hi = x;
+          sum += x;
+        }
+        a.min[c] = lo;
+        a.max[c] = hi;
+        a.sum[c] = sum;
       });
       a.n += d.length / t.channels;
     });
@@ -71,10 +72,11 @@ export async function channelStats(model: ModelProto, tensors: readonly ChannelT
       await sweep((t, d, dims) => {
         const { min, max } = acc.get(t.name)!;
         const h = hist.get(t.name)!;
-        eachByChannel(d, dims, t.axis, t.channels, (x, c) => {
-          const w = max[c] - min[c];
-          const bin = w > 0 ? Math.min(MEDIAN_BINS - 1, Math.floor(((x - min[c]) / w) * MEDIAN_BINS)) : 0;
-          h[c * MEDIAN_BINS + bin]++;
+        forEachChannelRun(dims, axisIn(t.axis, dims), (start, end, c) => {
+          const lo = min[c];
+          const w = max[c] - lo;
+          const base = c * MEDIAN_BINS;
+          for (let i = start; i < end; i++) h[base + (w > 0 ? Math.min(MEDIAN_BINS - 1, Math.floor(((d[i] - lo) / w) * MEDIAN_BINS)) : 0)]++;
         });
       });
     }
