@@ -46,6 +46,8 @@ export interface QuantizeOptions extends CalibrateOptions {
   recipe?: readonly PassSpec[];
   /** How the recipe judges each pass's change (optimise/context.ts keepDecision); default 'mean'. */
   keepTest?: KeepTest;
+  /** Calibration batches the recipe judges its passes on (default: optimise.ts splitCalibration's). */
+  measureBatches?: number;
   /** The tensors whose error the recipe's passes are judged by (default: the graph outputs): any tensor a node of the
    * formatted model computes — e.g. a detector's heat map before its peak mask, whose error on a sample is otherwise
    * decided by which near-equal peaks flip (mlsd_320_tiny's 'scores'). */
@@ -82,7 +84,7 @@ export async function quantize(model: ModelProto, data: CalibrationData, opts: Q
       calibration.push(b);
       opts.onBatch?.(calibration.length);
     }
-    const { state, reports, reference } = await runRecipe(prepared.model, opts.recipe, { rule: opts.rule, filter: opts.filter, calibration, statsOn: opts.statsOn, provider: opts.provider, keepTest: opts.keepTest, outputs: opts.outputs, log: opts.log });
+    const { state, reports, reference } = await runRecipe(prepared.model, opts.recipe, { rule: opts.rule, filter: opts.filter, calibration, statsOn: opts.statsOn, provider: opts.provider, keepTest: opts.keepTest, measureBatches: opts.measureBatches, outputs: opts.outputs, log: opts.log });
     const t2 = performance.now();
     const qdq = realiseQdq(state.model, state.plan, state.params);
     const t3 = performance.now();

@@ -113,13 +113,18 @@ test('data of the wrong shape and an analysis of two unrelated models: one line 
   oneLineError(await cli('analyse', det, join(dir, 'q.onnx'), '--data', images, '--preprocess', 'ocr-48x320', '--quiet', '--out-dir', join(tmp, 'an-mismatch')), join(dir, 'q.onnx'), /is not a quantized .*cls_infer.onnx: that model's output '.*' is not among its outputs/);
 });
 
-test('zoo --root that is not a QuantZoo workspace, or --reuse-only on a folder without cells: one line naming it, exit 2, no tables', async () => {
+test('zoo --root that is not a QuantZoo workspace, --measure-batches with no recipe or no batch left to fit, or --reuse-only on a folder without cells: one line naming it, exit 2, no tables', async () => {
   const out = join(tmp, 'zoo-out');
   const missing = join(tmp, 'no-such-zoo');
   oneLineError(await cli('zoo', '--root', missing, '--out', out), missing, /^onnxquant: \S+: no such folder$/);
   const empty = join(tmp, 'empty-zoo');
   mkdirSync(join(empty, 'Data'), { recursive: true });
   oneLineError(await cli('zoo', '--root', empty, '--out', out), empty, /not a QuantZoo workspace: it has no Model\/ folder/);
+  // --measure-batches judges a recipe's passes: refused without one, or when it leaves nothing to fit on.
+  const measureAlone = await cli('zoo', '--measure-batches', '2', '--out', out);
+  assert.equal(measureAlone.stderr.trim(), 'onnxquant: --measure-batches sets how a recipe judges its passes: add a recipe (--recipes or rule+recipe), or leave it out');
+  const measureAll = await cli('zoo', '--recipes', 'best', '--calib-batches', '4', '--measure-batches', '4', '--out', out);
+  assert.equal(measureAll.stderr.trim(), 'onnxquant: --measure-batches 4 leaves no calibration batch to fit on (--calib-batches 4)');
   assert.equal(existsSync(out), false);
   // --reuse-only on a folder that is not there, or holds no cell: one line, no tables (they were written empty, exit 0).
   oneLineError(await cli('zoo', '--reuse-only', '--out', out), out, /no such folder \(--reuse-only tabulates the cells already there\)/);
@@ -227,7 +232,7 @@ test('export of a float model is refused in one line, with nothing written (it w
   assert.equal(existsSync(qop), false);
 });
 
-test('quantize: --test without --analyse, a --test path that does not exist, a --fallback-budget that is not a number, a --keep-test without a recipe or unknown, --outputs naming no tensor or with nothing to measure them: refused before any work', async () => {
+test('quantize: --test without --analyse, a --test path that does not exist, a --fallback-budget that is not a number, a --keep-test without a recipe or unknown, a --measure-batches without a recipe, of 0 or of every batch, --outputs naming no tensor or with nothing to measure them: refused before any work', async () => {
   const out = join(tmp, 'test-opts.onnx');
   const bare = await cli('quantize', NPM_MODEL, ...data, '--test', images, '-o', out); // --test was silently ignored
   assert.equal(bare.code, 2);
@@ -243,6 +248,12 @@ test('quantize: --test without --analyse, a --test path that does not exist, a -
   oneLineError(await cli('quantize', NPM_MODEL, ...data, '--recipe', 'best', '--outputs', 'no_such_tensor', '-o', out), NPM_MODEL, /--outputs 'no_such_tensor': no node of this model computes it/);
   // A Conv output that formatting folds into the BatchNormalization after it: the recipe would never see it.
   oneLineError(await cli('quantize', NPM_MODEL, ...data, '--recipe', 'best', '--outputs', 'conv2d_185.tmp_0', '-o', out), NPM_MODEL, /--outputs 'conv2d_185\.tmp_0': formatting folds it away/);
+  const measureAlone = await cli('quantize', NPM_MODEL, ...data, '--measure-batches', '2', '-o', out); // no recipe: nothing to judge
+  assert.equal(measureAlone.stderr.trim(), 'onnxquant: --measure-batches sets how a recipe judges its passes: add --recipe, or leave it out');
+  const measureZero = await cli('quantize', NPM_MODEL, ...data, '--recipe', 'best', '--measure-batches', '0', '-o', out);
+  assert.equal(measureZero.stderr.trim(), "onnxquant: --measure-batches must be a positive integer, got '0'");
+  const measureAll = await cli('quantize', NPM_MODEL, ...data, '--recipe', 'best', '--calib-steps', '4', '--measure-batches', '4', '-o', out);
+  assert.equal(measureAll.stderr.trim(), 'onnxquant: --measure-batches 4 leaves no calibration batch to fit on (--calib-steps 4)');
   const outputsAlone = await cli('quantize', NPM_MODEL, ...data, '--outputs', 'p2o.Add.277', '-o', out); // nothing measures them
   assert.equal(outputsAlone.stderr.trim(), 'onnxquant: --outputs names what a recipe or --analyse measures: add --recipe or --analyse, or leave --outputs out');
   assert.equal(existsSync(out), false);

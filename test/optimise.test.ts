@@ -553,6 +553,9 @@ test('recipes judge passes on ≥ 16 samples when the set allows, fit to other b
   // 12 batches of 1: half measure, the rest fit.
   s = splitCalibration(batches(12, 1));
   assert.deepEqual([ids(s.measure), ids(s.fit)], [range(0, 6), range(6, 12)]);
+  // --measure-batches 8: the first 8 measure, the fitting and fresh batches move up behind them.
+  s = splitCalibration(batches(32, 32), 8);
+  assert.deepEqual([ids(s.measure), ids(s.fit), ids(s.fresh)], [range(0, 8), range(8, 16), range(16, 24)]);
   // Too few to keep apart (6 batches of 8: 2 measure… only 4 left): both start at 0.
   s = splitCalibration(batches(6, 8));
   assert.deepEqual([ids(s.measure), ids(s.fit)], [range(0, 4), range(0, 6)]);

@@ -251,7 +251,16 @@ test('a finished cell is reused only while it answers the cell asked for: the mo
   };
   assert.deepEqual(await counts(o), [2, 0]);
   const recorded = (JSON.parse(readFileSync(recipeCell, 'utf8')) as ZooRow).provenance!;
-  assert.deepEqual([recorded.recipe, recorded.settings], [[{ pass: 'bias-correction' }], { calibBatches: 2, batch: 8, testLimit: null, analyseSamples: null }]);
+  assert.deepEqual([recorded.recipe, recorded.settings], [[{ pass: 'bias-correction' }], { calibBatches: 2, batch: 8, testLimit: null, analyseSamples: null, measureBatches: null }]);
+  assert.deepEqual(await counts(o), [0, 2]);
+  // The measuring batches shape the recipe's cell only: the plain rule's is reused.
+  assert.deepEqual(await counts({ ...o, measureBatches: 1 }), [1, 1]);
+  said(/^tiny3 · onnxquant-int8-pot\+bias-correction: the cell in .* is not reused: it was run with --measure-batches \(none\) \(now 1\)$/);
+  const measured = (JSON.parse(readFileSync(recipeCell, 'utf8')) as ZooRow).provenance!.settings!;
+  assert.equal(measured.measureBatches, 1, 'the recipe cell records its measuring batches');
+  assert.deepEqual(await counts(o), [1, 1]);
+  // A cell written before the field was recorded was run with the default: reused.
+  edit((c) => delete c.provenance!.settings!.measureBatches);
   assert.deepEqual(await counts(o), [0, 2]);
   // Another run option: both cells computed again, and the log says why.
   assert.deepEqual(await counts({ ...o, analyseSamples: 20 }), [2, 0]);

@@ -71,6 +71,7 @@ export function registerZoo(program: Command): void {
     .option('--reuse-only', 'compute nothing: tables from the cells already in --out (the others left out)')
     .option('--calib-batches <n>', 'calibration batches (default 32; embedded 4)', posInt('--calib-batches'))
     .option('--batch <n>', 'batch size (default 32; embedded 16)', posInt('--batch'))
+    .option('--measure-batches <n>', "calibration batches a recipe judges its passes on, the first n (default 4, or 16 samples' worth when batches are small); the passes fit to the batches after them", posInt('--measure-batches'))
     .option('--test-limit <n>', 'score at most n test samples per model, spread evenly over the test split', posInt('--test-limit'))
     .option('--analyse-samples <n>', 'test samples for the error analysis (default: all; embedded 32)', posInt('--analyse-samples'))
     .option('--save-models', 'also write each QDQ model beside its report')
@@ -109,6 +110,11 @@ export function registerZoo(program: Command): void {
       const embedded = o.root === undefined && o.registry === undefined;
       const batch = (o.batch as number | undefined) ?? (embedded ? EMBEDDED_DEFAULTS.batch : 32);
       const calibBatches = (o.calibBatches as number | undefined) ?? (embedded ? EMBEDDED_DEFAULTS.calibBatches : 32);
+      const measureBatches = o.measureBatches as number | undefined;
+      if (measureBatches !== undefined) {
+        if (!rules.some((r) => splitRuleRecipe(r).recipe !== 'none')) throw new UserError('--measure-batches sets how a recipe judges its passes: add a recipe (--recipes or rule+recipe), or leave it out');
+        if (measureBatches >= calibBatches) throw new UserError(`--measure-batches ${measureBatches} leaves no calibration batch to fit on (--calib-batches ${calibBatches})`);
+      }
       const registry = embedded
         ? embeddedEntries({ calibLines: calibBatches * batch, testLines: (o.testLimit as number | undefined) ?? EMBEDDED_DEFAULTS.testLines })
         : o.root === undefined
@@ -147,6 +153,7 @@ export function registerZoo(program: Command): void {
         reuseOnly: Boolean(o.reuseOnly),
         calibBatches,
         batch,
+        ...(measureBatches !== undefined ? { measureBatches } : {}),
         ...(o.testLimit !== undefined ? { testLimit: o.testLimit as number } : {}),
         ...((o.analyseSamples ?? (embedded ? EMBEDDED_DEFAULTS.analyseSamples : undefined)) !== undefined
           ? { analyseSamples: (o.analyseSamples as number | undefined) ?? EMBEDDED_DEFAULTS.analyseSamples }

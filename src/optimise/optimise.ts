@@ -17,7 +17,8 @@ export interface OptimiseOptions {
   filter?: Filter;
   /** Calibration batches, held in memory (recipes calibrate more than once). */
   calibration: Feeds[];
-  /** How many of them the passes use to measure error (default: 4, or 16 samples when batches are small). */
+  /** How many of them the passes use to measure error (default: 4, or 16 samples when batches are small; the CLI's
+   * --measure-batches). More samples narrow the paired test's standard error at the cost of each measurement. */
   measureBatches?: number;
   statsOn?: 'quantized-weights' | 'float';
   /** Execution provider of the calibration sessions (the passes' measurements simulate on the CPU provider). */

@@ -31,6 +31,7 @@ const SETTING_FLAGS: Record<keyof CellSettings, string> = {
   batch: '--batch',
   testLimit: '--test-limit',
   analyseSamples: '--analyse-samples',
+  measureBatches: '--measure-batches',
 };
 
 /** Why the cell on disk is not the one asked for, or undefined when it can be reused. */
@@ -45,7 +46,10 @@ export function staleReason(cell: ZooRow, want: CellExpectation): string | undef
   if (canonical(p.ruleDefinition ?? null) !== canonical(want.ruleDefinition ?? null)) return 'its rule was defined differently then';
   if (p.settings) {
     for (const k of Object.keys(SETTING_FLAGS) as (keyof CellSettings)[]) {
-      if (p.settings[k] !== want.settings[k]) return `it was run with ${SETTING_FLAGS[k]} ${p.settings[k] ?? '(none)'} (now ${want.settings[k] ?? '(none)'})`;
+      // A field the cell predates reads as null (the default it was run with).
+      const was = p.settings[k] ?? null;
+      const now = want.settings[k] ?? null;
+      if (was !== now) return `it was run with ${SETTING_FLAGS[k]} ${was ?? '(none)'} (now ${now ?? '(none)'})`;
     }
   }
   return undefined;

@@ -56,6 +56,9 @@ export interface CellSettings {
   batch: number;
   testLimit: number | null;
   analyseSamples: number | null;
+  /** Calibration batches a recipe judges its passes on (null: splitCalibration's default; always null without a
+   * recipe, which has nothing to judge). Absent from cells written before it was recorded: read as null. */
+  measureBatches?: number | null;
 }
 
 export interface ZooRow {

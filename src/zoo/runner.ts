@@ -55,6 +55,8 @@ export interface ZooOptions {
   testLimit?: number;
   /** Samples used by the error analysis (default: the whole test split). */
   analyseSamples?: number;
+  /** Calibration batches a recipe judges its passes on (default: optimise.ts splitCalibration's). */
+  measureBatches?: number;
   /** In-memory budget for each cached split (default 1 GiB). */
   cacheBytes?: number;
   /** Also write the QDQ models beside the reports. */
@@ -186,7 +188,9 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
   const batchOpt = o.batch ?? 32;
   const calibBatches = o.calibBatches ?? 32;
   const cells = planCells(o.entries, o.rules, o.shard);
-  const settings: CellSettings = { calibBatches, batch: batchOpt, testLimit: o.testLimit ?? null, analyseSamples: o.analyseSamples ?? null };
+  const common = { calibBatches, batch: batchOpt, testLimit: o.testLimit ?? null, analyseSamples: o.analyseSamples ?? null };
+  // The measuring batches shape only a recipe's cell: the plain rule's is the same whatever they are.
+  const settingsFor = (cellRule: string): CellSettings => ({ ...common, measureBatches: splitRuleRecipe(cellRule).recipe === 'none' ? null : (o.measureBatches ?? null) });
   // A finished cell is reused only while it answers this run's cell (cell-reuse.ts); the model is hashed once, and
   // only when some cell of it is on disk.
   const shas = new Map<ZooEntry, string>();
@@ -198,7 +202,7 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
     if (judged.has(c)) return judged.get(c);
     const cell = readCell(cellFile(o.out, c.entry.id, c.rule));
     const { rule, recipe } = splitRuleRecipe(c.rule);
-    const stale = cell && staleReason(cell, { modelSha256: shaOf(c.entry), recipe: getRecipe(recipe), ruleDefinition: o.customRules?.get(rule), settings });
+    const stale = cell && staleReason(cell, { modelSha256: shaOf(c.entry), recipe: getRecipe(recipe), ruleDefinition: o.customRules?.get(rule), settings: settingsFor(c.rule) });
     const f: Finished = !cell ? undefined : stale ? { stale } : { cell };
     judged.set(c, f);
     return f;
@@ -257,7 +261,7 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
     const tag = (rule: string, stage: string) => `[${todoDone + 1}/${todoTotal}] ${entry.id} · ${rule} · ${stage}`;
     let modelRows: ZooRow[];
     try {
-      modelRows = await runModel(entry, todo, o, { batchOpt, calibBatches, settings, shaOf, log, tag, eta, onCellDone: (ms) => (cellTimes.push(ms), todoDone++) });
+      modelRows = await runModel(entry, todo, o, { batchOpt, calibBatches, settingsFor, shaOf, log, tag, eta, onCellDone: (ms) => (cellTimes.push(ms), todoDone++) });
       ran += modelRows.filter((r) => r.status === 'ok').length;
     } catch (e) {
       const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
@@ -276,7 +280,7 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
 interface RunCtx {
   batchOpt: number;
   calibBatches: number;
-  settings: CellSettings;
+  settingsFor: (cellRule: string) => CellSettings;
   /** The model file's SHA-256 (once per model: the reuse check may have computed it). */
   shaOf: (e: ZooEntry, bytes: Uint8Array) => string;
   log: (line: string, transient?: boolean) => void;
@@ -368,6 +372,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
       steps: calibSteps,
       recipe: getRecipe(recipe),
       keepTest,
+      ...(o.measureBatches !== undefined ? { measureBatches: o.measureBatches } : {}),
       ...(judged?.length ? { outputs: judged } : {}),
       onBatch: (n) => log(`${tag(c.rule, 'calibrate')} ${n}/${calibSteps} · ETA ${ctx.eta()}`, true),
       // A recipe's passes take minutes each on large models: say each one's result as it ends.
@@ -446,7 +451,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
       ...(recipe !== 'none' ? { keepTest, recipe: getRecipe(recipe) } : {}),
       // A rule from a file is recorded whole: its name alone would not reproduce the cell.
       ...(o.customRules?.has(ruleName) ? { ruleDefinition: rule } : {}),
-      settings: ctx.settings,
+      settings: ctx.settingsFor(c.rule),
     };
     const row: ZooRow = {
       schema: CELL_SCHEMA,
