@@ -23,6 +23,7 @@ import { quantizeForTarget } from '../quant/plan-target.ts';
 import { checkFilter, type Filter } from '../quant/plan.ts';
 import { computedNames, hasQdqNodes } from '../ir/graph.ts';
 import type { TensorQuantConfig } from '../quant/config.ts';
+import { posInt } from './option-parsers.ts';
 
 export function resolveRule(name: string): QuantRule {
   if (ONNXQUANT_RULES[name]) return getRule(name);
@@ -105,7 +106,7 @@ export function registerQuantize(program: Command): void {
     .option('--recipe <name>', `accuracy-recovery recipe: ${Object.keys(RECIPES).join(', ')}, or several joined by '+' to chain them (best = equalization, outlier migration, range search, weight rounding (GPTQ), bias correction; each kept only if it lowers the error)`, 'none')
     .option('--fallback-budget <ratio>', 'output power-ratio budget on calibration data of the mixed-precision fallback (default 0.01); adds the fallback (float) to a recipe without one, e.g. --recipe best')
     .option('--keep-test <test>', "how a recipe judges each pass's change on calibration data: 'mean' (paired test on the per-sample power ratios) or 'mean-or-log' (also the same test on their logs, for heavy-tailed per-sample errors such as super-resolution's; default mean)")
-    .option('--measure-batches <n>', "calibration batches a recipe judges its passes on, the first n (default 4, or 16 samples' worth when batches are small); the passes fit to the batches after them")
+    .option('--measure-batches <n>', "calibration batches a recipe judges its passes on, the first n (default 4, or 16 samples' worth when batches are small); the passes fit to the batches after them", posInt('--measure-batches'))
     .option('--outputs <a,b>', "tensors a recipe's passes are judged by and --analyse reports OQE over (default: the graph outputs), e.g. a heat map before its peak mask")
     .option('--analyse', 'also write report.html and report.json beside the output')
     .option('--test <path>', 'data for --analyse (default: the calibration data)')
@@ -152,9 +153,8 @@ export function registerQuantize(program: Command): void {
       const keepTest = String(o.keepTest ?? 'mean');
       if (keepTest !== 'mean' && keepTest !== 'mean-or-log') throw new UserError(`--keep-test must be mean or mean-or-log, got '${keepTest}'`);
       if (o.keepTest !== undefined && !recipe.length) throw new UserError('--keep-test judges the passes of a recipe: add --recipe, or leave --keep-test out');
-      const measureBatches = o.measureBatches === undefined ? undefined : Number(o.measureBatches);
+      const measureBatches = o.measureBatches as number | undefined;
       if (measureBatches !== undefined) {
-        if (!Number.isInteger(measureBatches) || measureBatches < 1) throw new UserError(`--measure-batches must be a positive integer, got '${o.measureBatches}'`);
         if (!recipe.length) throw new UserError('--measure-batches sets how a recipe judges its passes: add --recipe, or leave it out');
         if (measureBatches >= steps) throw new UserError(`--measure-batches ${measureBatches} leaves no calibration batch to fit on (--calib-steps ${steps})`);
       }

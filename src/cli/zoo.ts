@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { writeFileAtomic } from '../onnx/model-io.ts';
 import { ensureOutputDir } from './output-paths.ts';
+import { posInt } from './option-parsers.ts';
 import { RULE_NAMES, type QuantRule } from '../quant/rules.ts';
 import { resolveRule } from './quantize.ts';
 import { getRecipe, RECIPES } from '../optimise/recipes.ts';
@@ -25,11 +26,6 @@ import { crossRecipes, splitRuleRecipe } from '../zoo/rule-recipe.ts';
 import { parseShard, runZoo } from '../zoo/runner.ts';
 
 const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
-const posInt = (name: string) => (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new UserError(`${name} must be a positive integer, got '${v}'`);
-  return n;
-};
 
 function isDirectory(path: string): boolean {
   try {
