@@ -1,4 +1,4 @@
-/** Commander argument parsers shared by the subcommands: a bad value is a one-line UserError naming the flag. */
+/** Option parsers and checks shared by the subcommands: a bad value is a one-line UserError naming the flag. */
 import { UserError } from '../errors.ts';
 
 export const posInt = (name: string) => (v: string): number => {
@@ -6,3 +6,14 @@ export const posInt = (name: string) => (v: string): number => {
   if (!Number.isInteger(n) || n < 1) throw new UserError(`${name} must be a positive integer, got '${v}'`);
   return n;
 };
+
+/**
+ * --measure-batches (quantize and zoo): it judges a recipe's passes, so it needs one, and it must leave calibration
+ * batches to fit on (else the passes would fit on the batches that judge them). `addRecipe` says how to add one;
+ * `batchesFlag` names the flag that set `batches`.
+ */
+export function checkMeasureBatches(measure: number | undefined, o: { hasRecipe: boolean; addRecipe: string; batches: number; batchesFlag: string }): void {
+  if (measure === undefined) return;
+  if (!o.hasRecipe) throw new UserError(`--measure-batches sets how a recipe judges its passes: add ${o.addRecipe}, or leave it out`);
+  if (measure >= o.batches) throw new UserError(`--measure-batches ${measure} leaves no calibration batch to fit on (${o.batchesFlag} ${o.batches})`);
+}

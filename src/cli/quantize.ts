@@ -23,7 +23,7 @@ import { quantizeForTarget } from '../quant/plan-target.ts';
 import { checkFilter, type Filter } from '../quant/plan.ts';
 import { computedNames, hasQdqNodes } from '../ir/graph.ts';
 import type { TensorQuantConfig } from '../quant/config.ts';
-import { posInt } from './option-parsers.ts';
+import { checkMeasureBatches, posInt } from './option-parsers.ts';
 
 export function resolveRule(name: string): QuantRule {
   if (ONNXQUANT_RULES[name]) return getRule(name);
@@ -154,10 +154,7 @@ export function registerQuantize(program: Command): void {
       if (keepTest !== 'mean' && keepTest !== 'mean-or-log') throw new UserError(`--keep-test must be mean or mean-or-log, got '${keepTest}'`);
       if (o.keepTest !== undefined && !recipe.length) throw new UserError('--keep-test judges the passes of a recipe: add --recipe, or leave --keep-test out');
       const measureBatches = o.measureBatches as number | undefined;
-      if (measureBatches !== undefined) {
-        if (!recipe.length) throw new UserError('--measure-batches sets how a recipe judges its passes: add --recipe, or leave it out');
-        if (measureBatches >= steps) throw new UserError(`--measure-batches ${measureBatches} leaves no calibration batch to fit on (--calib-steps ${steps})`);
-      }
+      checkMeasureBatches(measureBatches, { hasRecipe: recipe.length > 0, addRecipe: '--recipe', batches: steps, batchesFlag: '--calib-steps' });
       const outputs = o.outputs ? String(o.outputs).split(',') : undefined;
       if (outputs && !recipe.length && !o.analyse) throw new UserError('--outputs names what a recipe or --analyse measures: add --recipe or --analyse, or leave --outputs out');
       if (outputs) {

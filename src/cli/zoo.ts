@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { writeFileAtomic } from '../onnx/model-io.ts';
 import { ensureOutputDir } from './output-paths.ts';
-import { posInt } from './option-parsers.ts';
+import { checkMeasureBatches, posInt } from './option-parsers.ts';
 import { RULE_NAMES, type QuantRule } from '../quant/rules.ts';
 import { resolveRule } from './quantize.ts';
 import { getRecipe, RECIPES } from '../optimise/recipes.ts';
@@ -107,10 +107,12 @@ export function registerZoo(program: Command): void {
       const batch = (o.batch as number | undefined) ?? (embedded ? EMBEDDED_DEFAULTS.batch : 32);
       const calibBatches = (o.calibBatches as number | undefined) ?? (embedded ? EMBEDDED_DEFAULTS.calibBatches : 32);
       const measureBatches = o.measureBatches as number | undefined;
-      if (measureBatches !== undefined) {
-        if (!rules.some((r) => splitRuleRecipe(r).recipe !== 'none')) throw new UserError('--measure-batches sets how a recipe judges its passes: add a recipe (--recipes or rule+recipe), or leave it out');
-        if (measureBatches >= calibBatches) throw new UserError(`--measure-batches ${measureBatches} leaves no calibration batch to fit on (--calib-batches ${calibBatches})`);
-      }
+      checkMeasureBatches(measureBatches, {
+        hasRecipe: rules.some((r) => splitRuleRecipe(r).recipe !== 'none'),
+        addRecipe: 'a recipe (--recipes or rule+recipe)',
+        batches: calibBatches,
+        batchesFlag: '--calib-batches',
+      });
       const registry = embedded
         ? embeddedEntries({ calibLines: calibBatches * batch, testLines: (o.testLimit as number | undefined) ?? EMBEDDED_DEFAULTS.testLines })
         : o.root === undefined
