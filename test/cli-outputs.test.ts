@@ -113,7 +113,7 @@ test('data of the wrong shape and an analysis of two unrelated models: one line 
   oneLineError(await cli('analyse', det, join(dir, 'q.onnx'), '--data', images, '--preprocess', 'ocr-48x320', '--quiet', '--out-dir', join(tmp, 'an-mismatch')), join(dir, 'q.onnx'), /is not a quantized .*cls_infer.onnx: that model's output '.*' is not among its outputs/);
 });
 
-test('zoo --root that is not a QuantZoo workspace, --measure-batches with no recipe or no batch left to fit, or --reuse-only on a folder without cells: one line naming it, exit 2, no tables', async () => {
+test('zoo --root that is not a QuantZoo workspace, --measure-batches with no recipe or no batch left to fit, --keep-test with no recipe or unknown, or --reuse-only on a folder without cells: one line naming it, exit 2, no tables', async () => {
   const out = join(tmp, 'zoo-out');
   const missing = join(tmp, 'no-such-zoo');
   oneLineError(await cli('zoo', '--root', missing, '--out', out), missing, /^onnxquant: \S+: no such folder$/);
@@ -125,6 +125,11 @@ test('zoo --root that is not a QuantZoo workspace, --measure-batches with no rec
   assert.equal(measureAlone.stderr.trim(), 'onnxquant: --measure-batches sets how a recipe judges its passes: add a recipe (--recipes or rule+recipe), or leave it out');
   const measureAll = await cli('zoo', '--recipes', 'best', '--calib-batches', '4', '--measure-batches', '4', '--out', out);
   assert.equal(measureAll.stderr.trim(), 'onnxquant: --measure-batches 4 leaves no calibration batch to fit on (--calib-batches 4)');
+  // --keep-test likewise (the zoo had none: its keep test came from the task alone).
+  const keepAlone = await cli('zoo', '--keep-test', 'mean-or-log', '--out', out);
+  assert.equal(keepAlone.stderr.trim(), 'onnxquant: --keep-test judges the passes of a recipe: add a recipe (--recipes or rule+recipe), or leave --keep-test out');
+  const keepUnknown = await cli('zoo', '--recipes', 'best', '--keep-test', 'log', '--out', out);
+  assert.equal(keepUnknown.stderr.trim(), "onnxquant: --keep-test must be mean or mean-or-log, got 'log'");
   assert.equal(existsSync(out), false);
   // --reuse-only on a folder that is not there, or holds no cell: one line, no tables (they were written empty, exit 0).
   oneLineError(await cli('zoo', '--reuse-only', '--out', out), out, /no such folder \(--reuse-only tabulates the cells already there\)/);

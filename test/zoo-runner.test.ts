@@ -231,7 +231,7 @@ test('a rule from a file is a cell like any rule: named by its "name", recorded 
   assert.ok(lines.some((l) => l === `tiny · int4-weights: the cell in ${out} is not reused: its rule was defined differently then`), lines.join('\n'));
 });
 
-test('a finished cell is reused only while it answers the cell asked for: the model file, the recipe\'s passes, the run options', async () => {
+test('a finished cell is reused only while it answers the cell asked for: the model file, the recipe\'s passes and keep test, the run options', async () => {
   const out = join(root, 'out-stale');
   const file = join(root, 'Model', 'tiny3.onnx');
   saveModel(tinyModel(), file);
@@ -262,6 +262,18 @@ test('a finished cell is reused only while it answers the cell asked for: the mo
   // A cell written before the field was recorded was run with the default: reused.
   edit((c) => delete c.provenance!.settings!.measureBatches);
   assert.deepEqual(await counts(o), [0, 2]);
+  // The recipe judged by another keep test than the task's (classification: 'mean'): that cell only, both ways.
+  assert.equal((JSON.parse(readFileSync(recipeCell, 'utf8')) as ZooRow).provenance!.keepTest, 'mean');
+  assert.deepEqual(await counts({ ...o, keepTest: 'mean-or-log' }), [1, 1]);
+  said(/^tiny3 · onnxquant-int8-pot\+bias-correction: the cell in .* is not reused: its recipe's passes were judged by the 'mean' keep test then \(now 'mean-or-log'\)$/);
+  assert.equal((JSON.parse(readFileSync(recipeCell, 'utf8')) as ZooRow).provenance!.keepTest, 'mean-or-log', 'the cell records the test it was judged by');
+  assert.deepEqual(await counts(o), [1, 1]);
+  said(/not reused: its recipe's passes were judged by the 'mean-or-log' keep test then \(now 'mean'\)$/);
+  // A recipe cell from before the keep test was recorded was judged by the mean test, the only one then.
+  edit((c) => delete c.provenance!.keepTest);
+  assert.deepEqual(await counts(o), [0, 2]);
+  assert.deepEqual(await counts({ ...o, keepTest: 'mean-or-log' }), [1, 1]);
+  assert.deepEqual(await counts(o), [1, 1]);
   // Another run option: both cells computed again, and the log says why.
   assert.deepEqual(await counts({ ...o, analyseSamples: 20 }), [2, 0]);
   said(/^tiny3 · onnxquant-int8-pot: the cell in .* is not reused: it was run with --analyse-samples \(none\) \(now 20\)$/);

@@ -1,5 +1,6 @@
 /** Option parsers and checks shared by the subcommands: a bad value is a one-line UserError naming the flag. */
 import { UserError } from '../errors.ts';
+import type { KeepTest } from '../optimise/context.ts';
 
 export const posInt = (name: string) => (v: string): number => {
   const n = Number(v);
@@ -17,3 +18,16 @@ export function checkMeasureBatches(measure: number | undefined, o: { hasRecipe:
   if (!o.hasRecipe) throw new UserError(`--measure-batches sets how a recipe judges its passes: add ${o.addRecipe}, or leave it out`);
   if (measure >= o.batches) throw new UserError(`--measure-batches ${measure} leaves no calibration batch to fit on (${o.batchesFlag} ${o.batches})`);
 }
+
+/** --keep-test (quantize and zoo): how a recipe judges its passes, so it needs one (`addRecipe` says how to add it). */
+export function parseKeepTest(v: unknown, o: { hasRecipe: boolean; addRecipe: string }): KeepTest | undefined {
+  if (v === undefined) return undefined;
+  const test = String(v);
+  if (test !== 'mean' && test !== 'mean-or-log') throw new UserError(`--keep-test must be mean or mean-or-log, got '${test}'`);
+  if (!o.hasRecipe) throw new UserError(`--keep-test judges the passes of a recipe: add ${o.addRecipe}, or leave --keep-test out`);
+  return test;
+}
+
+/** --keep-test's help (quantize and zoo); `byDefault` says what judges without it. */
+export const keepTestHelp = (byDefault: string): string =>
+  `how a recipe judges each pass's change on calibration data: 'mean' (paired test on the per-sample power ratios) or 'mean-or-log' (also the same test on their logs, for heavy-tailed per-sample errors such as super-resolution's; default ${byDefault})`;

@@ -23,7 +23,7 @@ import { quantizeForTarget } from '../quant/plan-target.ts';
 import { checkFilter, type Filter } from '../quant/plan.ts';
 import { computedNames, hasQdqNodes } from '../ir/graph.ts';
 import type { TensorQuantConfig } from '../quant/config.ts';
-import { checkMeasureBatches, posInt } from './option-parsers.ts';
+import { checkMeasureBatches, keepTestHelp, parseKeepTest, posInt } from './option-parsers.ts';
 
 export function resolveRule(name: string): QuantRule {
   if (ONNXQUANT_RULES[name]) return getRule(name);
@@ -105,7 +105,7 @@ export function registerQuantize(program: Command): void {
     .option('-o, --output <file>', 'output model (default: <model>.<rule>.onnx beside the input)')
     .option('--recipe <name>', `accuracy-recovery recipe: ${Object.keys(RECIPES).join(', ')}, or several joined by '+' to chain them (best = ${RECIPES.best.map((p) => p.pass).join(', ')}; each kept only if it lowers the error)`, 'none')
     .option('--fallback-budget <ratio>', 'output power-ratio budget on calibration data of the mixed-precision fallback (default 0.01); adds the fallback (float) to a recipe without one, e.g. --recipe best')
-    .option('--keep-test <test>', "how a recipe judges each pass's change on calibration data: 'mean' (paired test on the per-sample power ratios) or 'mean-or-log' (also the same test on their logs, for heavy-tailed per-sample errors such as super-resolution's; default mean)")
+    .option('--keep-test <test>', keepTestHelp('mean'))
     .option('--measure-batches <n>', "calibration batches a recipe judges its passes on, the first n (default 4, or 16 samples' worth when batches are small); the passes fit to the batches after them", posInt('--measure-batches'))
     .option('--outputs <a,b>', "tensors a recipe's passes are judged by and --analyse reports OQE over (default: the graph outputs), e.g. a heat map before its peak mask")
     .option('--analyse', 'also write report.html and report.json beside the output')
@@ -150,9 +150,7 @@ export function registerQuantize(program: Command): void {
       if (!EXECUTION_PROVIDERS.includes(provider)) throw new UserError(`--provider must be ${EXECUTION_PROVIDERS.join(' or ')}, got '${provider}'`);
       checkProvider(provider);
       const recipe = withFallbackBudget(getRecipe(String(o.recipe)), o.fallbackBudget as string | undefined);
-      const keepTest = String(o.keepTest ?? 'mean');
-      if (keepTest !== 'mean' && keepTest !== 'mean-or-log') throw new UserError(`--keep-test must be mean or mean-or-log, got '${keepTest}'`);
-      if (o.keepTest !== undefined && !recipe.length) throw new UserError('--keep-test judges the passes of a recipe: add --recipe, or leave --keep-test out');
+      const keepTest = parseKeepTest(o.keepTest, { hasRecipe: recipe.length > 0, addRecipe: '--recipe' }) ?? 'mean';
       const measureBatches = o.measureBatches as number | undefined;
       checkMeasureBatches(measureBatches, { hasRecipe: recipe.length > 0, addRecipe: '--recipe', batches: steps, batchesFlag: '--calib-steps' });
       const outputs = o.outputs ? String(o.outputs).split(',') : undefined;

@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { UserError } from '../errors.ts';
 import { writeFileAtomic } from '../onnx/model-io.ts';
 import { ensureOutputDir } from './output-paths.ts';
-import { checkMeasureBatches, posInt } from './option-parsers.ts';
+import { checkMeasureBatches, keepTestHelp, parseKeepTest, posInt } from './option-parsers.ts';
 import { RULE_NAMES, type QuantRule } from '../quant/rules.ts';
 import { resolveRule } from './quantize.ts';
 import { getRecipe, RECIPES } from '../optimise/recipes.ts';
@@ -68,6 +68,7 @@ export function registerZoo(program: Command): void {
     .option('--calib-batches <n>', 'calibration batches (default 32; embedded 4)', posInt('--calib-batches'))
     .option('--batch <n>', 'batch size (default 32; embedded 16)', posInt('--batch'))
     .option('--measure-batches <n>', "calibration batches a recipe judges its passes on, the first n (default 4, or 16 samples' worth when batches are small); the passes fit to the batches after them", posInt('--measure-batches'))
+    .option('--keep-test <test>', keepTestHelp("the model's task: mean-or-log for super-resolution, mean for the others"))
     .option('--test-limit <n>', 'score at most n test samples per model, spread evenly over the test split', posInt('--test-limit'))
     .option('--analyse-samples <n>', 'test samples for the error analysis (default: all; embedded 32)', posInt('--analyse-samples'))
     .option('--save-models', 'also write each QDQ model beside its report')
@@ -107,8 +108,10 @@ export function registerZoo(program: Command): void {
       const batch = (o.batch as number | undefined) ?? (embedded ? EMBEDDED_DEFAULTS.batch : 32);
       const calibBatches = (o.calibBatches as number | undefined) ?? (embedded ? EMBEDDED_DEFAULTS.calibBatches : 32);
       const measureBatches = o.measureBatches as number | undefined;
+      const hasRecipe = rules.some((r) => splitRuleRecipe(r).recipe !== 'none');
+      const keepTest = parseKeepTest(o.keepTest, { hasRecipe, addRecipe: 'a recipe (--recipes or rule+recipe)' });
       checkMeasureBatches(measureBatches, {
-        hasRecipe: rules.some((r) => splitRuleRecipe(r).recipe !== 'none'),
+        hasRecipe,
         addRecipe: 'a recipe (--recipes or rule+recipe)',
         batches: calibBatches,
         batchesFlag: '--calib-batches',
@@ -152,6 +155,7 @@ export function registerZoo(program: Command): void {
         calibBatches,
         batch,
         ...(measureBatches !== undefined ? { measureBatches } : {}),
+        ...(keepTest !== undefined ? { keepTest } : {}),
         ...(o.testLimit !== undefined ? { testLimit: o.testLimit as number } : {}),
         ...((o.analyseSamples ?? (embedded ? EMBEDDED_DEFAULTS.analyseSamples : undefined)) !== undefined
           ? { analyseSamples: (o.analyseSamples as number | undefined) ?? EMBEDDED_DEFAULTS.analyseSamples }

@@ -2,10 +2,11 @@
  * Whether a finished zoo cell on disk still answers the cell a run asks for. A rerun reuses finished cells (the zoo
  * is resumable), but a cell is a result of its model file, its rule, its recipe's passes and the run's options; when
  * any of them has changed since it was written, reusing it would put an old result in a new table under the same
- * name. Cells written before a field was recorded are judged on what they do record (`passes` names the recipe's
+ * name (a recipe judged by another keep test included). Cells written before a field was recorded are judged on what they do record (`passes` names the recipe's
  * passes in order). The data are not checked (hashing every image on each rerun would cost more than many cells): a
  * registry entry pointed at other images keeps its cells until `--force`.
  */
+import type { KeepTest } from '../optimise/context.ts';
 import { passFor, type PassSpec } from '../optimise/recipes.ts';
 import type { QuantRule } from '../quant/rules.ts';
 import type { CellSettings, ZooRow } from './results.ts';
@@ -14,6 +15,8 @@ export interface CellExpectation {
   modelSha256: string;
   /** The recipe's passes now (empty: the plain rule). */
   recipe: readonly PassSpec[];
+  /** How the recipe would judge its passes now (the task's test, or the run's --keep-test); unused without one. */
+  keepTest: KeepTest;
   /** A rule from a file: its definition now (the OnnxQuant rules are fixed by name). */
   ruleDefinition?: QuantRule;
   settings: CellSettings;
@@ -43,6 +46,10 @@ export function staleReason(cell: ZooRow, want: CellExpectation): string | undef
     ? canonical(p.recipe) === canonical(want.recipe)
     : (cell.passes ?? []).map((r) => r.pass).join() === want.recipe.map((s) => passFor(s).name).join();
   if (!recipeNow) return 'its recipe had other passes then';
+  // The same passes judged by another test keep other changes. A recipe cell that records none predates the choice:
+  // it was judged by the mean test, the only one then.
+  const keptBy = p.keepTest ?? 'mean';
+  if (want.recipe.length && keptBy !== want.keepTest) return `its recipe's passes were judged by the '${keptBy}' keep test then (now '${want.keepTest}')`;
   if (canonical(p.ruleDefinition ?? null) !== canonical(want.ruleDefinition ?? null)) return 'its rule was defined differently then';
   if (p.settings) {
     for (const k of Object.keys(SETTING_FLAGS) as (keyof CellSettings)[]) {

@@ -21,6 +21,7 @@ import { analyse } from '../analyse/analyse.ts';
 import type { Feeds } from '../calibrate/calibrate.ts';
 import { parseModel, saveModel, writeFileAtomic } from '../onnx/model-io.ts';
 import { getRule, type QuantRule } from '../quant/rules.ts';
+import type { KeepTest } from '../optimise/context.ts';
 import { getRecipe } from '../optimise/recipes.ts';
 import { computedNames } from '../ir/graph.ts';
 import { splitRuleRecipe } from './rule-recipe.ts';
@@ -57,6 +58,8 @@ export interface ZooOptions {
   analyseSamples?: number;
   /** Calibration batches a recipe judges its passes on (default: optimise.ts splitCalibration's). */
   measureBatches?: number;
+  /** How every recipe judges its passes (default: each model's task decides, tasks/index.ts keepTestFor). */
+  keepTest?: KeepTest;
   /** In-memory budget for each cached split (default 1 GiB). */
   cacheBytes?: number;
   /** Also write the QDQ models beside the reports. */
@@ -202,7 +205,9 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
     if (judged.has(c)) return judged.get(c);
     const cell = readCell(cellFile(o.out, c.entry.id, c.rule));
     const { rule, recipe } = splitRuleRecipe(c.rule);
-    const stale = cell && staleReason(cell, { modelSha256: shaOf(c.entry), recipe: getRecipe(recipe), ruleDefinition: o.customRules?.get(rule), settings: settingsFor(c.rule) });
+    const stale =
+      cell &&
+      staleReason(cell, { modelSha256: shaOf(c.entry), recipe: getRecipe(recipe), keepTest: o.keepTest ?? keepTestFor(c.entry), ruleDefinition: o.customRules?.get(rule), settings: settingsFor(c.rule) });
     const f: Finished = !cell ? undefined : stale ? { stale } : { cell };
     judged.set(c, f);
     return f;
@@ -295,7 +300,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
   const bytes = new Uint8Array(readFileSync(file));
   const sha256 = ctx.shaOf(entry, bytes);
   const evaluator = makeEvaluator(entry, o.root);
-  const keepTest = keepTestFor(entry);
+  const keepTest = o.keepTest ?? keepTestFor(entry);
   const bs = Math.max(1, Math.min(ctx.batchOpt, entry.maxBatch ?? Infinity));
   const cacheBytes = o.cacheBytes ?? DEFAULT_CACHE_BYTES;
   const testDs = spread(openSource(o.root, entry, entry.data.test, o.provided), o.testLimit ?? Infinity);
