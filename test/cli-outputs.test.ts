@@ -129,7 +129,7 @@ test('zoo --root that is not a QuantZoo workspace, --measure-batches with no rec
   const keepAlone = await cli('zoo', '--keep-test', 'mean-or-log', '--out', out);
   assert.equal(keepAlone.stderr.trim(), 'onnxquant: --keep-test judges the passes of a recipe: add a recipe (--recipes or rule+recipe), or leave --keep-test out');
   const keepUnknown = await cli('zoo', '--recipes', 'best', '--keep-test', 'log', '--out', out);
-  assert.equal(keepUnknown.stderr.trim(), "onnxquant: --keep-test must be mean or mean-or-log, got 'log'");
+  assert.equal(keepUnknown.stderr.trim(), "onnxquant: --keep-test must be mean, mean-or-log or lower, got 'log'");
   assert.equal(existsSync(out), false);
   // --reuse-only on a folder that is not there, or holds no cell: one line, no tables (they were written empty, exit 0).
   oneLineError(await cli('zoo', '--reuse-only', '--out', out), out, /no such folder \(--reuse-only tabulates the cells already there\)/);
@@ -247,7 +247,7 @@ test('quantize: --test without --analyse, a --test path that does not exist, a -
   const budget = await cli('quantize', NPM_MODEL, ...data, '--recipe', 'fallback', '--fallback-budget', 'abc', '-o', out);
   assert.equal(budget.stderr.trim(), "onnxquant: --fallback-budget must be a ratio ≥ 0, got 'abc'"); // said 'got NaN'
   const keep = await cli('quantize', NPM_MODEL, ...data, '--recipe', 'best', '--keep-test', 'median', '-o', out);
-  assert.equal(keep.stderr.trim(), "onnxquant: --keep-test must be mean or mean-or-log, got 'median'");
+  assert.equal(keep.stderr.trim(), "onnxquant: --keep-test must be mean, mean-or-log or lower, got 'median'");
   const keepAlone = await cli('quantize', NPM_MODEL, ...data, '--keep-test', 'mean-or-log', '-o', out); // no recipe: nothing to judge
   assert.equal(keepAlone.stderr.trim(), 'onnxquant: --keep-test judges the passes of a recipe: add --recipe, or leave --keep-test out');
   oneLineError(await cli('quantize', NPM_MODEL, ...data, '--recipe', 'best', '--outputs', 'no_such_tensor', '-o', out), NPM_MODEL, /--outputs 'no_such_tensor': no node of this model computes it/);

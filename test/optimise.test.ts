@@ -597,6 +597,23 @@ test('a pass that makes one output significantly worse is rolled back, even when
   assert.deepEqual([...meanOverOutputs([f(1, 3), f(3, 5)])], [2, 4]);
 });
 
+test("keep test 'lower': any lower mean is kept, however noisy; the per-output veto still asks two standard errors", () => {
+  const f = (...v: number[]) => Float64Array.from(v);
+  // d = before − after = [0.3, −0.1, 0.1]: mean 0.1, sd 0.2, se 0.2/√3 = 0.115470 — under one standard error.
+  const before = [f(1, 1, 1)];
+  const after = [f(0.7, 1.1, 0.9)];
+  assert.equal(keepDecision(before, after, ['y']).kept, false);
+  const lower = keepDecision(before, after, ['y'], 'lower');
+  assert.deepEqual({ ...lower, se: Math.round(lower.se * 1e6) / 1e6 }, { kept: true, se: 0.11547 });
+  // The same mean, or a higher one: rolled back.
+  assert.equal(keepDecision(before, [f(1.2, 0.9, 0.9)], ['y'], 'lower').kept, false);
+  assert.equal(keepDecision(before, [f(0.7, 1.2, 1.2)], ['y'], 'lower').kept, false);
+  // Two outputs: 'a' falls, 'b' rises by 0.01 on every sample (d = −0.01, se 0: significant) — vetoed; a noisy rise of
+  // 'b' (d = [−0.3, 0.1, 0.1], mean −0.033, se 0.133) is not significant, and the lower mean over both outputs is kept.
+  assert.equal(keepDecision([before[0], f(1, 1, 1)], [f(0.5, 0.5, 0.5), f(1.01, 1.01, 1.01)], ['a', 'b'], 'lower').worse, 'b');
+  assert.equal(keepDecision([before[0], f(1, 1, 1)], [f(0.5, 0.5, 0.5), f(1.3, 0.9, 0.9)], ['a', 'b'], 'lower').kept, true);
+});
+
 test("keep test 'mean-or-log': a heavy-tailed improvement that the mean test misses is kept, unless the mean rises", () => {
   const f = (...v: number[]) => Float64Array.from(v);
   // Six samples halve, the heavy one rises 10 → 12. d = [0.5 ×6, −2]: mean 1/7 = 0.142857, sd 0.944911, se 0.357143 —

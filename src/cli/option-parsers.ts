@@ -23,11 +23,11 @@ export function checkMeasureBatches(measure: number | undefined, o: { hasRecipe:
 export function parseKeepTest(v: unknown, o: { hasRecipe: boolean; addRecipe: string }): KeepTest | undefined {
   if (v === undefined) return undefined;
   const test = String(v);
-  if (test !== 'mean' && test !== 'mean-or-log') throw new UserError(`--keep-test must be mean or mean-or-log, got '${test}'`);
+  if (test !== 'mean' && test !== 'mean-or-log' && test !== 'lower') throw new UserError(`--keep-test must be mean, mean-or-log or lower, got '${test}'`);
   if (!o.hasRecipe) throw new UserError(`--keep-test judges the passes of a recipe: add ${o.addRecipe}, or leave --keep-test out`);
   return test;
 }
 
 /** --keep-test's help (quantize and zoo); `byDefault` says what judges without it. */
 export const keepTestHelp = (byDefault: string): string =>
-  `how a recipe judges each pass's change on calibration data: 'mean' (paired test on the per-sample power ratios) or 'mean-or-log' (also the same test on their logs, for heavy-tailed per-sample errors such as super-resolution's; default ${byDefault})`;
+  `how a recipe judges each pass's change on calibration data: 'mean' (paired test on the per-sample power ratios) 'mean-or-log' (also the same test on their logs, for heavy-tailed per-sample errors such as super-resolution's) or 'lower' (kept when the mean is lower at all: no guard against noise, for many measuring samples; default ${byDefault})`;
