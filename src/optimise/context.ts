@@ -196,7 +196,7 @@ export function significantlyLower(before: ArrayLike<number>, after: ArrayLike<n
  * power-of-2 (128 measuring lines) after the shift, range search 1.527% → 1.415% (± 0.142%) and weight rounding →
  * 1.206% (± 0.189%) each rolled back under 'mean' (test exact match 44.10%); under 'lower' range search, weight
  * rounding and range search again kept, 1.527% → 1.126%, 45.06%. Its false keeps are any no-effect change's coin
- * toss, so it suits measuring sets of many samples; it is the CLI's on request only.
+ * toss, so it suits measuring sets of many samples; quantize and zoo use it on request only.
  */
 export type KeepTest = 'mean' | 'mean-or-log' | 'lower';
 

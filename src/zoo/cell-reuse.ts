@@ -1,10 +1,10 @@
 /**
  * Whether a finished zoo cell on disk still answers the cell a run asks for. A rerun reuses finished cells (the zoo
- * is resumable), but a cell is a result of its model file, its rule, its recipe's passes and the run's options; when
- * any of them has changed since it was written, reusing it would put an old result in a new table under the same
- * name (a recipe judged by another keep test included). Cells written before a field was recorded are judged on what they do record (`passes` names the recipe's
- * passes in order). The data are not checked (hashing every image on each rerun would cost more than many cells): a
- * registry entry pointed at other images keeps its cells until `--force`.
+ * is resumable), but a cell is a result of its model file, its rule, its recipe's passes and the keep test that judged
+ * them, and the run's options; when any of them has changed since it was written, reusing it would put an old result
+ * in a new table under the same name. Cells written before a field was recorded are judged on what they do record
+ * (`passes` names the recipe's passes in order). The data are not checked (hashing every image on each rerun would
+ * cost more than many cells): a registry entry pointed at other images keeps its cells until `--force`.
  */
 import type { KeepTest } from '../optimise/context.ts';
 import { passFor, type PassSpec } from '../optimise/recipes.ts';
