@@ -109,10 +109,11 @@ export function registerZoo(program: Command): void {
       const calibBatches = (o.calibBatches as number | undefined) ?? (embedded ? EMBEDDED_DEFAULTS.calibBatches : 32);
       const measureBatches = o.measureBatches as number | undefined;
       const hasRecipe = rules.some((r) => splitRuleRecipe(r).recipe !== 'none');
-      const keepTest = parseKeepTest(o.keepTest, { hasRecipe, addRecipe: 'a recipe (--recipes or rule+recipe)' });
+      const addRecipe = 'a recipe (--recipes or rule+recipe)';
+      const keepTest = parseKeepTest(o.keepTest, { hasRecipe, addRecipe });
       checkMeasureBatches(measureBatches, {
         hasRecipe,
-        addRecipe: 'a recipe (--recipes or rule+recipe)',
+        addRecipe,
         batches: calibBatches,
         batchesFlag: '--calib-batches',
       });

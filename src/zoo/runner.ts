@@ -194,6 +194,8 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
   const common = { calibBatches, batch: batchOpt, testLimit: o.testLimit ?? null, analyseSamples: o.analyseSamples ?? null };
   // The measuring batches shape only a recipe's cell: the plain rule's is the same whatever they are.
   const settingsFor = (cellRule: string): CellSettings => ({ ...common, measureBatches: splitRuleRecipe(cellRule).recipe === 'none' ? null : (o.measureBatches ?? null) });
+  // One place decides the test a model's recipes are judged by, so the reuse check asks for what the run would use.
+  const keepTestOf = (e: ZooEntry): KeepTest => o.keepTest ?? keepTestFor(e);
   // A finished cell is reused only while it answers this run's cell (cell-reuse.ts); the model is hashed once, and
   // only when some cell of it is on disk.
   const shas = new Map<ZooEntry, string>();
@@ -207,7 +209,7 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
     const { rule, recipe } = splitRuleRecipe(c.rule);
     const stale =
       cell &&
-      staleReason(cell, { modelSha256: shaOf(c.entry), recipe: getRecipe(recipe), keepTest: o.keepTest ?? keepTestFor(c.entry), ruleDefinition: o.customRules?.get(rule), settings: settingsFor(c.rule) });
+      staleReason(cell, { modelSha256: shaOf(c.entry), recipe: getRecipe(recipe), keepTest: keepTestOf(c.entry), ruleDefinition: o.customRules?.get(rule), settings: settingsFor(c.rule) });
     const f: Finished = !cell ? undefined : stale ? { stale } : { cell };
     judged.set(c, f);
     return f;
@@ -266,7 +268,7 @@ export async function runZoo(o: ZooOptions): Promise<ZooRun> {
     const tag = (rule: string, stage: string) => `[${todoDone + 1}/${todoTotal}] ${entry.id} · ${rule} · ${stage}`;
     let modelRows: ZooRow[];
     try {
-      modelRows = await runModel(entry, todo, o, { batchOpt, calibBatches, settingsFor, shaOf, log, tag, eta, onCellDone: (ms) => (cellTimes.push(ms), todoDone++) });
+      modelRows = await runModel(entry, todo, o, { batchOpt, calibBatches, settingsFor, keepTestOf, shaOf, log, tag, eta, onCellDone: (ms) => (cellTimes.push(ms), todoDone++) });
       ran += modelRows.filter((r) => r.status === 'ok').length;
     } catch (e) {
       const msg = e instanceof Error ? e.message.split('\n')[0] : String(e);
@@ -286,6 +288,7 @@ interface RunCtx {
   batchOpt: number;
   calibBatches: number;
   settingsFor: (cellRule: string) => CellSettings;
+  keepTestOf: (e: ZooEntry) => KeepTest;
   /** The model file's SHA-256 (once per model: the reuse check may have computed it). */
   shaOf: (e: ZooEntry, bytes: Uint8Array) => string;
   log: (line: string, transient?: boolean) => void;
@@ -300,7 +303,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
   const bytes = new Uint8Array(readFileSync(file));
   const sha256 = ctx.shaOf(entry, bytes);
   const evaluator = makeEvaluator(entry, o.root);
-  const keepTest = o.keepTest ?? keepTestFor(entry);
+  const keepTest = ctx.keepTestOf(entry);
   const bs = Math.max(1, Math.min(ctx.batchOpt, entry.maxBatch ?? Infinity));
   const cacheBytes = o.cacheBytes ?? DEFAULT_CACHE_BYTES;
   const testDs = spread(openSource(o.root, entry, entry.data.test, o.provided), o.testLimit ?? Infinity);
