@@ -12,9 +12,10 @@
  * something else than error (mlsd_320_tiny's peak-masked 'scores': flipped near-ties), OQE is taken over the
  * tensors `monitoredOutputs` names instead, the recipe is judged by them too, and the graph output is still listed.
  *
- *   node --import tsx bench/corpus-recipe.ts [--recipe best] [--rules a,b] [--calib 24] [--heldout 64] [--verbose] [model.onnx …]
+ *   node --import tsx bench/corpus-recipe.ts [--recipe best] [--rules a,b] [--calib 24] [--heldout 64] [--keep-test mean|mean-or-log|lower] [--verbose] [model.onnx …]
  *
- * --verbose prints each recipe pass's decision on stderr.
+ * --verbose prints each recipe pass's decision on stderr. --keep-test is quantize's (default 'mean'): the corpus is
+ * where a test without a noise guard would show, its batch-1 models judging passes on 16 measuring samples.
  *
  * Prints a markdown table and writes bench-results/corpus-recipe-<time>.json.
  */
@@ -29,6 +30,7 @@ import { getRecipe } from '../src/optimise/recipes.ts';
 import { quantize } from '../src/quantize.ts';
 import { getRule, RULE_NAMES } from '../src/quant/rules.ts';
 import { freezeModel } from '../src/cli/fixed-feeds.ts';
+import { parseKeepTest } from '../src/cli/option-parsers.ts';
 import { ifDecidingInputs } from '../src/ir/freeze-inputs.ts';
 import { randomFeeds } from '../src/runtime/inputs.ts';
 import { createSession } from '../src/runtime/session.ts';
@@ -43,9 +45,11 @@ const { values: args, positionals } = parseArgs({
     rules: { type: 'string', default: RULE_NAMES.join(',') },
     calib: { type: 'string', default: '24' },
     heldout: { type: 'string', default: '64' },
+    'keep-test': { type: 'string' },
     verbose: { type: 'boolean', default: false },
   },
 });
+const keepTest = parseKeepTest(args['keep-test'], { hasRecipe: true, addRecipe: '--recipe' });
 
 const files = positionals.length ? positionals : onnxFiles(join(SHARED, 'corpus'));
 if (!files.length) {
@@ -153,7 +157,7 @@ for (const file of files) {
       row.plainByOutput = means(plainSamples);
       row.plain = worst(row.plainByOutput, monitored);
       t = performance.now();
-      const rec = await quantize(model, data(), { rule, recipe, outputs: monitored, log: args.verbose ? (l) => console.error(`  ${basename(file)} ${ruleName}: ${l}`) : undefined });
+      const rec = await quantize(model, data(), { rule, recipe, keepTest, outputs: monitored, log: args.verbose ? (l) => console.error(`  ${basename(file)} ${ruleName}: ${l}`) : undefined });
       row.recipeMs = performance.now() - t;
       // Both against the formatted float model's function (the recipe's reference keeps it: rescalings are exact).
       const recipeSamples = await samplesByOutput(rec.floatModel, rec.model, held, monitored);
@@ -177,5 +181,5 @@ for (const file of files) {
 }
 mkdirSync('bench-results', { recursive: true });
 const out = join('bench-results', `corpus-recipe-${new Date().toISOString().replace(/[:.]/g, '-')}.json`);
-writeFileSync(out, JSON.stringify({ machine: machine(), recipe: args.recipe, calibSeeds, heldSeeds, rows }, null, 2));
+writeFileSync(out, JSON.stringify({ machine: machine(), recipe: args.recipe, keepTest: keepTest ?? 'mean', calibSeeds, heldSeeds, rows }, null, 2));
 console.log(`\nwrote ${out}`);
