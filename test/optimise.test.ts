@@ -21,8 +21,8 @@ import { biasCorrection, correctInOrder, correctOwnShifts } from '../src/optimis
 import { saturatingGates } from '../src/optimise/activation-slope.ts';
 import { atSixteenBits, fallbackPass, withoutLayers } from '../src/optimise/fallback.ts';
 import { rangeSearch, searchBatches } from '../src/optimise/range-search.ts';
-import { cloneParams, firstSamples, keepDecision, meanOverOutputs, outputError, significantlyLower, type OptimiseContext, type QuantState } from '../src/optimise/context.ts';
-import { restartDecision, runRecipe, splitCalibration, weightRoundingStart } from '../src/optimise/optimise.ts';
+import { cloneParams, firstSamples, keepDecision, meanOverOutputs, outputError, significantlyLower, type OptimiseContext, type PassReport, type QuantState } from '../src/optimise/context.ts';
+import { restartDecision, runRecipe, settleChain, splitCalibration, weightRoundingStart } from '../src/optimise/optimise.ts';
 import { getRecipe, passFor, RECIPES } from '../src/optimise/recipes.ts';
 import { realiseQdq } from '../src/realise/qdq.ts';
 import { prepareModel, quantize } from '../src/quantize.ts';
@@ -612,6 +612,32 @@ test("keep test 'lower': any lower mean is kept, however noisy; the per-output v
   // 'b' (d = [−0.3, 0.1, 0.1], mean −0.033, se 0.133) is not significant, and the lower mean over both outputs is kept.
   assert.equal(keepDecision([before[0], f(1, 1, 1)], [f(0.5, 0.5, 0.5), f(1.01, 1.01, 1.01)], ['a', 'b'], 'lower').worse, 'b');
   assert.equal(keepDecision([before[0], f(1, 1, 1)], [f(0.5, 0.5, 0.5), f(1.3, 0.9, 0.9)], ['a', 'b'], 'lower').kept, true);
+});
+
+test("keep test 'lower': the kept passes together must be significantly below the plain rule, or the plain rule is returned", () => {
+  const f = (...v: number[]) => Float64Array.from(v);
+  const report = (pass: string, kept: boolean): PassReport => ({ pass, before: 0, after: 0, kept, ms: 0 });
+  const plain = { state: 'plain', errors: [f(1, 1, 1, 1)] };
+  // Two passes kept on a lower mean, together d = [0.3, −0.1, 0.1, −0.1]: mean 0.05, sd 0.191485, se 0.095743 —
+  // under two standard errors: undone, and every kept pass reported so.
+  const noise = { state: 'end', errors: [f(0.7, 1.1, 0.9, 1.1)] };
+  const reports = [report('equalization', true), report('range-search', false), report('bias-correction', true)];
+  const undone = settleChain(plain, noise, reports, ['y'], 'lower');
+  assert.equal(undone.state, 'plain', 'a chain of noise returns the plain rule');
+  assert.equal(Math.round(undone.stands.se * 1e6) / 1e6, 0.095743, 'the standard error of the chain against the plain rule');
+  assert.deepEqual(reports.map((r) => r.kept), [false, false, false], 'the kept passes are reported undone');
+  assert.match(reports[0].detail ?? '', /undone/, 'and say why');
+  // Small gains that add up: d = [0.3, 0.2, 0.25, 0.25], mean 0.25, se 0.020412 — the chain stands.
+  const gains = { state: 'end', errors: [f(0.7, 0.8, 0.75, 0.75)] };
+  const kept = [report('equalization', true)];
+  assert.equal(settleChain(plain, gains, kept, ['y'], 'lower').state, 'end', 'a significant chain stands');
+  assert.equal(kept[0].kept, true, 'its passes stay kept');
+  // Under the other tests each kept pass already passed the mean (or log) test: the chain stands as it is.
+  assert.equal(settleChain(plain, noise, [report('equalization', true)], ['y'], 'mean').state, 'end', "'mean' leaves the chain alone");
+  assert.equal(settleChain(plain, noise, [report('equalization', true)], ['y'], 'mean-or-log').state, 'end', "'mean-or-log' leaves the chain alone");
+  // The per-output veto applies to the whole chain: 'b' up by 0.01 on every sample.
+  const traded = settleChain({ state: 'plain', errors: [f(1, 1, 1), f(1, 1, 1)] }, { state: 'end', errors: [f(0.5, 0.5, 0.5), f(1.01, 1.01, 1.01)] }, [report('outlier-migration', true)], ['a', 'b'], 'lower');
+  assert.deepEqual([traded.state, traded.stands.worse], ['plain', 'b'], 'a chain that trades one output for another is undone');
 });
 
 test("keep test 'mean-or-log': a heavy-tailed improvement that the mean test misses is kept, unless the mean rises", () => {
