@@ -619,7 +619,7 @@ test("keep test 'lower': the kept passes together must be significantly below th
   const report = (pass: string, kept: boolean): PassReport => ({ pass, before: 0, after: 0, kept, ms: 0 });
   const plain = { state: 'plain', errors: [f(1, 1, 1, 1)] };
   // Two passes kept on a lower mean, together d = [0.3, −0.1, 0.1, −0.1]: mean 0.05, sd 0.191485, se 0.095743 —
-  // under two standard errors: undone, and every kept pass reported so.
+  // under two standard errors; on logs mean 0.067854, se 0.107265 — neither: undone, and every kept pass reported so.
   const noise = { state: 'end', errors: [f(0.7, 1.1, 0.9, 1.1)] };
   const reports = [report('equalization', true), report('range-search', false), report('bias-correction', true)];
   const undone = settleChain(plain, noise, reports, ['y'], 'lower');
@@ -632,6 +632,10 @@ test("keep test 'lower': the kept passes together must be significantly below th
   const kept = [report('equalization', true)];
   assert.equal(settleChain(plain, gains, kept, ['y'], 'lower').state, 'end', 'a significant chain stands');
   assert.equal(kept[0].kept, true, 'its passes stay kept');
+  // Heavy-tailed: one sample carries the plain rule's mean. d = [0.05 ×3, 3.7]: mean 0.9625, se 0.9125 (1.05 SE); on
+  // logs [ln 2 ×3, ln(4/0.3)]: mean 1.167427, se 0.474280 (2.46 SE) — every sample lower: the chain stands.
+  const tail = settleChain({ state: 'plain', errors: [f(0.1, 0.1, 0.1, 4)] }, { state: 'end', errors: [f(0.05, 0.05, 0.05, 0.3)] }, [report('channel-shift', true)], ['y'], 'lower');
+  assert.equal(tail.state, 'end', 'a chain lowering every sample stands on the log test, though one sample carries the mean');
   // Under the other tests each kept pass already passed the mean (or log) test: the chain stands as it is.
   assert.equal(settleChain(plain, noise, [report('equalization', true)], ['y'], 'mean').state, 'end', "'mean' leaves the chain alone");
   assert.equal(settleChain(plain, noise, [report('equalization', true)], ['y'], 'mean-or-log').state, 'end', "'mean-or-log' leaves the chain alone");
