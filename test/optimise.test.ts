@@ -22,7 +22,7 @@ import { saturatingGates } from '../src/optimise/activation-slope.ts';
 import { atSixteenBits, fallbackPass, withoutLayers } from '../src/optimise/fallback.ts';
 import { rangeSearch, searchBatches } from '../src/optimise/range-search.ts';
 import { cloneParams, firstSamples, keepDecision, meanOverOutputs, outputError, significantlyLower, type OptimiseContext, type PassReport, type QuantState } from '../src/optimise/context.ts';
-import { restartDecision, runRecipe, settleChain, splitCalibration, weightRoundingStart } from '../src/optimise/optimise.ts';
+import { chainConfirmation, restartDecision, runRecipe, splitCalibration, weightRoundingStart } from '../src/optimise/optimise.ts';
 import { getRecipe, passFor, RECIPES } from '../src/optimise/recipes.ts';
 import { realiseQdq } from '../src/realise/qdq.ts';
 import { prepareModel, quantize } from '../src/quantize.ts';
@@ -614,34 +614,49 @@ test("keep test 'lower': any lower mean is kept, however noisy; the per-output v
   assert.equal(keepDecision([before[0], f(1, 1, 1)], [f(0.5, 0.5, 0.5), f(1.3, 0.9, 0.9)], ['a', 'b'], 'lower').kept, true);
 });
 
-test("keep test 'lower': the kept passes together must be significantly below the plain rule, or the plain rule is returned", () => {
+test("keep test 'lower': a recipe returns its last state confirmed against the state confirmed before it, and reports the passes after it undone", () => {
   const f = (...v: number[]) => Float64Array.from(v);
   const report = (pass: string, kept: boolean): PassReport => ({ pass, before: 0, after: 0, kept, ms: 0 });
-  const plain = { state: 'plain', errors: [f(1, 1, 1, 1)] };
-  // Two passes kept on a lower mean, together d = [0.3, −0.1, 0.1, −0.1]: mean 0.05, sd 0.191485, se 0.095743 —
-  // under two standard errors; on logs mean 0.067854, se 0.107265 — neither: undone, and every kept pass reported so.
-  const noise = { state: 'end', errors: [f(0.7, 1.1, 0.9, 1.1)] };
-  const reports = [report('equalization', true), report('range-search', false), report('bias-correction', true)];
-  const undone = settleChain(plain, noise, reports, ['y'], 'lower');
-  assert.equal(undone.state, 'plain', 'a chain of noise returns the plain rule');
-  assert.equal(Math.round(undone.stands.se * 1e6) / 1e6, 0.095743, 'the standard error of the chain against the plain rule');
-  assert.deepEqual(reports.map((r) => r.kept), [false, false, false], 'the kept passes are reported undone');
-  assert.match(reports[0].detail ?? '', /undone/, 'and say why');
-  // Small gains that add up: d = [0.3, 0.2, 0.25, 0.25], mean 0.25, se 0.020412 — the chain stands.
-  const gains = { state: 'end', errors: [f(0.7, 0.8, 0.75, 0.75)] };
-  const kept = [report('equalization', true)];
-  assert.equal(settleChain(plain, gains, kept, ['y'], 'lower').state, 'end', 'a significant chain stands');
-  assert.equal(kept[0].kept, true, 'its passes stay kept');
+  const point = (state: string, ...e: Float64Array[]) => ({ state, errors: e, reference: `${state} model` });
+  const guard = chainConfirmation(point('plain', f(1, 1, 1, 1)), ['y']);
+  const reports = [report('equalization', true)];
+  // d = [0.3, 0.2, 0.25, 0.25]: mean 0.25, se 0.020412 — confirms.
+  assert.equal(guard.kept(point('A', f(0.7, 0.8, 0.75, 0.75)), reports.length).kept, true, 'a significant pass confirms the chain');
+  reports.push(report('range-search', false), report('bias-correction', true));
+  // Against A: d = [0.1, −0.1, 0.05, −0.05]: mean 0 (se 0.045644), on logs mean 0.010205 (se 0.062011) — neither test
+  // confirms it.
+  assert.equal(guard.kept(point('B', f(0.6, 0.9, 0.7, 0.8)), reports.length).kept, false, 'a noise-level pass does not confirm it');
+  const settled = guard.settle(reports);
+  assert.deepEqual([settled.state, settled.reference, settled.undone], ['A', 'A model', 1], 'the recipe returns the last confirmed state and its reference');
+  assert.deepEqual(reports.map((r) => r.kept), [true, false, false], 'the pass after it is reported undone, the confirmed one kept');
+  assert.match(reports[2].detail ?? '', /undone/, 'and says why');
+
   // Heavy-tailed: one sample carries the plain rule's mean. d = [0.05 ×3, 3.7]: mean 0.9625, se 0.9125 (1.05 SE); on
-  // logs [ln 2 ×3, ln(4/0.3)]: mean 1.167427, se 0.474280 (2.46 SE) — every sample lower: the chain stands.
-  const tail = settleChain({ state: 'plain', errors: [f(0.1, 0.1, 0.1, 4)] }, { state: 'end', errors: [f(0.05, 0.05, 0.05, 0.3)] }, [report('channel-shift', true)], ['y'], 'lower');
-  assert.equal(tail.state, 'end', 'a chain lowering every sample stands on the log test, though one sample carries the mean');
-  // Under the other tests each kept pass already passed the mean (or log) test: the chain stands as it is.
-  assert.equal(settleChain(plain, noise, [report('equalization', true)], ['y'], 'mean').state, 'end', "'mean' leaves the chain alone");
-  assert.equal(settleChain(plain, noise, [report('equalization', true)], ['y'], 'mean-or-log').state, 'end', "'mean-or-log' leaves the chain alone");
-  // The per-output veto applies to the whole chain: 'b' up by 0.01 on every sample.
-  const traded = settleChain({ state: 'plain', errors: [f(1, 1, 1), f(1, 1, 1)] }, { state: 'end', errors: [f(0.5, 0.5, 0.5), f(1.01, 1.01, 1.01)] }, [report('outlier-migration', true)], ['a', 'b'], 'lower');
-  assert.deepEqual([traded.state, traded.stands.worse], ['plain', 'b'], 'a chain that trades one output for another is undone');
+  // logs [ln 2 ×3, ln(4/0.3)]: mean 1.167427, se 0.474280 (2.46 SE) — every sample lower: confirmed on the log test.
+  const tail = chainConfirmation(point('plain', f(0.1, 0.1, 0.1, 4)), ['y']);
+  assert.equal(tail.kept(point('shifted', f(0.05, 0.05, 0.05, 0.3)), 1).kept, true, 'confirmed on the log test, though one sample carries the mean');
+  assert.equal(tail.settle([report('channel-shift', true)]).state, 'shifted');
+
+  // Two steps that confirm together where the first alone does not.
+  const small = chainConfirmation(point('plain', f(1, 1, 1, 1)), ['y']);
+  // d = [0.3, −0.1, 0.1, −0.1] (mean 0.05, se 0.095743; logs mean 0.067854, se 0.107265): not confirmed…
+  assert.equal(small.kept(point('t1', f(0.7, 1.1, 0.9, 1.1)), 1).kept, false, 'a first noisy step is not confirmed');
+  // …then d = [0.3, 0.1, 0.3, 0.1] against the plain rule: mean 0.2, se 0.057735 — the two together confirm.
+  assert.equal(small.kept(point('t2', f(0.7, 0.9, 0.7, 0.9)), 2).kept, true, 'the next step confirms both');
+  assert.equal(small.settle([report('a', true), report('b', true)]).undone, 0, 'nothing undone');
+
+  // A restart drops the confirmed passes before it: it is judged against the plain rule. A pass that changes what is
+  // quantized confirms unconditionally.
+  const restart = chainConfirmation(point('plain', f(1, 1, 1, 1)), ['y']);
+  restart.kept(point('A', f(0.5, 0.5, 0.5, 0.5)), 1);
+  assert.equal(restart.kept(point('R', f(0.7, 0.8, 0.75, 0.75)), 2, { restart: true }).kept, true, 'the restart is confirmed against the plain rule (it is above A)');
+  const fallback = chainConfirmation(point('plain', f(1, 1, 1, 1)), ['y']);
+  fallback.kept(point('F', f(1.1, 0.9, 1.1, 0.9)), 1, { unconditional: true });
+  assert.equal(fallback.settle([report('fallback', true)]).state, 'F', 'a pass changing what is quantized is not undone');
+
+  // The per-output veto: 'b' up by 0.01 on every sample — not confirmed.
+  const traded = chainConfirmation(point('plain', f(1, 1, 1), f(1, 1, 1)), ['a', 'b']);
+  assert.equal(traded.kept(point('T', f(0.5, 0.5, 0.5), f(1.01, 1.01, 1.01)), 1).worse, 'b', 'a chain trading one output for another is not confirmed');
 });
 
 test("keep test 'mean-or-log': a heavy-tailed improvement that the mean test misses is kept, unless the mean rises", () => {

@@ -196,8 +196,9 @@ export function significantlyLower(before: ArrayLike<number>, after: ArrayLike<n
  * power-of-2 (128 measuring lines) after the shift, range search 1.527% → 1.415% (± 0.142%) and weight rounding →
  * 1.206% (± 0.189%) each rolled back under 'mean' (test exact match 44.10%); under 'lower' range search, weight
  * rounding and range search again kept, 1.527% → 1.126%, 45.06%. Its false keeps are any no-effect change's coin
- * toss, so the recipe's end must then pass the mean test against the plain rule (optimise.ts chainStands): a chain
- * of such keeps is undone, small real gains add up; quantize and zoo use it on request only.
+ * toss, so a recipe under it returns its last state confirmed by the mean-or-log test against the state confirmed
+ * before (optimise.ts chainConfirmation): small real gains add up, a tail of noise is undone; quantize and zoo use it
+ * on request only.
  */
 export type KeepTest = 'mean' | 'mean-or-log' | 'lower';
 
