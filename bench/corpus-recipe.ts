@@ -15,7 +15,7 @@
  *   node --import tsx bench/corpus-recipe.ts [--recipe best] [--rules a,b] [--calib 24] [--heldout 64] [--keep-test mean|mean-or-log|lower] [--verbose] [model.onnx …]
  *
  * --verbose prints each recipe pass's decision on stderr. --keep-test is quantize's (default 'mean'): the corpus is
- * where a test without a noise guard would show, its batch-1 models judging passes on 16 measuring samples.
+ * where a keep test's noise-level keeps show, its batch-1 models judging passes on 16 measuring samples.
  *
  * Prints a markdown table and writes bench-results/corpus-recipe-<time>.json.
  */

@@ -30,4 +30,4 @@ export function parseKeepTest(v: unknown, o: { hasRecipe: boolean; addRecipe: st
 
 /** --keep-test's help (quantize and zoo); `byDefault` says what judges without it. */
 export const keepTestHelp = (byDefault: string): string =>
-  `how a recipe judges each pass's change on calibration data: 'mean' (paired test on the per-sample power ratios), 'mean-or-log' (also the same test on their logs, for heavy-tailed per-sample errors such as super-resolution's) or 'lower' (kept when the mean is lower at all; the kept passes together must then pass the mean-or-log test against the plain rule, or the plain rule is returned; default ${byDefault})`;
+  `how a recipe judges each pass's change on calibration data: 'mean' (paired test on the per-sample power ratios), 'mean-or-log' (also the same test on their logs, for heavy-tailed per-sample errors such as super-resolution's) or 'lower' (kept when the mean is lower at all; the recipe returns its last state confirmed by the mean-or-log test against the one confirmed before, at first the plain rule; default ${byDefault})`;

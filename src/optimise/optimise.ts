@@ -99,6 +99,15 @@ export interface ChainPoint<S, R> {
   reference: R;
 }
 
+/** The 'lower' keep test's record of its last confirmed state (chainConfirmation, below). */
+export interface ChainConfirmation<S, R> {
+  /** A pass was kept, reaching `now`; `reports` = the reports so far, its own included. Returns the test against the
+   * last confirmed state (`kept`: it confirms the chain, unless `unconditional` confirmed it regardless). */
+  kept(now: ChainPoint<S, R>, reports: number, o?: { restart?: boolean; unconditional?: boolean }): ReturnType<typeof keepDecision>;
+  /** The state the recipe returns; the passes kept after it are marked undone in `reports`. */
+  settle(reports: PassReport[]): ChainPoint<S, R> & { undone: number };
+}
+
 /**
  * The 'lower' keep test's guard. Each pass is kept when its measuring mean falls at all, which keeps a change with no
  * real effect half the time; so a recipe under 'lower' also tracks its last *confirmed* state (at first the plain
@@ -114,18 +123,16 @@ export interface ChainPoint<S, R> {
  * A restart (weight rounding from the plain rule) drops the confirmed passes before it; a pass that changes what is
  * quantized (fallback) confirms unconditionally, as the plain rule is no alternative after it.
  */
-export function chainConfirmation<S, R>(start: ChainPoint<S, R>, outputs: readonly string[]) {
+export function chainConfirmation<S, R>(start: ChainPoint<S, R>, outputs: readonly string[]): ChainConfirmation<S, R> {
   let confirmed = { ...start, reports: 0 };
   return {
-    /** A pass was kept, reaching `now`; `reports` = the reports so far, its own included. */
-    kept(now: ChainPoint<S, R>, reports: number, o: { restart?: boolean; unconditional?: boolean } = {}): ReturnType<typeof keepDecision> {
+    kept(now, reports, o = {}) {
       if (o.restart) confirmed = { ...start, reports: 0 };
       const d = keepDecision(confirmed.errors, now.errors, outputs, 'mean-or-log');
       if (o.unconditional || d.kept) confirmed = { ...now, reports };
       return d;
     },
-    /** The state the recipe returns; the passes kept after it are marked undone in `reports`. */
-    settle(reports: PassReport[]): ChainPoint<S, R> & { undone: number } {
+    settle(reports) {
       const tail = reports.slice(confirmed.reports).filter((r) => r.kept);
       for (const rep of tail) Object.assign(rep, { kept: false, detail: `${rep.detail ? `${rep.detail}; ` : ''}undone: not confirmed (the passes kept since the last confirmed state were not significantly below it)` });
       return { ...confirmed, undone: tail.length };
