@@ -102,8 +102,9 @@ export interface ChainPoint<S, R> {
 /** The 'lower' keep test's record of its last confirmed state (chainConfirmation, below). */
 export interface ChainConfirmation<S, R> {
   /** A pass was kept, reaching `now`; `reports` = the reports so far, its own included. Returns the test against the
-   * last confirmed state (`kept`: it confirms the chain, unless `unconditional` confirmed it regardless). */
-  kept(now: ChainPoint<S, R>, reports: number, o?: { restart?: boolean; unconditional?: boolean }): ReturnType<typeof keepDecision>;
+   * last confirmed state and whether `now` is the confirmed state from here on (`confirms`: the test passed, or the
+   * pass was `unconditional`). */
+  kept(now: ChainPoint<S, R>, reports: number, o?: { restart?: boolean; unconditional?: boolean }): ReturnType<typeof keepDecision> & { confirms: boolean };
   /** The state the recipe returns; the passes kept after it are marked undone in `reports`. */
   settle(reports: PassReport[]): ChainPoint<S, R> & { undone: number };
 }
@@ -129,8 +130,9 @@ export function chainConfirmation<S, R>(start: ChainPoint<S, R>, outputs: readon
     kept(now, reports, o = {}) {
       if (o.restart) confirmed = { ...start, reports: 0 };
       const d = keepDecision(confirmed.errors, now.errors, outputs, 'mean-or-log');
-      if (o.unconditional || d.kept) confirmed = { ...now, reports };
-      return d;
+      const confirms = o.unconditional === true || d.kept;
+      if (confirms) confirmed = { ...now, reports };
+      return { ...d, confirms };
     },
     settle(reports) {
       const tail = reports.slice(confirmed.reports).filter((r) => r.kept);
@@ -227,7 +229,7 @@ export async function runRecipe(prepared: ModelProto, recipe: readonly PassSpec[
         ctx.reference = reference;
       }
       const c = confirmation?.kept({ state, errors, reference }, reports.length, { restart, unconditional });
-      if (c) ctx.log(`${pass.name}: ${c.kept || unconditional ? 'confirms the chain' : 'not yet confirmed'} (${pct(avg(errors))} against the last confirmed state ± ${pct(c.se)})`);
+      if (c) ctx.log(`${pass.name}: ${c.confirms ? 'confirms the chain' : 'not yet confirmed'} (${pct(avg(errors))} against the last confirmed state ± ${pct(c.se)})`);
     }
   }
   if (confirmation) {
