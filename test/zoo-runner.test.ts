@@ -274,6 +274,16 @@ test('a finished cell is reused only while it answers the cell asked for: the mo
   assert.deepEqual(await counts(o), [0, 2]);
   assert.deepEqual(await counts({ ...o, keepTest: 'mean-or-log' }), [1, 1]);
   assert.deepEqual(await counts(o), [1, 1]);
+  // 'lower' changed meaning when its recipes began to confirm their chain: a 'lower' cell that does not record the
+  // confirmation kept every pass whose mean fell, and is computed again; one that records it is reused.
+  assert.deepEqual(await counts({ ...o, keepTest: 'lower' }), [1, 1]);
+  assert.equal((JSON.parse(readFileSync(recipeCell, 'utf8')) as ZooRow).provenance!.chainConfirmed, true, "a 'lower' cell records the confirmation");
+  assert.deepEqual(await counts({ ...o, keepTest: 'lower' }), [0, 2]);
+  edit((c) => delete c.provenance!.chainConfirmed);
+  assert.deepEqual(await counts({ ...o, keepTest: 'lower' }), [1, 1]);
+  said(/not reused: its recipe's passes were judged by the 'lower' keep test before recipes under it confirmed their chain$/);
+  assert.deepEqual(await counts(o), [1, 1]);
+  assert.equal((JSON.parse(readFileSync(recipeCell, 'utf8')) as ZooRow).provenance!.chainConfirmed, undefined, "only a 'lower' cell records it");
   // Another run option: both cells computed again, and the log says why.
   assert.deepEqual(await counts({ ...o, analyseSamples: 20 }), [2, 0]);
   said(/^tiny3 · onnxquant-int8-pot: the cell in .* is not reused: it was run with --analyse-samples \(none\) \(now 20\)$/);

@@ -50,6 +50,8 @@ export function staleReason(cell: ZooRow, want: CellExpectation): string | undef
   // it was judged by the mean test, the only one then.
   const keptBy = p.keepTest ?? 'mean';
   if (want.recipe.length && keptBy !== want.keepTest) return `its recipe's passes were judged by the '${keptBy}' keep test then (now '${want.keepTest}')`;
+  // 'lower' kept every pass whose mean fell until its recipes returned their last confirmed state (1fd4149).
+  if (want.recipe.length && keptBy === 'lower' && !p.chainConfirmed) return "its recipe's passes were judged by the 'lower' keep test before recipes under it confirmed their chain";
   if (canonical(p.ruleDefinition ?? null) !== canonical(want.ruleDefinition ?? null)) return 'its rule was defined differently then';
   if (p.settings) {
     for (const k of Object.keys(SETTING_FLAGS) as (keyof CellSettings)[]) {

@@ -42,6 +42,9 @@ export interface Provenance {
   seed?: number;
   /** With a recipe: how it judged each pass's change (keepTestFor). */
   keepTest?: KeepTest;
+  /** With keep test 'lower': the recipe returned its last confirmed state (optimise.ts chainConfirmation). Absent
+   * from 'lower' cells computed before the guard existed, which kept every pass whose mean fell. */
+  chainConfirmed?: true;
   /** The whole rule, for a rule that is not one of the OnnxQuant rules (a rule file). */
   ruleDefinition?: QuantRule;
   /** With a recipe: its passes as run. A recipe's definition can change between versions (`best` has), and a cell

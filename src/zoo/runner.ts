@@ -456,7 +456,7 @@ async function runModel(entry: ZooEntry, todo: Cell[], o: ZooOptions, ctx: RunCt
         analysis: { samples: analysed, batchSize: abs },
       },
       ...(seed !== undefined ? { seed } : {}),
-      ...(recipe !== 'none' ? { keepTest, recipe: getRecipe(recipe) } : {}),
+      ...(recipe !== 'none' ? { keepTest, ...(keepTest === 'lower' ? { chainConfirmed: true as const } : {}), recipe: getRecipe(recipe) } : {}),
       // A rule from a file is recorded whole: its name alone would not reproduce the cell.
       ...(o.customRules?.has(ruleName) ? { ruleDefinition: rule } : {}),
       settings: ctx.settingsFor(c.rule),
