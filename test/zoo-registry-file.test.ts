@@ -189,3 +189,21 @@ test('zoo: a cell that fails is an error row in the tables, and the exit status 
   const rows = (JSON.parse(readFileSync(join(out, 'results.json'), 'utf8')) as { rows: { model: string; status: string; reason?: string }[] }).rows;
   assert.deepEqual(rows.map((x) => [x.model, x.status, x.reason]), [['wrong-classes', 'error', 'logits length 10 is not a multiple of numClasses 1000']]);
 });
+
+test('bench/cifar10-full-test.json restates the built-in CIFAR-10 entries with the whole test split', () => {
+  // Its paths are taken from bench/, so ../../shared is the checkout's ../shared; only the parse needs no files.
+  const file = new URL('../bench/cifar10-full-test.json', import.meta.url).pathname;
+  const entries = loadZooEntries(file);
+  const root = join(dirname(file), '../../shared/quantzoo');
+  assert.deepEqual(entries.map((e) => e.id), ['resnet20_cifar10', 'mobilenet_v2_cifar10', 'mobilenet_v3_small_cifar10', 'vit_tiny_cifar10_opset17'].map((id) => `${id}-full-test`));
+  for (const e of entries) {
+    const builtIn = REGISTRY.find((b) => `${b.id}-full-test` === e.id)!;
+    assert.equal(e.file, join(root, 'Model', builtIn.file), `${e.id}: the built-in model file`);
+    assert.deepEqual([e.input, e.preprocess, e.task, e.outputs], [builtIn.input, builtIn.preprocess, builtIn.task, builtIn.outputs], `${e.id}: input, preprocessing and task as built in`);
+    const dir = (s: typeof e.data.test) => (s.kind === 'image-folder' ? relative(join(root, 'Data'), s.dir) : s.kind);
+    assert.deepEqual({ ...e.data.calibration, dir: dir(e.data.calibration) }, builtIn.data.calibration, `${e.id}: the built-in calibration split`);
+    const { limitPerClass, ...wholeTest } = builtIn.data.test as Extract<typeof builtIn.data.test, { kind: 'image-folder' }>;
+    assert.equal(limitPerClass, 300, `${e.id}: the built-in test split is the first 300 images per class`);
+    assert.deepEqual({ ...e.data.test, dir: dir(e.data.test) }, wholeTest, `${e.id}: the same test folder, every image`);
+  }
+});
