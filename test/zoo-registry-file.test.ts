@@ -10,6 +10,7 @@ import { cli } from './helpers/cli.ts';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseZooEntries, loadZooEntries } from '../src/zoo/registry-file.ts';
 import { PREPROCESS_PRESETS } from '../src/zoo/data/presets.ts';
 import { REGISTRY } from '../src/zoo/registry.ts';
@@ -191,8 +192,9 @@ test('zoo: a cell that fails is an error row in the tables, and the exit status 
 });
 
 test('bench/cifar10-full-test.json restates the built-in CIFAR-10 entries with the whole test split', () => {
-  // Its paths are taken from bench/, so ../../shared is the checkout's ../shared; only the parse needs no files.
-  const file = new URL('../bench/cifar10-full-test.json', import.meta.url).pathname;
+  // Its paths are relative to bench/ (../../shared is the checkout's ../shared); parsing reads no model or image, so
+  // this runs without ../shared.
+  const file = fileURLToPath(new URL('../bench/cifar10-full-test.json', import.meta.url));
   const entries = loadZooEntries(file);
   const root = join(dirname(file), '../../shared/quantzoo');
   assert.deepEqual(entries.map((e) => e.id), ['resnet20_cifar10', 'mobilenet_v2_cifar10', 'mobilenet_v3_small_cifar10', 'vit_tiny_cifar10_opset17'].map((id) => `${id}-full-test`));
